@@ -1,0 +1,45 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+setup(
+    name="contact-appliance",
+    version="0.1.0",
+    description="On-premise contact-center appliance: web app, operator and vendor tooling",
+    python_requires=">=3.11",
+    packages=find_packages(include=["appliance", "appliance.*", "webapp", "webapp.*"]),
+    include_package_data=True,
+    package_data={
+        "webapp": ["templates/*.html", "templates/*/*.html", "static/*"],
+        "appliance": ["trust/*.pub", "data/*"],
+    },
+    install_requires=[
+        "Flask>=3.0",
+        "Flask-WTF>=1.2",
+        "peewee>=3.17",
+        "cryptography>=42",
+        "click>=8.1",
+        "waitress>=3.0",
+        "argon2-cffi>=23.1",
+        "PyYAML>=6.0",
+        "requests>=2.31",
+    ],
+    extras_require={
+        "postgres": ["psycopg2-binary>=2.9"],
+        "production": ["gunicorn>=22", "psycopg2-binary>=2.9"],
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "psycopg2-binary>=2.9",
+            "gunicorn>=22",
+            "ruff>=0.5",
+            "wheel",
+            "selenium>=4.20",
+        ],
+        "lab": ["ansible>=10", "ansible-lint>=24"],
+    },
+    # sizing/*.yml are read by Ansible from the repository and by appliance/sizing.py
+    # from here once installed: shipped as-is, never copied into the package.
+    data_files=[("share/contact-appliance/sizing", sorted(glob("sizing/*.yml")))],
+    entry_points={"console_scripts": ["appliance=appliance.cli:main"]},
+)

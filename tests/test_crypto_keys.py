@@ -1,0 +1,183 @@
+"""Master key: creation, sources, wrong/missing key refused, recovery kit, master rotation."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import stat
+
+import pytest
+
+from tests.crypto_support import TContact, make_instance, open_instance
+from webapp.crypto import (
+    MasterKeyError,
+    ensure_master_key,
+    key_file_path,
+    load_master_key,
+    master,
+)
+from webapp.crypto.master import (
+    encode_key_file,
+    export_recovery_kit,
+    generate_key,
+    open_recovery_kit,
+)
+from webapp.crypto.rotation import rotate_master
+from webapp.crypto.tables import CryptoMaster, TenantKey
+from webapp.db import database_proxy
+
+
+@pytest.fixture(autouse=True)
+def cheap_scrypt(monkeypatch):
+    monkeypatch.setattr(master, "SCRYPT_N", 2**12)
+
+
+def _db_files(instance):
+    db = instance.home / "appliance.db"
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in (db, db.with_name("appliance.db-wal")) if p.exists()}
+
+
+def test_ensure_master_key_creates_once_with_0600(tmp_path):
+    instance = make_instance(tmp_path / "h", create_key=False)
+    path = key_file_path(instance)
+    assert ensure_master_key(instance) is True
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    before = path.read_bytes()
+    assert ensure_master_key(instance) is False
+    assert path.read_bytes() == before
+    assert len(load_master_key(instance).key) == 32
+
+
+def test_missing_key_file_is_a_clear_error(tmp_path):
+    instance = make_instance(tmp_path / "h", create_key=False)
+    with pytest.raises(MasterKeyError) as err:
+        open_instance(instance)
+    msg = str(err.value)
+    assert str(key_file_path(instance)) in msg and "init" in msg and "import-recovery" in msg
+
+
+def test_group_readable_key_file_refused(tmp_path):
+    instance = make_instance(tmp_path / "h")
+    os.chmod(key_file_path(instance), 0o640)
+    with pytest.raises(MasterKeyError, match="chmod 600"):
+        load_master_key(instance)
+
+
+def test_wrong_master_key_refused_and_nothing_written(tmp_path):
+    instance = make_instance(tmp_path / "h")
+    open_instance(instance)
+    TContact.create(tenant=1, name="Alice", phone="+44 20 7946 0000")
+    database_proxy.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    database_proxy.close()
+    recorded = CryptoMaster.select().get().master_key_id
+    database_proxy.close()
+    before = _db_files(instance)
+    key_file_path(instance).write_bytes(encode_key_file(generate_key()))
+    with pytest.raises(MasterKeyError) as err:
+        open_instance(instance)
+    msg = str(err.value)
+    assert str(key_file_path(instance)) in msg and recorded in msg and "Nothing was read or written" in msg
+    database_proxy.close()
+    assert _db_files(instance) == before
+
+
+def test_wrapped_keys_are_bound_to_their_row(tmp_path):
+    instance = make_instance(tmp_path / "h")
+    kr = open_instance(instance)
+    a, b = kr.active(1), kr.active(2)
+    wa = TenantKey.get(TenantKey.key_id == a.key_id).wrapped
+    TenantKey.update(wrapped=wa).where(TenantKey.key_id == b.key_id).execute()
+    fresh = open_instance(instance)
+    with pytest.raises(MasterKeyError, match="cannot be unwrapped"):
+        fresh.get(b.key_id)
+
+
+def test_env_key_source(tmp_path, monkeypatch):
+    instance = make_instance(tmp_path / "h", create_key=False)
+    key = generate_key()
+    monkeypatch.setenv("APPLIANCE_MASTER_KEY", base64.b64encode(key).decode())
+    assert ensure_master_key(instance) is False
+    assert not key_file_path(instance).exists()
+    kr = open_instance(instance)
+    assert kr.master.key == key and kr.master.source == "env"
+    TContact.create(tenant=1, name="x")
+    monkeypatch.setenv("APPLIANCE_MASTER_KEY", base64.b64encode(generate_key()).decode())
+    with pytest.raises(MasterKeyError, match="APPLIANCE_MASTER_KEY"):
+        open_instance(instance)
+
+
+def test_passphrase_source(tmp_path, monkeypatch):
+    instance = make_instance(tmp_path / "h", {"master_key_source": "passphrase"}, create_key=False)
+    assert ensure_master_key(instance) is True  # the salt file
+    with pytest.raises(MasterKeyError, match="APPLIANCE_MASTER_PASSPHRASE"):
+        load_master_key(instance)
+    monkeypatch.setenv("APPLIANCE_MASTER_PASSPHRASE", "correct horse battery staple")
+    open_instance(instance)
+    c = TContact.create(tenant=1, name="Alice")
+    monkeypatch.setenv("APPLIANCE_MASTER_PASSPHRASE", "wrong horse battery staple")
+    with pytest.raises(MasterKeyError):
+        open_instance(instance)
+    monkeypatch.setenv("APPLIANCE_MASTER_PASSPHRASE", "correct horse battery staple")
+    open_instance(instance)
+    assert TContact.get_by_id(c.id).name == "Alice"
+
+
+def test_recovery_kit_round_trip(tmp_path):
+    instance = make_instance(tmp_path / "h")
+    key = load_master_key(instance)
+    kit = export_recovery_kit(key, "a long recovery passphrase", label="site A")
+    assert "BEGIN APPLIANCE MASTER KEY RECOVERY KIT" in kit and key.key_id in kit
+    assert base64.b64encode(key.key).decode() not in kit
+    assert open_recovery_kit(kit, "a long recovery passphrase") == key.key
+    with pytest.raises(MasterKeyError, match="passphrase"):
+        open_recovery_kit(kit, "the wrong passphrase!!")
+    edited = kit.replace("site A", "site B")
+    with pytest.raises(MasterKeyError):
+        open_recovery_kit(edited, "a long recovery passphrase")
+    with pytest.raises(ValueError):
+        export_recovery_kit(key, "short")
+
+
+def test_rotate_master_rewraps_and_old_key_is_refused(tmp_path):
+    instance = make_instance(tmp_path / "h")
+    kr = open_instance(instance)
+    c = TContact.create(tenant=1, name="Alice", email="a@example.com")
+    TContact.create(tenant=2, name="Bob")
+    old_key = kr.master
+    wrapped_before = {k.key_id: bytes(k.wrapped) for k in TenantKey.select()}
+    new = rotate_master(instance, keyring=kr)
+    assert new.key_id != old_key.key_id
+    assert CryptoMaster.get().master_key_id == new.key_id
+    assert all(bytes(k.wrapped) != wrapped_before[k.key_id] for k in TenantKey.select())
+    retired = instance.home / "keys" / "retired" / f"master-{old_key.key_id}.key"
+    assert retired.exists() and stat.S_IMODE(retired.stat().st_mode) == 0o600
+    assert not (instance.home / "keys" / "master.key.new").exists()
+    fresh = open_instance(instance)
+    assert fresh.master.key_id == new.key_id
+    assert TContact.get_by_id(c.id).name == "Alice"
+    key_file_path(instance).write_bytes(encode_key_file(old_key.key))
+    with pytest.raises(MasterKeyError):
+        open_instance(instance)
+
+
+def test_interrupted_master_rotation_heals_at_next_start(tmp_path, monkeypatch):
+    from webapp.crypto import rotation
+
+    instance = make_instance(tmp_path / "h")
+    kr = open_instance(instance)
+    c = TContact.create(tenant=1, name="Alice")
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt("power cut after commit")
+
+    monkeypatch.setattr(rotation, "_promote", crash)
+    with pytest.raises(KeyboardInterrupt):
+        rotate_master(instance, keyring=kr)
+    monkeypatch.undo()
+    assert (instance.home / "keys" / "master.key.new").exists()
+    fresh = open_instance(instance)
+    assert fresh.master.key_id == CryptoMaster.get().master_key_id
+    assert TContact.get_by_id(c.id).name == "Alice"
+    assert not (instance.home / "keys" / "master.key.new").exists()

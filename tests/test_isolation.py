@@ -1,0 +1,183 @@
+"""The tenant isolation matrix.
+
+Every URL rule of the app is enumerated. Each needs a rule here (UI) or an ``@spec``
+(API), so a new route without one fails this test. For every rule, every principal
+(a user or token of each role in each tenant of the tree) and every target tenant:
+
+- a principal that does not reach the target tenant gets 404 (403 is accepted too),
+  siblings included; shared objects of an ancestor are readable (GET) from below;
+- a principal that reaches it (its own tenant or a descendant: rights flow up) with a
+  role below the rule's minimum gets 403;
+- one with enough role is let through (any answer but 401/403/404).
+
+Mutating requests are sent with an empty body, so a principal that is let through is
+stopped by validation and nothing changes; DELETEs are only sent where they must fail.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import ROLES, TREE, login
+from webapp.models.tenancy import role_rank
+
+PUBLIC = {
+    "static",
+    "auth.login",
+    "auth.logout",
+    "api.openapi",
+}
+# Routes that need a login but no tenant: (minimum role anywhere, sample path).
+UNSCOPED = {"auth.home", "auth.switch"}
+
+# Which world object a URL argument names.
+ARG_OBJECT = {
+    "conversation_id": "conversation",
+    "contact_id": "contact",
+    "channel_id": "channel",
+    "article_id": "article",
+    "canned_id": "canned",
+    "member_id": "member",
+    "token_id": "token",
+    "team_id": "team",
+    "message_id": "message",
+}
+
+# UI endpoints: minimum role in the tenant of the URL's object. Keep in step with webapp/views.
+UI_RULES: dict[str, str] = {}
+# UI GET endpoints that may read a parent's shared object (arg name -> shared object kind).
+UI_SHARED_READ: dict[str, str] = {}
+API_SHARED_READ = {"api.get_channel": "shared_channel", "api.get_article": "shared_article"}
+
+
+def _reach(principal_key: str, target_key: str) -> bool:
+    """Does a membership at principal_key reach target_key (itself or a descendant)?"""
+    node = target_key
+    while node is not None:
+        if node == principal_key:
+            return True
+        node = TREE[node]
+    return False
+
+
+def _below(principal_key: str, owner_key: str) -> bool:
+    return principal_key != owner_key and _reach(owner_key, principal_key)
+
+
+def _url(rule, world, target_key, shared_kind=None):
+    values = {}
+    for arg in rule.arguments:
+        if arg == "tenant_id":
+            values[arg] = world.tenants[target_key].id
+        else:
+            kind = ARG_OBJECT[arg]
+            if shared_kind and ARG_OBJECT[arg] in shared_kind:
+                kind = shared_kind
+            values[arg] = world.objects[target_key][kind].id
+    path = rule.rule
+    for arg, value in values.items():
+        path = path.replace(f"<id:{arg}>", str(value)).replace(f"<int:{arg}>", str(value))
+    return path
+
+
+def _rules(app):
+    return [r for r in app.url_map.iter_rules()]
+
+
+def test_every_route_has_a_rule(app):
+    missing = []
+    for rule in _rules(app):
+        endpoint = rule.endpoint
+        if endpoint in PUBLIC or endpoint in UNSCOPED or endpoint.startswith("public."):
+            continue
+        if endpoint.startswith("api."):
+            if getattr(app.view_functions[endpoint], "api_spec", None) is None:
+                missing.append(endpoint)
+        elif endpoint not in UI_RULES:
+            missing.append(endpoint)
+        for arg in rule.arguments:
+            if arg != "tenant_id" and arg not in ARG_OBJECT and arg not in ("key", "filename"):
+                missing.append(f"{endpoint}: argument {arg}")
+    assert not missing, f"routes without an isolation rule: {missing}"
+
+
+def _expected(min_role, principal_key, role, target_key, shared_read):
+    if _reach(principal_key, target_key):
+        return "allow" if role_rank(role) >= role_rank(min_role) else "forbid"
+    if shared_read and _below(principal_key, target_key):
+        return "allow"
+    return "hide"
+
+
+def _check(status, expected, context):
+    if expected == "allow":
+        assert status not in (401, 403, 404), f"{context}: expected access, got {status}"
+    elif expected == "forbid":
+        assert status == 403, f"{context}: expected 403, got {status}"
+    else:
+        assert status in (403, 404), f"{context}: expected 404, got {status}"
+
+
+def test_api_matrix(app, client, world):
+    checked = 0
+    for rule in _rules(app):
+        if not rule.endpoint.startswith("api.") or rule.endpoint == "api.openapi":
+            continue
+        spec = app.view_functions[rule.endpoint].api_spec
+        scoped = bool(rule.arguments)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            for principal_key in TREE:
+                for role in ROLES:
+                    headers = world.headers(principal_key, role)
+                    targets = TREE if scoped else [principal_key]
+                    for target_key in targets:
+                        shared_kind = API_SHARED_READ.get(rule.endpoint) if method == "GET" else None
+                        variants = [None, shared_kind] if shared_kind else [None]
+                        for variant in variants:
+                            expected = _expected(spec["role"], principal_key, role, target_key, variant is not None)
+                            if method == "DELETE" and expected == "allow":
+                                continue
+                            path = _url(rule, world, target_key, variant)
+                            resp = client.open(path, method=method, headers=headers,
+                                               json={} if method in ("POST", "PATCH", "PUT") else None)
+                            _check(resp.status_code, expected,
+                                   f"{method} {rule.endpoint} as {role}@{principal_key} on {target_key}"
+                                   f"{' (shared)' if variant else ''}")
+                            checked += 1
+    assert checked > 1000
+
+
+def test_api_needs_a_token(app, client, world):
+    for rule in _rules(app):
+        if not rule.endpoint.startswith("api.") or rule.endpoint == "api.openapi":
+            continue
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            path = _url(rule, world, "A")
+            assert client.open(path, method=method).status_code == 401, rule.endpoint
+            bad = {"Authorization": "Bearer apl_0000_not-a-token"}
+            assert client.open(path, method=method, headers=bad).status_code == 401, rule.endpoint
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_ui_matrix(app, world, role):
+    app.config["WTF_CSRF_ENABLED"] = False  # CSRF has its own tests; here only access counts
+    checked = 0
+    for principal_key in TREE:
+        client = app.test_client()
+        assert login(client, world.email(principal_key, role)).status_code == 302
+        for rule in _rules(app):
+            if rule.endpoint not in UI_RULES:
+                continue
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                for target_key in TREE:
+                    shared_kind = UI_SHARED_READ.get(rule.endpoint) if method == "GET" else None
+                    for variant in [None, shared_kind] if shared_kind else [None]:
+                        expected = _expected(UI_RULES[rule.endpoint], principal_key, role, target_key,
+                                             variant is not None)
+                        if method != "GET" and expected == "allow":
+                            continue  # a form POST that is let through would change data
+                        resp = client.open(_url(rule, world, target_key, variant), method=method, data={})
+                        _check(resp.status_code, expected,
+                               f"{method} {rule.endpoint} as {role}@{principal_key} on {target_key}")
+                        checked += 1
+    assert checked > 0 or not UI_RULES

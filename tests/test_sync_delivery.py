@@ -1,0 +1,295 @@
+"""Reports reach a real receiver on 127.0.0.1 exactly once, whatever goes wrong on the way."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+
+import pytest
+from click.testing import CliRunner
+
+from appliance.identity import load_identity
+from tests.sync_support import Clock, Receiver, ReceiverProcess, free_port
+
+
+@pytest.fixture
+def db_url():
+    """SQLite here; the multi-host test below also runs on PostgreSQL explicitly."""
+    return "sqlite:///appliance.db"
+
+
+@pytest.fixture
+def receiver(tmp_path):
+    r = Receiver(tmp_path / "vendor.db")
+    yield r
+    r.stop()
+
+
+@dataclass
+class Site:
+    instance: object
+    identity: object
+    clock: Clock
+    database: object
+
+
+def make_site(app, vendor_url, **sync_settings) -> Site:
+    from webapp.sync import service
+
+    instance = app.extensions["appliance_instance"]
+    settings = {"connect_timeout": 1, "read_timeout": 2, "backoff_base": 60, "backoff_max": 3600}
+    settings.update(sync_settings, vendor_url=vendor_url)
+    instance.settings["sync"].update(settings)
+    service.set_enabled(instance, True, via="test")
+    return Site(instance, load_identity(instance), Clock(), app.extensions["database"])
+
+
+def queue_days(site: Site, n: int) -> list[str]:
+    from webapp.sync import service
+
+    today = site.clock.now.date()
+    ids = []
+    for k in range(n, 0, -1):
+        day = today - dt.timedelta(days=k)
+        assert service.enqueue_day(site.instance, day, identity=site.identity, now=site.clock.now)
+    from webapp.models.sync import SyncOutbox
+
+    ids = [r.report_id for r in SyncOutbox.select().order_by(SyncOutbox.report_day)]
+    assert len(ids) == n
+    return ids
+
+
+def queue_days_before(site: Site, n: int, before: int) -> list[str]:
+    """Queue ``n`` more days ending just before the ``before`` days already queued."""
+    from webapp.models.sync import SyncOutbox
+    from webapp.sync import service
+
+    today = site.clock.now.date()
+    days = [today - dt.timedelta(days=before + k) for k in range(n, 0, -1)]
+    for day in days:
+        assert service.enqueue_day(site.instance, day, identity=site.identity, now=site.clock.now)
+    return [r.report_id for r in SyncOutbox.select().where(SyncOutbox.report_day.in_(days))]
+
+
+def run(site: Site):
+    from webapp.sync import service
+
+    return service.run_once(site.instance, clock=site.clock)
+
+
+def outbox_states() -> dict:
+    from webapp.models.sync import SyncOutbox
+
+    out = {}
+    for row in SyncOutbox.select():
+        out[row.state] = out.get(row.state, 0) + 1
+    return out
+
+
+def stored_ids(receiver: Receiver) -> list[str]:
+    from appliance.vendor_sync.models import Report
+
+    return receiver.query(lambda: [r.report_id for r in Report.select(Report.report_id)])
+
+
+def test_reports_arrive_exactly_once_despite_500s_lost_answers_and_timeouts(app, receiver):
+    site = make_site(app, receiver.url)
+    expected = queue_days(site, 40)  # two batches: 31 + 9
+    receiver.front.faults = ["500", "lost", ("slow", 3), "500"]
+    for _ in range(10):
+        result = run(site)
+        if outbox_states() == {"sent": 40}:
+            break
+        assert result.status == "retry"
+        site.clock.advance(hours=2)
+    assert outbox_states() == {"sent": 40}
+    stored = stored_ids(receiver)
+    assert sorted(stored) == sorted(expected)  # nothing lost, nothing twice
+
+    posts = receiver.front.posts()
+    keys_by_batch: dict = {}
+    for post in posts:
+        body = json.loads(post.body)
+        ids = tuple(sorted(r["report"]["report_id"] for r in body["reports"]))
+        keys_by_batch.setdefault(ids, set()).add(post.key)
+    # The first batch was tried five times, always under one idempotency key.
+    assert sorted(len(ids) for ids in keys_by_batch) == [9, 31]
+    assert all(len(keys) == 1 for keys in keys_by_batch.values())
+    assert len(posts) == 6  # 4 faults + 2 successes: one request per batch, not per report
+
+
+def test_connection_refused_keeps_everything_for_later(app, receiver):
+    closed = f"http://127.0.0.1:{free_port()}"
+    site = make_site(app, closed)
+    expected = queue_days(site, 3)
+    result = run(site)
+    assert result.status == "retry"
+    from webapp.models.sync import SyncOutbox
+
+    rows = list(SyncOutbox.select())
+    assert {r.state for r in rows} == {"pending"}
+    assert all(r.attempts == 1 and "cannot reach" in r.last_error for r in rows)
+    first_retry = rows[0].next_attempt_at
+    assert dt.timedelta(seconds=30) <= first_retry - site.clock.now <= dt.timedelta(seconds=60)
+
+    # Not due yet: nothing is sent even though the vendor is back.
+    site.instance.settings["sync"]["vendor_url"] = receiver.url
+    assert run(site).status == "idle"
+    assert receiver.front.posts() == []
+    site.clock.advance(minutes=2)
+    assert run(site).status == "sent"
+    assert sorted(stored_ids(receiver)) == sorted(expected)
+
+
+@pytest.fixture
+def processes():
+    started = []
+    yield started
+    for proc in started:
+        proc.kill()
+
+
+def test_receiver_killed_mid_batch_loses_and_duplicates_nothing(app, tmp_path, processes):
+    from appliance.cli import main
+
+    vendor_db = tmp_path / "vendor-proc.db"
+    pub = tmp_path / "installation.pub"
+    instance = app.extensions["appliance_instance"]
+    identity = load_identity(instance)
+    pub.write_text(identity.public_key_pem())
+    registered = CliRunner().invoke(
+        main,
+        ["vendor", "register-installation", "--db", str(vendor_db), "--id", identity.installation_id,
+         "--public-key", str(pub), "--label", "Test site"],
+    )
+    assert registered.exit_code == 0, registered.output
+
+    port = free_port()
+    slow = ReceiverProcess(vendor_db, port, slow=True)
+    processes.append(slow)
+    slow.start()
+    site = make_site(app, slow.url, read_timeout=30)
+    expected = queue_days(site, 5)
+    results = []
+
+    def send():
+        with site.database.connection_context():
+            results.append(run(site))
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        slow.wait_for("STORED-FIRST-OF-BATCH")  # one report written, transaction still open
+        slow.kill()
+    finally:
+        sender.join(40)
+        slow.kill()
+    assert results and results[0].status == "retry"
+    with sqlite3.connect(vendor_db) as con:
+        assert con.execute("SELECT COUNT(*) FROM report").fetchone()[0] == 0  # rolled back
+
+    again = ReceiverProcess(vendor_db, port)
+    processes.append(again)
+    again.start()
+    try:
+        site.clock.advance(hours=1)
+        assert run(site).status == "sent"
+        assert run(site).status == "idle"
+    finally:
+        again.kill()
+    with sqlite3.connect(vendor_db) as con:
+        ids = [r[0] for r in con.execute("SELECT report_id FROM report")]
+    assert sorted(ids) == sorted(expected)
+    assert outbox_states() == {"sent": 5}
+
+
+def test_a_day_is_queued_once(app, receiver):
+    from webapp.models.sync import SyncOutbox
+    from webapp.sync import service
+
+    site = make_site(app, receiver.url)
+    yesterday = site.clock.now.date() - dt.timedelta(days=1)
+    assert service.enqueue_day(site.instance, yesterday, now=site.clock.now) is True
+    assert service.enqueue_day(site.instance, yesterday, now=site.clock.now) is False
+    run(site)
+    run(site)
+    site.clock.advance(hours=3)
+    run(site)
+    assert SyncOutbox.select().where(SyncOutbox.report_day == yesterday).count() == 1
+    assert len(stored_ids(receiver)) == 1
+
+
+def test_daily_request_cap_holds_under_a_vendor_outage(app, receiver):
+    """A day of worker rounds every minute against a failing vendor: at most the cap."""
+    site = make_site(app, receiver.url, max_requests_per_day=24, backoff_base=1, backoff_max=2)
+    queue_days(site, 3)
+    receiver.front.faults = ["500"] * 10_000
+    site.clock.now = site.clock.now.replace(hour=0, minute=0, second=0)
+    for _ in range(24 * 60):
+        run(site)
+        site.clock.advance(minutes=1)
+    assert len(receiver.front.posts()) == 24
+    assert outbox_states() == {"pending": 3}  # kept, to be tried tomorrow
+    # The next day has a fresh budget, and the reports still go out once.
+    receiver.front.faults = []
+    site.clock.advance(minutes=5)
+    assert run(site).status == "sent"
+    assert len(stored_ids(receiver)) == 4  # the three queued + the day enqueue_due added
+
+
+def test_a_backlog_goes_out_in_a_few_batches(app, receiver):
+    site = make_site(app, receiver.url)
+    queue_days(site, 200)
+    for _ in range(3):
+        run(site)  # four batches per worker round
+    assert outbox_states() == {"sent": 200}
+    assert len(receiver.front.posts()) == 7  # ceil(200 / 31)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_two_hosts_send_a_batch_once(backend, tmp_path, receiver, request):
+    """Two workers (threads with their own connections) race for the same outbox."""
+    from tests.conftest import make_instance
+    from webapp import create_app
+
+    url = "sqlite:///appliance.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    instance = make_instance(tmp_path / f"home-{backend}", url)
+    app = create_app(instance=instance)
+    database = app.extensions["database"]
+    with database.connection_context():
+        site = make_site(app, receiver.url)
+        receiver.register(site.identity)
+        # A first, uncontended send: the day's counter row exists, as in steady state.
+        expected = queue_days(site, 1)
+        assert run(site).status == "sent"
+        expected += queue_days_before(site, 10, before=1)
+    receiver.front.faults = [("slow", 1.0)] * 4  # both hosts are in flight at the same time
+    barrier = threading.Barrier(2)
+    results = []
+
+    def host():
+        with database.connection_context():
+            barrier.wait()
+            results.append(run(site))
+
+    threads = [threading.Thread(target=host) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(r.requests for r in results) == [0, 1]
+    assert len(receiver.front.posts()) == 2  # the warm-up and one batch
+    assert sorted(stored_ids(receiver)) == sorted(expected)
+    with database.connection_context():
+        assert outbox_states() == {"sent": 11}
+
+
+@pytest.fixture(autouse=True)
+def _register(request, receiver):
+    """Most tests want the site registered at the receiver; do it once the app exists."""
+    if "app" in request.fixturenames:
+        app = request.getfixturevalue("app")
+        receiver.register(load_identity(app.extensions["appliance_instance"]))

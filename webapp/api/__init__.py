@@ -1,0 +1,76 @@
+"""The JSON API under /api/v1: per-tenant bearer tokens, strict bodies, OpenAPI."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from flask import Blueprint, abort, current_app, g, jsonify, request
+
+from webapp.access import Principal
+from webapp.models.base import utcnow
+from webapp.models.tenancy import ApiToken, Tenant
+from webapp.services import ServiceError
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+TOKEN_PREFIX = "apl_"
+
+
+def new_token() -> tuple[str, str, str]:
+    """(token shown once, its display prefix, its sha256 stored in the database)."""
+    prefix = secrets.token_hex(4)
+    token = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    return token, prefix, hash_token(token)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@api.before_request
+def _authenticate():
+    if request.endpoint == "api.openapi":
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+        abort(401, description="Send an API token as 'Authorization: Bearer apl_...' (tenant admins create them).")
+    row = ApiToken.get_or_none(ApiToken.token_hash == hash_token(token.strip()))
+    if row is None or row.revoked:
+        abort(401, description="This API token is unknown or revoked.")
+    tenant = Tenant.get_by_id(row.tenant_id)
+    if not tenant.is_active:
+        abort(401, description="This API token's tenant is deactivated.")
+    now = utcnow()
+    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
+        ApiToken.update(last_used_at=now).where(ApiToken.id == row.id).execute()
+    g.token = row
+    g.principal = Principal.for_token(row)
+    g.user = None
+    _require_api_program(tenant)
+    return None
+
+
+def _require_api_program(tenant):
+    try:
+        from webapp import licensing
+    except ImportError:
+        return
+    if hasattr(licensing, "require_program"):
+        licensing.require_program(tenant, "api")
+
+
+@api.errorhandler(ServiceError)
+def _service_error(exc: ServiceError):
+    return jsonify(error="Request refused", message=str(exc), status=exc.status), exc.status
+
+
+@api.route("/openapi.json")
+def openapi():
+    from webapp.api.schema import openapi_document
+
+    return jsonify(openapi_document(current_app))
+
+
+from webapp.api import routes  # noqa: E402,F401  (routes attach themselves to the blueprint)

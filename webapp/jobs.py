@@ -1,0 +1,31 @@
+"""Background jobs run by ``appliance worker``: each is ``job(app)``, idempotent, and
+safe to run on several hosts at once (they take database row locks where it matters)."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("webapp.jobs")
+
+JOBS: list = []  # features append their job callables here
+
+
+def run_round(app) -> list[tuple[str, str]]:
+    """Run every job once; a failing job is reported and does not stop the others."""
+    failures = []
+    database = app.extensions["database"]
+    for job in JOBS:
+        with app.app_context():
+            try:
+                with database.connection_context():
+                    job(app)
+            except Exception as exc:  # keep the worker alive; the next round retries
+                log.exception("job %s failed", job.__name__)
+                failures.append((job.__name__, f"{type(exc).__name__}: {exc}"))
+    return failures
+
+
+# issue 6: daily usage reports to the vendor (does nothing while sync is off)
+from webapp.sync.service import sync_job  # noqa: E402
+
+JOBS.append(sync_job)

@@ -1,0 +1,50 @@
+"""All models; ``ALL_MODELS`` is what migrations and tests create, in dependency order."""
+
+from webapp.models.audit import AuditEvent
+from webapp.models.contact_center import (
+    Article,
+    Attachment,
+    CannedAnswer,
+    Channel,
+    Contact,
+    Conversation,
+    Message,
+    Team,
+    TeamMember,
+)
+from webapp.models.tenancy import ApiToken, LoginAttempt, Membership, Tenant, User
+
+ALL_MODELS = [
+    Tenant,
+    User,
+    Membership,
+    ApiToken,
+    LoginAttempt,
+    Team,
+    TeamMember,
+    Channel,
+    Contact,
+    Conversation,
+    Message,
+    Attachment,
+    CannedAnswer,
+    Article,
+    AuditEvent,
+]
+
+# issue 4: licences and program assignments
+from webapp.models.licensing import (  # noqa: F401
+    LICENSING_MODELS,
+    InstalledLicence,
+    LicenceClock,
+    TenantProgram,
+)
+
+ALL_MODELS += LICENSING_MODELS
+
+# issue 6: sync to the vendor (outbox, state rows, daily request counter)
+from webapp.models.sync import SyncOutbox, SyncRequestDay, SyncState  # noqa: E402
+
+ALL_MODELS += [SyncOutbox, SyncState, SyncRequestDay]
+
+__all__ = [m.__name__ for m in ALL_MODELS] + ["ALL_MODELS"]

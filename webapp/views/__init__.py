@@ -1,0 +1,1 @@
+"""UI blueprints, one per area of the operator and admin interface."""

@@ -1,0 +1,60 @@
+"""The provider admin's sync page: on/off, exactly what would be sent, recent sends."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
+
+from appliance.identity import IdentityError
+from webapp.auth import login_required
+from webapp.models.tenancy import PROVIDER, Tenant
+
+sync_admin = Blueprint("sync_admin", __name__, url_prefix="/admin/sync")
+
+
+def _require_provider_admin() -> None:
+    """Only the provider's admins: sync concerns the whole installation, not one tenant."""
+    provider = Tenant.select().where(Tenant.level == PROVIDER).order_by(Tenant.id).first()
+    if provider is None or g.principal is None or g.principal.role_in(provider) != "admin":
+        abort(403)
+
+
+def _instance():
+    return current_app.extensions["appliance_instance"]
+
+
+@sync_admin.get("/")
+@login_required
+def page():
+    from webapp.sync import service
+
+    _require_provider_admin()
+    instance = _instance()
+    try:
+        preview = service.preview(instance)
+        preview_error = None
+    except (IdentityError, ValueError) as exc:
+        preview, preview_error = None, str(exc)
+    return render_template(
+        "sync/index.html",
+        info=service.status(instance),
+        preview=preview,
+        preview_error=preview_error,
+        recent=service.recent_sends(),
+    )
+
+
+@sync_admin.post("/toggle")
+@login_required
+def toggle():
+    from webapp.sync import service
+
+    _require_provider_admin()
+    wanted = request.form.get("enabled") == "1"
+    try:
+        changed = service.set_enabled(_instance(), wanted, actor_id=g.user.id, via="ui")
+    except service.SyncLockedOff as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("sync_admin.page")), 303
+    if changed:
+        flash("Sync turned on." if wanted else "Sync turned off.", "info")
+    return redirect(url_for("sync_admin.page")), 303
