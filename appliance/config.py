@@ -74,7 +74,7 @@ class Instance:
     settings: dict
 
     @classmethod
-    def load(cls, home=None, overrides: dict | None = None, require_config=True) -> "Instance":
+    def load(cls, home=None, overrides: dict | None = None, require_config=True) -> Instance:
         path = resolve_home(home)
         cfg_path = path / CONFIG_FILE
         file_settings = {}

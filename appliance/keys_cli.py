@@ -108,9 +108,13 @@ def rotate_tenant_cmd(ctx, tenant, all_tenants, batch_size):
             click.echo("no tenant has encrypted data yet: nothing to rotate")
             return
         incomplete = []
-        for tenant_id in targets:
-            rotation = TenantRotation(tenant_id, batch_size=batch_size, keyring=keyring)
-            started = rotation.start()
+        # Activate every new key first: each rotation waits for the other processes to
+        # pick up its key (crypto_key_cache_seconds), and this way that wait is paid once.
+        rotations = [TenantRotation(t, batch_size=batch_size, keyring=keyring) for t in targets]
+        for rotation in rotations:
+            rotation.start()
+        for rotation in rotations:
+            tenant_id, started = rotation.tenant_id, rotation.result
             total = rotation.pending()
             verb = "resuming" if started.resumed else "rotating"
             began = time.monotonic()

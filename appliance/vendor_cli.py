@@ -84,8 +84,10 @@ def vendor():
 
 
 @vendor.command()
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for the key pair.")
-@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False), help=f"Else env {PASSPHRASE_ENV}, else a prompt.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for the key pair.")
+@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False),
+              help=f"Else env {PASSPHRASE_ENV}, else a prompt.")
 def keygen(out_dir, passphrase_file):
     """Create an Ed25519 licence signing key pair.
 
@@ -142,10 +144,13 @@ def payload_from_spec(spec: dict, now: datetime) -> dict:
 
 
 @vendor.command("issue-licence")
-@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False), help="Private signing key (KEYID.key).")
-@click.option("--spec", "spec_file", required=True, type=click.Path(exists=True, dir_okay=False), help="YAML with the payload fields.")
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Private signing key (KEYID.key).")
+@click.option("--spec", "spec_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="YAML with the payload fields.")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="Where to write the licence.")
-@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False), help=f"Else env {PASSPHRASE_ENV}, else a prompt.")
+@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False),
+              help=f"Else env {PASSPHRASE_ENV}, else a prompt.")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 def issue_licence(key_file, spec_file, out_file, passphrase_file, force):
     """Sign a licence from a YAML spec.

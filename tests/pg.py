@@ -54,7 +54,7 @@ class TempPostgres:
             cmd = ["runuser", "-u", self._run_as, "--", *cmd]
         return cmd
 
-    def start(self) -> "TempPostgres":
+    def start(self) -> TempPostgres:
         pwfile = self.root / "pw"
         pwfile.write_text(self.password)
         if self._run_as:

@@ -194,7 +194,8 @@ class ReceiverProcess:
 
     def start(self):
         args = ["vendor", "serve-sync", "--db", str(self.db_path), "--port", str(self.port)]
-        code = SLOW_RECEIVER if self.slow else "import sys; from appliance.cli import main; main(sys.argv[1:], prog_name='appliance')"
+        plain = "import sys; from appliance.cli import main; main(sys.argv[1:], prog_name='appliance')"
+        code = SLOW_RECEIVER if self.slow else plain
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code, *args],
             stdout=subprocess.PIPE,
@@ -209,7 +210,7 @@ class ReceiverProcess:
                     return self
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"receiver exited: {self.proc.stdout.read()}")
+                    raise RuntimeError(f"receiver exited: {self.proc.stdout.read()}") from None
                 time.sleep(0.05)
         raise RuntimeError("receiver did not start")
 

@@ -43,10 +43,8 @@ ARG_OBJECT = {
     "message_id": "message",
 }
 
-# UI endpoints: minimum role in the tenant of the URL's object. Keep in step with webapp/views.
-UI_RULES: dict[str, str] = {}
-# UI GET endpoints that may read a parent's shared object (arg name -> shared object kind).
-UI_SHARED_READ: dict[str, str] = {}
+# UI GET endpoints that may read a parent's shared object: endpoint -> shared object kind.
+UI_SHARED_READ = {"knowledge.article": "shared_article"}
 API_SHARED_READ = {"api.get_channel": "shared_channel", "api.get_article": "shared_article"}
 
 
@@ -64,11 +62,13 @@ def _below(principal_key: str, owner_key: str) -> bool:
     return principal_key != owner_key and _reach(owner_key, principal_key)
 
 
-def _url(rule, world, target_key, shared_kind=None):
+def _url(rule, world, target_key, shared_kind=None, viewer_key=None):
+    """The rule's path for target_key's objects. Reading a parent's shared object from
+    the UI happens inside the viewer's own tenant: /t/<viewer>/kb/<parent's article>."""
     values = {}
     for arg in rule.arguments:
         if arg == "tenant_id":
-            values[arg] = world.tenants[target_key].id
+            values[arg] = world.tenants[viewer_key if shared_kind and viewer_key else target_key].id
         else:
             kind = ARG_OBJECT[arg]
             if shared_kind and ARG_OBJECT[arg] in shared_kind:
@@ -93,12 +93,22 @@ def test_every_route_has_a_rule(app):
         if endpoint.startswith("api."):
             if getattr(app.view_functions[endpoint], "api_spec", None) is None:
                 missing.append(endpoint)
-        elif endpoint not in UI_RULES:
+        elif getattr(app.view_functions[endpoint], "access_rule", None) is None:
             missing.append(endpoint)
         for arg in rule.arguments:
             if arg != "tenant_id" and arg not in ARG_OBJECT and arg not in ("key", "filename"):
                 missing.append(f"{endpoint}: argument {arg}")
     assert not missing, f"routes without an isolation rule: {missing}"
+
+
+def _ui_rules(app) -> dict:
+    """endpoint -> (scope, minimum role), declared by webapp.auth's view decorators."""
+    out = {}
+    for endpoint, view in app.view_functions.items():
+        rule = getattr(view, "access_rule", None)
+        if rule is not None and not endpoint.startswith("api."):
+            out[endpoint] = rule
+    return out
 
 
 def _expected(min_role, principal_key, role, target_key, shared_read):
@@ -161,23 +171,28 @@ def test_api_needs_a_token(app, client, world):
 @pytest.mark.parametrize("role", ROLES)
 def test_ui_matrix(app, world, role):
     app.config["WTF_CSRF_ENABLED"] = False  # CSRF has its own tests; here only access counts
+    rules = _ui_rules(app)
     checked = 0
     for principal_key in TREE:
         client = app.test_client()
         assert login(client, world.email(principal_key, role)).status_code == 302
         for rule in _rules(app):
-            if rule.endpoint not in UI_RULES:
+            if rule.endpoint not in rules:
                 continue
+            scope, minimum = rules[rule.endpoint]
             for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-                for target_key in TREE:
+                targets = TREE if scope == "tenant" else ["P"]
+                for target_key in targets:
                     shared_kind = UI_SHARED_READ.get(rule.endpoint) if method == "GET" else None
                     for variant in [None, shared_kind] if shared_kind else [None]:
-                        expected = _expected(UI_RULES[rule.endpoint], principal_key, role, target_key,
-                                             variant is not None)
+                        expected = _expected(minimum, principal_key, role, target_key, variant is not None)
                         if method != "GET" and expected == "allow":
                             continue  # a form POST that is let through would change data
-                        resp = client.open(_url(rule, world, target_key, variant), method=method, data={})
+                        viewer = None if _reach(principal_key, target_key) else principal_key
+                        path = _url(rule, world, target_key, variant, viewer) if scope == "tenant" else rule.rule
+                        resp = client.open(path, method=method, data={})
                         _check(resp.status_code, expected,
-                               f"{method} {rule.endpoint} as {role}@{principal_key} on {target_key}")
+                               f"{method} {path} ({rule.endpoint}) as {role}@{principal_key} on {target_key}"
+                               f"{' (shared)' if variant else ''}: {resp.get_data(as_text=True)[:300]!r}")
                         checked += 1
-    assert checked > 0 or not UI_RULES
+    assert checked > 500

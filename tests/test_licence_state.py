@@ -35,7 +35,8 @@ def ev(licences, now, **kw):
 def test_evaluation_mode_has_small_limits_and_a_stated_end():
     s = ev([], T0 + 10 * DAY)
     assert s.status == st.EVALUATION and s.mode == "evaluation" and s.can_grow
-    assert (s.limits.max_tenants, s.limits.max_seats) == (2, 5)
+    assert (s.limits.max_tenants, s.limits.max_seats) == (st.EVALUATION_MAX_TENANTS, st.EVALUATION_MAX_SEATS)
+    assert s.limits.max_tenants <= 10 and s.limits.max_seats <= 25  # small: production needs a licence
     assert s.ends_at == T0 + 30 * DAY and s.days_left == 20
     assert "2026-01-31" in s.banner.text
 

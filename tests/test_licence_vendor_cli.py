@@ -38,6 +38,11 @@ installation_id: inst-1234
 """
 
 
+def issue_args(key, spec, out, passphrase_file):
+    return ["vendor", "issue-licence", "--key", str(key), "--spec", str(spec), "--out", str(out),
+            "--passphrase-file", str(passphrase_file)]
+
+
 def test_keygen_writes_encrypted_private_key_0600(keys):
     key, pub, _ = keys
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
@@ -59,7 +64,8 @@ def test_issue_licence_from_spec_verifies_on_the_appliance(keys, tmp_path, monke
     spec.write_text(SPEC)
     out = tmp_path / "acme.lic"
     monkeypatch.setenv("APPLIANCE_VENDOR_PASSPHRASE", PASS)
-    result = CliRunner().invoke(main, ["vendor", "issue-licence", "--key", str(key), "--spec", str(spec), "--out", str(out)])
+    args = ["vendor", "issue-licence", "--key", str(key), "--spec", str(spec), "--out", str(out)]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     licence = verify_licence(out.read_text(), TrustStore.load(extra=str(pub)))
     assert licence.customer == "ACME Bank" and licence.max_seats == 50
@@ -67,7 +73,7 @@ def test_issue_licence_from_spec_verifies_on_the_appliance(keys, tmp_path, monke
     assert licence.valid_from.isoformat() == "2026-01-01T00:00:00+00:00"
     assert licence.grace_days == 30  # the default
     # A second run does not clobber the file.
-    again = CliRunner().invoke(main, ["vendor", "issue-licence", "--key", str(key), "--spec", str(spec), "--out", str(out)])
+    again = CliRunner().invoke(main, args)
     assert again.exit_code != 0 and "already exists" in again.output
     # inspect-licence reads it back through the trust root variable.
     monkeypatch.setenv(TRUST_ROOT_ENV, str(pub))
@@ -81,9 +87,7 @@ def test_issue_licence_wrong_passphrase(keys, tmp_path):
     spec.write_text(SPEC)
     bad = tmp_path / "bad"
     bad.write_text("not the passphrase")
-    result = CliRunner().invoke(
-        main, ["vendor", "issue-licence", "--key", str(key), "--spec", str(spec), "--out", str(tmp_path / "x"), "--passphrase-file", str(bad)]
-    )
+    result = CliRunner().invoke(main, issue_args(key, spec, tmp_path / "x", bad))
     assert result.exit_code != 0 and "wrong passphrase" in result.output
     assert not (tmp_path / "x").exists()
 
@@ -96,9 +100,7 @@ def test_issue_licence_rejects_bad_spec(keys, tmp_path, extra, words):
     key, _, pw = keys
     spec = tmp_path / "spec.yml"
     spec.write_text(SPEC + extra)
-    result = CliRunner().invoke(
-        main, ["vendor", "issue-licence", "--key", str(key), "--spec", str(spec), "--out", str(tmp_path / "x"), "--passphrase-file", str(pw)]
-    )
+    result = CliRunner().invoke(main, issue_args(key, spec, tmp_path / "x", pw))
     assert result.exit_code != 0 and words in result.output
 
 

@@ -194,7 +194,7 @@ def seed_events(tenant, conversation, author, day: dt.date, count: int):
     from webapp.db import database_proxy
 
     raw_body = database_proxy.execute_sql(
-        "SELECT body FROM message WHERE conversation_id = %s" % int(conversation.id)
+        f"SELECT body FROM message WHERE conversation_id = {int(conversation.id)}"
     ).fetchone()[0]
     columns = ("conversation_id", "tenant_id", "uid", "direction", "author_id", "body", "created_at")
     table = Table("message", columns).bind(database_proxy)

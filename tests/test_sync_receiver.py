@@ -23,6 +23,7 @@ from appliance.sync.report import (
 from tests.sync_support import Clock, Receiver
 
 TOKEN = "vendor-admin-token-0123456789"
+KEY = {"Idempotency-Key": "k" * 10}
 
 
 class Home:
@@ -113,26 +114,29 @@ def test_each_bad_report_is_refused_with_its_reason_and_the_good_one_stored(rece
     assert "contact" in results[5]["reason"] and "Ivan" not in results[5]["reason"]
     assert stored_count(receiver) == 1
 
-    # The same batch again (a retry): the first answer comes back, nothing is stored twice.
+    # The same batch again (a retry): re-checked, since "unregistered" may have changed
+    # since; the same answers, nothing stored twice.
     again = post_batch(receiver, [good, tampered, unsigned, unregistered, forged, free_text_env])
-    assert again.json()["replayed"] is True
-    assert again.json()["results"] == results
-    # The same report in another batch: recognised by its id.
-    other = post_batch(receiver, [good], key="batch-key-0002")
-    assert other.json()["results"] == [{"report_id": good["report"]["report_id"], "status": "duplicate"}]
+    assert again.json()["replayed"] is False
+    assert [r["status"] for r in again.json()["results"]] == ["duplicate"] + ["rejected"] * 5
+    # The same report in another batch: recognised by its id; that batch retried: replayed.
+    other = post_batch(receiver, [good, tampered], key="batch-key-0002")
+    assert other.json()["results"][0] == {"report_id": good["report"]["report_id"], "status": "duplicate"}
+    retried = post_batch(receiver, [good, tampered], key="batch-key-0002")
+    assert retried.json()["replayed"] is True and retried.json()["results"] == other.json()["results"]
     assert stored_count(receiver) == 1
 
 
 @pytest.mark.parametrize(
     "body, headers, status, reason",
     [
-        (b"not json", {"Idempotency-Key": "k" * 10}, 400, "not valid JSON"),
-        (b'{"format": "other", "v": 1, "reports": [1]}', {"Idempotency-Key": "k" * 10}, 400, "appliance-sync-batch"),
-        (b'{"format": "appliance-sync-batch", "v": 1, "reports": []}', {"Idempotency-Key": "k" * 10}, 400, "no reports"),
+        (b"not json", KEY, 400, "not valid JSON"),
+        (b'{"format": "other", "v": 1, "reports": [1]}', KEY, 400, "appliance-sync-batch"),
+        (b'{"format": "appliance-sync-batch", "v": 1, "reports": []}', KEY, 400, "no reports"),
         (b'{"format": "appliance-sync-batch", "v": 1, "reports": [{}]}', {}, 400, "Idempotency-Key"),
-        (json.dumps({"format": "appliance-sync-batch", "v": 1, "reports": [{}] * 401}).encode(),
-         {"Idempotency-Key": "k" * 10}, 413, "at most"),
+        (json.dumps({"format": "appliance-sync-batch", "v": 1, "reports": [{}] * 401}).encode(), KEY, 413, "at most"),
     ],
+    ids=["not-json", "wrong-format", "empty", "no-key", "too-many"],
 )
 def test_unusable_batches_are_refused_as_a_whole(receiver, body, headers, status, reason):
     answer = requests.post(receiver.url + "/api/v1/reports", data=body, headers=headers, timeout=10)
@@ -184,7 +188,8 @@ def test_admin_endpoints_need_the_token(receiver, stranger, ident):
     post_batch(receiver, [envelope_for(ident, messages=42)])
     listing = requests.get(url, headers=auth, timeout=10).json()["installations"]
     site_a = next(i for i in listing if i["installation_id"] == ident.installation_id)
-    assert (site_a["label"], site_a["messages"], site_a["latest_day"], site_a["reports"]) == ("Site A", 42, "2026-11-24", 1)
+    summary = (site_a["label"], site_a["messages"], site_a["latest_day"], site_a["reports"])
+    assert summary == ("Site A", 42, "2026-11-24", 1)
     html = requests.get(receiver.url + "/installations", auth=("vendor", TOKEN), timeout=10)
     assert html.status_code == 200 and ident.installation_id in html.text and "Site A" in html.text
     assert requests.get(receiver.url + "/installations", timeout=10).status_code == 401
@@ -251,6 +256,7 @@ def site(app, receiver):
     with app.app_context():
         instance = app.extensions["appliance_instance"]
         instance.settings["sync"].update(vendor_url=receiver.url, read_timeout=5)
+        receiver.register(load_identity(instance), label="The appliance under test")
         service.set_enabled(instance, True)
         yield instance
 
@@ -269,7 +275,8 @@ def test_unregistered_site_keeps_its_reports_until_the_vendor_registers_it(site,
         assert "not registered" in service.status(site)["last_error"]
         r.register(load_identity(site))
         clock.advance(hours=1)
-        assert service.run_once(site, clock=clock).status == "sent"
+        second = service.run_once(site, clock=clock)
+        assert second.status == "sent", second
         assert SyncOutbox.get().state == "sent"
     finally:
         r.stop()

@@ -9,9 +9,8 @@ even confirmed to exist; reachable objects with too little role answer 403.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import operator
+from dataclasses import dataclass, field
 from functools import reduce
 
 from flask import abort
@@ -35,16 +34,16 @@ class Principal:
     token_id: int | None = None
 
     @classmethod
-    def for_user(cls, user) -> "Principal":
+    def for_user(cls, user) -> Principal:
         rows = (
             Membership.select(Membership, Tenant)
             .join(Tenant)
-            .where(Membership.user == user, Tenant.is_active == True)  # noqa: E712
+            .where(Membership.user == user, Tenant.is_active == True)
         )
         return cls(user.id, [Grant(m.tenant.id, m.tenant.path, m.role) for m in rows])
 
     @classmethod
-    def for_token(cls, token) -> "Principal":
+    def for_token(cls, token) -> Principal:
         tenant = token.tenant
         return cls(token.created_by_id, [Grant(tenant.id, tenant.path, token.role)], token.id)
 
@@ -69,7 +68,7 @@ class Principal:
         return reduce(operator.or_, [Tenant.path.startswith(g.path) for g in self.grants])
 
     def reachable_tenants(self):
-        return Tenant.select().where(self.tenant_condition(), Tenant.is_active == True).order_by(  # noqa: E712
+        return Tenant.select().where(self.tenant_condition(), Tenant.is_active == True).order_by(
             Tenant.path
         )
 
@@ -113,4 +112,4 @@ def shared_from_ancestors(model, tenant: Tenant):
     ancestors = [tid for tid in tenant.ancestor_ids() if tid != tenant.id]
     if not ancestors:
         return model.select().where(model.id == -1)
-    return model.select().where(model.tenant.in_(ancestors), model.shared == True)  # noqa: E712
+    return model.select().where(model.tenant.in_(ancestors), model.shared == True)

@@ -6,11 +6,11 @@ import datetime as dt
 import functools
 import hashlib
 
-from flask import current_app, g, redirect, request, session, url_for
+from flask import abort, current_app, g, redirect, request, session, url_for
 
-from webapp.access import Principal, tenant_or_404
+from webapp.access import Principal, require_role, tenant_or_404
 from webapp.models.base import utcnow
-from webapp.models.tenancy import LoginAttempt, User
+from webapp.models.tenancy import PROVIDER, LoginAttempt, Tenant, User
 from webapp.services.passwords import hash_password, needs_rehash, verify_password
 
 # A hash computed once so that unknown e-mails cost as much as wrong passwords.
@@ -99,6 +99,28 @@ def tenant_view(minimum: str = "agent"):
             session["tenant_id"] = tenant.id
             return view(tenant, *args, **kwargs)
 
+        wrapped.access_rule = ("tenant", minimum)
+        return wrapped
+
+    return decorate
+
+
+def provider_view(minimum: str = "admin"):
+    """For installation-wide pages (licence install, sync): a role in the provider tenant."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            if load_user() is None:
+                return redirect(url_for("auth.login", next=request.path))
+            provider = Tenant.select().where(Tenant.level == PROVIDER).order_by(Tenant.id).first()
+            if provider is None:
+                abort(404)
+            require_role(g.principal, provider, minimum)
+            g.tenant, g.role = provider, g.principal.role_in(provider)
+            return view(*args, **kwargs)
+
+        wrapped.access_rule = ("provider", minimum)
         return wrapped
 
     return decorate

@@ -29,3 +29,8 @@ def run_round(app) -> list[tuple[str, str]]:
 from webapp.sync.service import sync_job  # noqa: E402
 
 JOBS.append(sync_job)
+
+# issue 4: keep the licence clock high-water mark moving on idle appliances
+from webapp.licensing import licence_clock_job  # noqa: E402
+
+JOBS.append(licence_clock_job)

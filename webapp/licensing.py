@@ -328,9 +328,8 @@ class Licensing:
         data["installation_id"] = self.installation_id()
         data["usage"] = usage()
         data["history"] = self.history()
-        data["trust_roots"] = [
-            {"key_id": k.key_id, "production": k.production} for k in sorted(self.trust.keys.values(), key=lambda k: k.key_id)
-        ]
+        keys = sorted(self.trust.keys.values(), key=lambda k: k.key_id)
+        data["trust_roots"] = [{"key_id": k.key_id, "production": k.production} for k in keys]
         return data
 
 
@@ -484,7 +483,7 @@ def assign_program(tenant, program: str, *, effective_from: datetime | None = No
     row = TenantProgram.create(
         tenant=tenant,
         program=program,
-        effective_from=_naive(effective_from) if effective_from else naive_utcnow(),
+        effective_from=_naive(effective_from or utcnow()),
         assigned_by=actor_id,
     )
     _audit("program.assign", actor_id=actor_id, tenant=tenant.id, program=program)
@@ -559,3 +558,12 @@ def banner() -> Message | None:
     except Exception:
         log.exception("licence state unavailable")
         return None
+
+
+def licence_clock_job(app) -> None:
+    """Worker job: evaluate the licence so the clock mark advances even when no one is logged in.
+
+    An idle appliance would otherwise only learn the time at the next request, and a
+    clock set back in between would go unnoticed for that stretch.
+    """
+    Licensing.for_app(app).state()

@@ -263,10 +263,7 @@ def parse_armour(data: str | bytes) -> Armoured:
     Text around the armour (an e-mail greeting, a signature block) is ignored;
     exactly one armoured block must be present.
     """
-    if isinstance(data, str):
-        raw = data.encode("utf-8", errors="replace")
-    else:
-        raw = bytes(data)
+    raw = data.encode("utf-8", errors="replace") if isinstance(data, str) else bytes(data)
     if len(raw) > MAX_LICENCE_BYTES:
         raise LicenceError(
             f"The licence is {len(raw)} bytes; a licence is at most {MAX_LICENCE_BYTES} bytes.",
@@ -372,7 +369,9 @@ def check_payload(payload) -> None:
                 )
         elif kind == "text" or (kind == "optional_text" and value is not None):
             if not isinstance(value, str) or not value.strip() or len(value) > 200:
-                raise LicenceError(f"Licence field {name!r} must be non-empty text of at most 200 characters.", "payload")
+                raise LicenceError(
+                    f"Licence field {name!r} must be non-empty text of at most 200 characters.", "payload"
+                )
             if any(ord(ch) < 32 for ch in value):
                 raise LicenceError(f"Licence field {name!r} contains control characters.", "payload")
         elif kind == "timestamp":

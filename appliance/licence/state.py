@@ -444,7 +444,7 @@ class ClockGuard:
                 if current is None or current < newest - MARK_PERSIST_STEP:
                     try:
                         source.save(value, mac)
-                    except Exception as exc:  # noqa: BLE001  (a read-only disk or database must not stop the app)
+                    except Exception as exc:  # a read-only disk or database must not stop the app
                         problems.append(
                             Message("warning", f"Cannot keep the clock high-water mark in {source.name}: {exc}")
                         )

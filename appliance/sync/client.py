@@ -351,7 +351,7 @@ class SyncClient:
         if isinstance(licence, str) and licence.strip() and self.on_licence:
             try:
                 result.licence_installed = bool(self.on_licence(licence))
-            except Exception as exc:  # noqa: BLE001  (whatever it is, the batch outcome must still be recorded)
+            except Exception as exc:  # whatever it is, the batch outcome must still be recorded
                 log.warning("licence from the vendor was not installed: %s", exc)
                 result.messages.append(f"licence from the vendor was not installed: {exc}")
 

@@ -235,8 +235,14 @@ def receive_batch(body: bytes, idempotency_key: str | None) -> dict:
     )
     with vendor_db.atomic("IMMEDIATE"):
         seen = ReceivedBatch.get_or_none(ReceivedBatch.idempotency_key == key)
-        if seen is not None and json.loads(seen.report_ids) == report_ids:
-            stored = json.loads(seen.results)
+        stored = json.loads(seen.results) if seen is not None else None
+        # Replay the first answer only while it still holds: "unregistered" can
+        # change (the vendor registers the key later), so such a batch is re-run.
+        if (
+            stored is not None
+            and json.loads(seen.report_ids) == report_ids
+            and not any(r.get("code") == "unregistered" for r in stored["results"])
+        ):
             results = stored["results"]
             installations = set(stored["installations"])
             replayed = True
@@ -245,14 +251,14 @@ def receive_batch(body: bytes, idempotency_key: str | None) -> dict:
             results = [result for result, _ in pairs]
             installations = {inst for _, inst in pairs if inst is not None}
             replayed = False
+            record = json.dumps({"results": results, "installations": sorted(installations)})
             if seen is None:
                 ReceivedBatch.create(
-                    idempotency_key=key,
-                    report_ids=json.dumps(report_ids),
-                    results=json.dumps(
-                        {"results": results, "installations": sorted(installations)}
-                    ),
+                    idempotency_key=key, report_ids=json.dumps(report_ids), results=record
                 )
+            elif json.loads(seen.report_ids) == report_ids:
+                seen.results = record
+                seen.save()
         extras = _extras(installations)
     return {"batch_id": key, "replayed": replayed, "results": results, **extras}
 

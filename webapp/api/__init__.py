@@ -31,7 +31,7 @@ def hash_token(token: str) -> str:
 @api.before_request
 def _authenticate():
     if request.endpoint == "api.openapi":
-        return None
+        return
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
@@ -49,7 +49,7 @@ def _authenticate():
     g.principal = Principal.for_token(row)
     g.user = None
     _require_api_program(tenant)
-    return None
+    return
 
 
 def _require_api_program(tenant):

@@ -37,9 +37,8 @@ class F:
         elif self.type == "integer":
             if isinstance(value, bool) or not isinstance(value, int) or not (0 < value < 2**62):
                 abort(422, description=f"{name} must be a positive integer.")
-        elif self.type == "boolean":
-            if not isinstance(value, bool):
-                abort(422, description=f"{name} must be true or false.")
+        elif self.type == "boolean" and not isinstance(value, bool):
+            abort(422, description=f"{name} must be true or false.")
         if self.enum and value not in self.enum:
             abort(422, description=f"{name} must be one of: {', '.join(map(str, self.enum))}.")
         return value

@@ -70,7 +70,7 @@ def verify_all(models=None, keyring: KeyRing | None = None, batch_size: int = 50
             for row in rows:
                 pk, raw_uid, tenant_id = row[0], row[1], row[2]
                 report.rows_checked += 1
-                for column, blob in zip(t.columns, row[3:]):
+                for column, blob in zip(t.columns, row[3:], strict=True):
                     if blob is None:
                         continue
                     report.values_checked += 1

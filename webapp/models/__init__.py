@@ -33,7 +33,7 @@ ALL_MODELS = [
 ]
 
 # issue 4: licences and program assignments
-from webapp.models.licensing import (  # noqa: F401
+from webapp.models.licensing import (  # noqa: E402, F401
     LICENSING_MODELS,
     InstalledLicence,
     LicenceClock,

@@ -11,7 +11,7 @@ from webapp.db import database_proxy
 
 def utcnow() -> dt.datetime:
     """Naive UTC timestamps everywhere: SQLite and PostgreSQL compare them alike."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class BaseModel(Model):

@@ -42,7 +42,7 @@ class Tenant(BaseModel):
     def ancestor_ids(self) -> list[int]:
         return [int(p) for p in self.path.strip("/").split("/") if p]
 
-    def is_descendant_of(self, other: "Tenant") -> bool:
+    def is_descendant_of(self, other: Tenant) -> bool:
         return other.id in self.ancestor_ids() and other.id != self.id
 
     def to_json(self) -> dict:

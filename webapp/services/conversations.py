@@ -7,6 +7,7 @@ import datetime as dt
 from peewee import fn
 
 from webapp.db import database_proxy
+from webapp.models.base import utcnow
 from webapp.models.contact_center import (
     STATUSES,
     Channel,
@@ -17,7 +18,6 @@ from webapp.models.contact_center import (
     TeamMember,
 )
 from webapp.models.tenancy import Membership, Tenant, User, role_rank
-from webapp.models.base import utcnow
 from webapp.services import ServiceError
 
 MAX_BODY = 20_000
@@ -37,11 +37,11 @@ def agents_for(tenant: Tenant):
     agents its ancestors share down to it, available ones only."""
     ancestors = [tid for tid in tenant.ancestor_ids() if tid != tenant.id]
     own = Membership.tenant == tenant.id
-    shared = (Membership.tenant.in_(ancestors)) & (Membership.shared == True)  # noqa: E712
+    shared = (Membership.tenant.in_(ancestors)) & (Membership.shared == True)
     return (
         Membership.select()
         .join(User)
-        .where((own | shared) if ancestors else own, Membership.available == True, User.is_active == True)  # noqa: E712
+        .where((own | shared) if ancestors else own, Membership.available == True, User.is_active == True)
     )
 
 
@@ -171,7 +171,7 @@ def _user_can_work_in(user_id: int, tenant: Tenant) -> bool:
     return (
         Membership.select()
         .join(User)
-        .where(Membership.user == user_id, Membership.tenant.in_(ids), User.is_active == True)  # noqa: E712
+        .where(Membership.user == user_id, Membership.tenant.in_(ids), User.is_active == True)
         .exists()
     )
 

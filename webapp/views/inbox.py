@@ -23,7 +23,7 @@ from webapp.models.contact_center import (
     Conversation,
     Message,
 )
-from webapp.models.tenancy import Tenant, User
+from webapp.models.tenancy import Membership, Tenant, User
 from webapp.services import ServiceError, contacts, conversations
 from webapp.views import helpers
 from webapp.views.helpers import arg_id, form_text, owned_or_404
@@ -70,7 +70,7 @@ def _filter_channels(tenant: Tenant, include_sub: bool) -> list:
 @helpers.tenant_view("agent")
 def index(tenant):
     status = request.args.get("status", "open")
-    if status not in STATUSES + ("all",):
+    if status not in (*STATUSES, "all"):
         status = "open"
     assignee = request.args.get("assignee", "all")
     if assignee not in ASSIGNEE_FILTERS:
@@ -126,7 +126,7 @@ def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
     agents = []
     if helpers.can("supervisor"):
         seen = set()
-        for member in conversations.agents_for(tenant).order_by(User.name):
+        for member in conversations.agents_for(tenant).select(Membership, User).order_by(User.name):
             if member.user_id not in seen:
                 seen.add(member.user_id)
                 agents.append(member.user)

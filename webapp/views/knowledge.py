@@ -44,9 +44,9 @@ def _readable_article(tenant, article_id) -> Article:
         if not article.published and not helpers.can("supervisor"):
             abort(404)
         return article
-    if article.shared and article.published and article.tenant_id in tenant.ancestor_ids():
-        return article
-    abort(404)
+    if not (article.shared and article.published and article.tenant_id in tenant.ancestor_ids()):
+        abort(404)
+    return article
 
 
 @knowledge.route("/kb/<id:article_id>")

@@ -27,7 +27,7 @@ from jinja2 import TemplateNotFound
 from appliance.licence.format import MAX_LICENCE_BYTES, LicenceError
 from webapp import licensing
 from webapp.api.licence import parse_when, provider_admin
-from webapp.auth import tenant_view
+from webapp.auth import provider_view, tenant_view
 from webapp.models.licensing import TenantProgram
 from webapp.models.tenancy import PROVIDER, Tenant
 from webapp.services import ServiceError
@@ -56,18 +56,31 @@ def _layout() -> str:
 
 
 @licence.app_context_processor
-def _licence_banner():
+def _licence_context():
+    """The banner on every page of a logged-in user, and a nav link for tenant admins.
+
+    base.html renders ``banners`` ((level, text) pairs) and ``extra_admin_nav``
+    ((label, url) pairs). Other features can add theirs to ``g.banners`` /
+    ``g.extra_admin_nav`` before rendering; these lists keep them.
+    """
     if not request.endpoint or request.endpoint.startswith(("public.", "static", "api.")):
         return {}
     from webapp.auth import load_user
 
     if load_user() is None:
         return {}
-    provider = Tenant.get_or_none(Tenant.level == PROVIDER)
-    link = None
-    if provider is not None and provider_admin(g.principal):
-        link = url_for("licence.page", tenant_id=provider.id)
-    return {"licence_banner": licensing.banner(), "licence_page_url": link}
+    message = licensing.banner()
+    banners = list(g.get("banners", []))
+    if message is not None:
+        banners.append((message.level, message.text))
+    out = {"licence_banner": message, "banners": banners}
+    if provider_admin(g.principal):
+        out["licence_page_url"] = url_for("licence.page")
+    tenant = g.get("tenant")
+    if tenant is not None:
+        link = ("Licence", url_for("licence.tenant_page", tenant_id=tenant.id))
+        out["extra_admin_nav"] = [*g.get("extra_admin_nav", []), link]
+    return out
 
 
 def _programs_by_tenant(tenants) -> dict[int, list[TenantProgram]]:
@@ -80,67 +93,84 @@ def _programs_by_tenant(tenants) -> dict[int, list[TenantProgram]]:
     return out
 
 
+@licence.route("/licence")
+@provider_view("admin")
+def page():
+    """The provider admins' page (installation-wide)."""
+    return _render_provider_page()
+
+
+def _render_provider_page(status: int = 200):
+    g.pop("_licence_state", None)  # after an install in this request
+    state = licensing.current_state()
+    tenants = list(Tenant.select().where(Tenant.level != PROVIDER).order_by(Tenant.path).limit(TENANTS_SHOWN))
+    return render_template(
+        "licence/page.html",
+        layout=_layout(),
+        state=state,
+        is_provider_admin=True,
+        titles=licensing.PROGRAM_TITLES,
+        max_bytes=MAX_LICENCE_BYTES,
+        report=licensing.service().report(),
+        tenants=tenants,
+        assigned=_programs_by_tenant(tenants),
+        usable={t.id: licensing.tenant_programs(t, state) for t in tenants},
+    ), status
+
+
 @licence.route("/t/<id:tenant_id>/licence")
 @tenant_view("admin")
-def page(tenant):
-    service = licensing.service()
+def tenant_page(tenant):
+    """A tenant admin's view: the licence state and this tenant's programs."""
+    if tenant.level == PROVIDER and provider_admin(g.principal):
+        return redirect(url_for("licence.page"))
+    return _render_tenant_page(tenant)
+
+
+def _render_tenant_page(tenant, status: int = 200):
+    g.pop("_licence_state", None)
     state = licensing.current_state()
-    is_provider_admin = provider_admin(g.principal)
-    context = {
-        "layout": _layout(),
-        "tenant": tenant,
-        "state": state,
-        "is_provider_admin": is_provider_admin,
-        "titles": licensing.PROGRAM_TITLES,
-        "max_bytes": MAX_LICENCE_BYTES,
-    }
-    if tenant.level == PROVIDER and is_provider_admin:
-        tenants = list(
-            Tenant.select().where(Tenant.level != PROVIDER).order_by(Tenant.path).limit(TENANTS_SHOWN)
-        )
-        context.update(
-            report=service.report(),
-            tenants=tenants,
-            assigned=_programs_by_tenant(tenants),
-            usable={t.id: licensing.tenant_programs(t, state) for t in tenants},
-        )
-        return render_template("licence/page.html", **context)
-    context.update(
+    return render_template(
+        "licence/tenant.html",
+        layout=_layout(),
+        tenant=tenant,
+        state=state,
+        is_provider_admin=provider_admin(g.principal),
+        titles=licensing.PROGRAM_TITLES,
         assigned=_programs_by_tenant([tenant]),
         usable={tenant.id: licensing.tenant_programs(tenant, state)},
-    )
-    return render_template("licence/tenant.html", **context)
+    ), status
 
 
-@licence.route("/t/<id:tenant_id>/licence/install", methods=["POST"])
-@tenant_view("admin")
-def install(tenant):
-    if tenant.level != PROVIDER or not provider_admin(g.principal):
-        abort(403, description="Only the provider's admins can install a licence.")
+@licence.route("/licence/install", methods=["POST"])
+@provider_view("admin")
+def install():
     text = request.form.get("licence") or ""
     upload = request.files.get("licence_file")
     if upload and upload.filename:
         text = upload.read(MAX_LICENCE_BYTES + 1).decode("ascii", errors="replace")
     if not text.strip():
         flash("Paste the licence text or choose the licence file.", "error")
-        return redirect(url_for("licence.page", tenant_id=tenant.id))
+        return _render_provider_page(422)
     try:
         lic, created = licensing.service().install(text, actor_id=g.principal.user_id)
     except LicenceError as exc:
         flash(f"Licence refused: {exc}", "error")
-        return render_again(tenant, 422)
+        return _render_provider_page(422)
     if created:
         flash(f"Licence {lic.licence_id} for {lic.customer} installed.", "info")
     else:
         flash(f"Licence {lic.licence_id} was installed already.", "info")
-    return redirect(url_for("licence.page", tenant_id=tenant.id))
+    return redirect(url_for("licence.page"))
 
 
-def render_again(tenant, status: int):
-    """Show the page with the flash at once, with an error status the browser and tests see."""
-    g.pop("_licence_state", None)
-    response = page.__wrapped__(tenant)
-    return response, status
+def _back(tenant, status: int | None):
+    """Where a program form returns: the provider page or the tenant's page."""
+    if request.form.get("back") == "provider":
+        return _render_provider_page(status) if status else redirect(url_for("licence.page"))
+    if status:
+        return _render_tenant_page(tenant, status)
+    return redirect(url_for("licence.tenant_page", tenant_id=tenant.id))
 
 
 @licence.route("/t/<id:tenant_id>/licence/programs", methods=["POST"])
@@ -149,20 +179,14 @@ def assign(tenant):
     if not provider_admin(g.principal):
         abort(403, description="Only the provider's admins can assign programs.")
     program = (request.form.get("program") or "").strip()
-    back = request.form.get("back") == "provider"
     try:
         licensing.assign_program(tenant, program, effective_from=parse_when(request.form.get("effective_from")),
                                  actor_id=g.principal.user_id)
     except ServiceError as exc:
         flash(str(exc), "error")
-        status = exc.status
-    else:
-        flash(f"Program '{program}' assigned to {tenant.name}.", "info")
-        status = None
-    target = Tenant.get(Tenant.level == PROVIDER).id if back else tenant.id
-    if status:
-        return render_again(Tenant.get_by_id(target), status)
-    return redirect(url_for("licence.page", tenant_id=target))
+        return _back(tenant, exc.status)
+    flash(f"Program '{program}' assigned to {tenant.name}.", "info")
+    return _back(tenant, None)
 
 
 @licence.route("/t/<id:tenant_id>/licence/programs/remove", methods=["POST"])
@@ -173,6 +197,4 @@ def unassign(tenant):
     program = (request.form.get("program") or "").strip()
     if licensing.unassign_program(tenant, program, actor_id=g.principal.user_id):
         flash(f"Program '{program}' taken away from {tenant.name}.", "info")
-    back = request.form.get("back") == "provider"
-    target = Tenant.get(Tenant.level == PROVIDER).id if back else tenant.id
-    return redirect(url_for("licence.page", tenant_id=target))
+    return _back(tenant, None)

@@ -17,6 +17,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from peewee import DatabaseError, InterfaceError, OperationalError, fn
 from werkzeug.exceptions import HTTPException
 
+from webapp import licensing
 from webapp.models.contact_center import Channel, Conversation, Message
 from webapp.models.tenancy import Tenant, User
 from webapp.services import ServiceError, conversations
@@ -134,8 +135,11 @@ def _channel(key: str, kinds: tuple) -> Channel:
     channel = Channel.get_or_none(Channel.public_key == key)
     if channel is None or not channel.is_active or channel.kind not in kinds:
         abort(404, description="No active channel has this key.")
-    if not Tenant.get_by_id(channel.tenant_id).is_active:
+    tenant = Tenant.get_by_id(channel.tenant_id)
+    if not tenant.is_active:
         abort(404, description="No active channel has this key.")
+    # issue 4: web chat, messenger and e-mail channels need the tenant's program (403 says why).
+    licensing.require_program_for_channel(tenant, channel.kind)
     return channel
 
 

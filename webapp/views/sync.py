@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 
 from appliance.identity import IdentityError
-from webapp.auth import login_required
-from webapp.models.tenancy import PROVIDER, Tenant
+from webapp.auth import provider_view
 
 sync_admin = Blueprint("sync_admin", __name__, url_prefix="/admin/sync")
-
-
-def _require_provider_admin() -> None:
-    """Only the provider's admins: sync concerns the whole installation, not one tenant."""
-    provider = Tenant.select().where(Tenant.level == PROVIDER).order_by(Tenant.id).first()
-    if provider is None or g.principal is None or g.principal.role_in(provider) != "admin":
-        abort(403)
 
 
 def _instance():
@@ -23,11 +15,10 @@ def _instance():
 
 
 @sync_admin.get("/")
-@login_required
+@provider_view("admin")
 def page():
     from webapp.sync import service
 
-    _require_provider_admin()
     instance = _instance()
     try:
         preview = service.preview(instance)
@@ -44,11 +35,10 @@ def page():
 
 
 @sync_admin.post("/toggle")
-@login_required
+@provider_view("admin")
 def toggle():
     from webapp.sync import service
 
-    _require_provider_admin()
     wanted = request.form.get("enabled") == "1"
     try:
         changed = service.set_enabled(_instance(), wanted, actor_id=g.user.id, via="ui")
