@@ -76,3 +76,4 @@ main.add_command(_keys_group)
 from appliance.licence_cli import licence as _licence_group  # noqa: E402  (issue 4: licence)
 
 main.add_command(_licence_group)
+

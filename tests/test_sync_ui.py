@@ -23,8 +23,8 @@ def instance_of_app(app):
 def audit_actions():
     from webapp.models.audit import AuditEvent
 
-    return [(e.action, e.actor_id, json.loads(e.details).get("via")) for e in AuditEvent.select().order_by(AuditEvent.id)
-            if e.action.startswith("sync.")]
+    events = AuditEvent.select().where(AuditEvent.action.startswith("sync.")).order_by(AuditEvent.id)
+    return [(e.action, e.actor_id, json.loads(e.details).get("via")) for e in events]
 
 
 def test_provider_admin_sees_state_preview_and_turns_sync_on_and_off(app, client, world, instance_of_app):

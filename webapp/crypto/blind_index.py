@@ -10,7 +10,6 @@ and compare the candidates (``EncryptedModel.find_by_index``).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import unicodedata
@@ -108,7 +107,7 @@ def compute(tenant_id: int, kind: str, value, keyring=None) -> bytes | None:
     except NormalisationError:
         return None
     key = (keyring or get_keyring()).index_key(tenant_id)
-    return hmac.new(key.raw, kind.encode() + b"\x00" + norm.encode(), hashlib.sha256).digest()[:INDEX_BYTES]
+    return hmac.digest(key.raw, kind.encode() + b"\x00" + norm.encode(), "sha256")[:INDEX_BYTES]
 
 
 def phone_index(tenant_id: int, value, keyring=None) -> bytes | None:

@@ -1,0 +1,169 @@
+"""Fixtures for the lab: the lab itself, offline bundles, inventories, playbook runs.
+
+Run with ``pytest -m lab tests/lab`` as root on a Debian machine with
+debootstrap, systemd-container and nftables installed (tests/lab/run_lab.sh
+installs them). Timings go to the terminal summary and to
+/var/lib/appliance-lab/last-run.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.lab.harness import RUN_ROOT, Lab
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMINGS: dict[str, float] = {}
+REQUIRED_TOOLS = {"debootstrap": "debootstrap", "systemd-nspawn": "systemd-container",
+                  "nft": "nftables", "nsenter": "util-linux", "ssh": "openssh-client"}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not TIMINGS:
+        return
+    terminalreporter.section("appliance lab timings")
+    for name, seconds in TIMINGS.items():
+        terminalreporter.write_line(f"{name:<32} {seconds:7.1f} s")
+    try:
+        RUN_ROOT.mkdir(parents=True, exist_ok=True)
+        (RUN_ROOT / "last-run.json").write_text(json.dumps(TIMINGS, indent=2) + "\n")
+    except OSError:
+        pass
+
+
+def record(name: str, seconds: float):
+    TIMINGS[name] = round(seconds, 1)
+
+
+@pytest.fixture(scope="session")
+def lab():
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (bridges, nftables, systemd-nspawn)")
+    missing = [f"{tool} (apt package {pkg})" for tool, pkg in REQUIRED_TOOLS.items() if not shutil.which(tool)]
+    if missing:
+        pytest.fail("lab tools missing: " + ", ".join(missing) + "; see tests/lab/run_lab.sh")
+
+    # CI stops a job with SIGTERM: turn it into an exception so the
+    # finalizer below still tears the lab down.
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    started = time.monotonic()
+    the_lab = Lab()
+    try:
+        image_started = time.monotonic()
+        the_lab.start()
+        record("lab setup (image, bridge, NAT)", time.monotonic() - image_started)
+        yield the_lab
+    finally:
+        the_lab.close()
+        signal.signal(signal.SIGTERM, previous)
+        record("lab total", time.monotonic() - started)
+
+
+def _build(out: Path, source: Path | None = None):
+    from appliance.bundle import build_bundle
+
+    return build_bundle(out, source=source, log=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def bundle(lab):
+    started = time.monotonic()
+    manifest = _build(lab.run_dir / "bundle-1")
+    record("bundle build", time.monotonic() - started)
+    return lab.run_dir / "bundle-1", manifest
+
+
+@pytest.fixture(scope="session")
+def newer_bundle(lab):
+    """The same source with a higher (local) version, as a release would be."""
+    tree = lab.run_dir / "source-2"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(
+        ".git", "build", "dist", "*.egg-info", "__pycache__", ".venv", ".pytest_cache", ".ruff_cache"))
+    setup_py = tree / "setup.py"
+    text, count = re.subn(r'version="([^"+]+)"', r'version="\1+lab2"', setup_py.read_text(), count=1)
+    assert count == 1, "setup.py: version=\"...\" not found; update the lab's version bump"
+    setup_py.write_text(text)
+    manifest = _build(lab.run_dir / "bundle-2", source=tree)
+    return lab.run_dir / "bundle-2", manifest
+
+
+def write_inventory(directory: Path, lab: Lab, hosts: dict[str, tuple[str, list[str]]], **variables) -> Path:
+    """An inventory like a customer's: hosts in appliance_* groups, one vars file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    groups: dict[str, dict] = {}
+    for name, (address, host_groups) in hosts.items():
+        for group in host_groups:
+            groups.setdefault(group, {"hosts": {}})["hosts"][name] = {"ansible_host": address}
+    inventory = {"all": {"children": {"appliance": {"children": groups}}}}
+    (directory / "hosts.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+    (directory / "group_vars").mkdir(exist_ok=True)
+    connection = {
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(lab.key),
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+    }
+    (directory / "group_vars" / "all.yml").write_text(yaml.safe_dump({**connection, **variables}, sort_keys=False))
+    return directory
+
+
+@dataclass
+class PlaybookRun:
+    returncode: int
+    output: str
+    seconds: float
+    log: Path
+
+    def recap(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for m in re.finditer(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
+                             self.output, re.M):
+            out[m.group(1)] = {"ok": int(m.group(2)), "changed": int(m.group(3)),
+                               "unreachable": int(m.group(4)), "failed": int(m.group(5))}
+        return out
+
+    def changed_tasks(self) -> list[str]:
+        """Names of the tasks that reported a change (for failure messages)."""
+        names, current = [], None
+        for line in self.output.splitlines():
+            if line.startswith("TASK ["):
+                current = line
+            elif line.startswith("changed:") and current:
+                names.append(current)
+        return names
+
+    def tail(self, lines=60) -> str:
+        return "\n".join(self.output.splitlines()[-lines:])
+
+
+def run_playbook(inventory: Path, playbook: str, *args: str, timeout=1500) -> PlaybookRun:
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_HOST_KEY_CHECKING": "False",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    }
+    log = inventory / f"{Path(playbook).stem}-{int(time.time() * 1000)}.log"
+    started = time.monotonic()
+    result = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory / "hosts.yml"), str(ROOT / "playbooks" / playbook), *args],
+        cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+    )
+    seconds = time.monotonic() - started
+    log.write_text(result.stdout)
+    return PlaybookRun(result.returncode, result.stdout, seconds, log)

@@ -1,0 +1,115 @@
+"""The core ``appliance`` commands: init, migrate, worker, serve, as an operator runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import urllib.request
+
+from click.testing import CliRunner
+
+from appliance.cli import main
+from tests.pg import free_port, wait_port
+
+
+def run(*args, home=None):
+    base = ["--home", str(home)] if home else []
+    return CliRunner().invoke(main, [*base, *args], catch_exceptions=False)
+
+
+def test_init_is_idempotent_and_keeps_secrets_private(tmp_path):
+    home = tmp_path / "inst"
+    first = run("init", "--admin-email", "Root@Example.test", "--admin-password", "a-long-password", home=home)
+    assert first.exit_code == 0, first.output
+    assert "initialised" in first.output and "provider admin" in first.output
+    keys = {p.name: p for p in (home / "keys").iterdir()}
+    assert "session.key" in keys
+    before = {name: p.read_bytes() for name, p in keys.items()}
+    for path in [*keys.values(), home / "config.yml", home / "appliance.db"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE((home / "keys").stat().st_mode) == 0o700
+    second = run("init", "--admin-email", "other@example.test", "--admin-password", "another-password", home=home)
+    assert second.exit_code == 0 and "already initialised" in second.output
+    assert {p.name: p.read_bytes() for p in (home / "keys").iterdir()} == before  # never overwritten
+    assert run("migrate", home=home).output.strip() == "schema up to date"
+
+
+def test_init_without_admin_says_what_to_pass(tmp_path):
+    result = CliRunner().invoke(main, ["--home", str(tmp_path / "x"), "init"], input="")
+    assert result.exit_code != 0
+    assert "--admin-email" in result.output and "--admin-password" in result.output
+
+
+def test_init_refuses_a_weak_password(tmp_path):
+    result = run("init", "--admin-email", "a@example.test", "--admin-password", "short", home=tmp_path / "x")
+    assert result.exit_code != 0 and "10 characters" in result.output
+
+
+def test_commands_without_home_explain(tmp_path, monkeypatch):
+    monkeypatch.delenv("APPLIANCE_HOME", raising=False)
+    result = CliRunner().invoke(main, ["migrate"])
+    assert result.exit_code != 0 and "--home" in result.output
+    result = run("migrate", home=tmp_path / "missing")
+    assert result.exit_code != 0 and "init" in result.output
+
+
+def test_database_down_is_a_clear_error(tmp_path):
+    home = tmp_path / "inst"
+    result = run("init", "--admin-email", "a@example.test", "--admin-password", "a-long-password",
+                 "--database-url", f"postgresql://nobody:pw@127.0.0.1:{free_port()}/none", home=home)
+    assert result.exit_code != 0
+    assert "Migration failed" in result.output and "OperationalError" in result.output
+
+
+def test_worker_runs_a_round(tmp_path):
+    home = tmp_path / "inst"
+    run("init", "--admin-email", "a@example.test", "--admin-password", "a-long-password", home=home)
+    result = run("worker", "--once", home=home)
+    assert result.exit_code == 0, result.output
+    assert "worker started" in result.output and "worker stopped" in result.output
+
+
+def test_serve_answers_over_http_and_stops_on_sigterm(tmp_path):
+    home = tmp_path / "inst"
+    run("init", "--admin-email", "a@example.test", "--admin-password", "a-long-password", home=home)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "appliance", "--home", str(home), "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert wait_port(port, timeout=30)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as resp:
+            assert resp.status == 200
+            cookie = resp.headers.get("Set-Cookie", "")
+            assert resp.headers["X-Frame-Options"] == "DENY"
+            assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def test_secure_cookie_when_configured(tmp_path):
+    from tests.conftest import make_instance
+    from webapp import create_app
+
+    instance = make_instance(tmp_path / "h", "sqlite:///appliance.db")
+    text = instance.config_path.read_text() + "session_cookie_secure: true\n"
+    instance.config_path.write_text(text)
+    from appliance.config import Instance
+
+    app = create_app(instance=Instance.load(instance.home))
+    resp = app.test_client().get("/login")
+    assert "Secure" in resp.headers["Set-Cookie"]
+
+
+def test_missing_session_key_refuses_to_start(tmp_path):
+    from tests.conftest import make_instance
+
+    instance = make_instance(tmp_path / "h", "sqlite:///appliance.db")
+    (instance.home / "keys" / "session.key").unlink()
+    result = run("serve", "--port", str(free_port()), home=instance.home)
+    assert result.exit_code != 0
+    assert "session.key" in result.output and "init" in result.output
