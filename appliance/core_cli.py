@@ -186,3 +186,29 @@ def demo(click_ctx, host, port, conversations, no_serve):
 
 
 CORE_COMMANDS = [init, migrate, serve, worker, demo]
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def status(ctx, as_json):
+    """The installation's state at a glance (the same checks as the System page)."""
+    import json
+
+    from webapp.system_status import collect
+
+    instance = ctx.instance()
+    app = _build_app(instance)
+    database = app.extensions["database"]
+    with app.app_context(), database.connection_context():
+        checks = collect(instance, database)
+    if as_json:
+        click.echo(json.dumps([c.__dict__ for c in checks], indent=2))
+    else:
+        for check in checks:
+            click.echo(f"{check.level.upper():6} {check.name:18} {check.detail}")
+    if any(c.level == "error" for c in checks):
+        raise SystemExit(1)
+
+
+CORE_COMMANDS.append(status)

@@ -24,12 +24,23 @@ from webapp.db import database_proxy
 MODELS = [TContact, TMessage]
 
 
-@pytest.fixture
-def inst(tmp_path):
-    instance = make_instance(tmp_path / "home")
+@pytest.fixture(params=["sqlite", "postgres"])
+def inst(request, tmp_path):
+    settings = {}
+    if request.param == "postgres":
+        settings["database_url"] = request.getfixturevalue("pg_url")
+    instance = make_instance(tmp_path / "home", settings)
     open_instance(instance)
     yield instance
     database_proxy.close()
+
+
+def write_txn():
+    # IMMEDIATE on SQLite, as the app's write transactions should be: a deferred one that
+    # reads first fails at once if another writer committed meanwhile.
+    from webapp.crypto.rotation import write_transaction
+
+    return write_transaction()
 
 
 def seed(tenant, n, conversation=0):
@@ -42,10 +53,11 @@ def seed(tenant, n, conversation=0):
 
 
 def tamper(pk, column="body"):
-    (blob,) = database_proxy.execute_sql(f"SELECT {column} FROM tcrypto_message WHERE id = ?", [pk]).fetchone()
+    p = database_proxy.param
+    (blob,) = database_proxy.execute_sql(f"SELECT {column} FROM tcrypto_message WHERE id = {p}", [pk]).fetchone()
     blob = bytearray(blob)
     blob[-3] ^= 0x40
-    database_proxy.execute_sql(f"UPDATE tcrypto_message SET {column} = ? WHERE id = ?", [bytes(blob), pk])
+    database_proxy.execute_sql(f"UPDATE tcrypto_message SET {column} = {p} WHERE id = {p}", [bytes(blob), pk])
 
 
 def key_ids(model, tenant, column):
@@ -120,9 +132,7 @@ def test_rotation_under_concurrent_writes(inst):
         rng = random.Random(7)
         try:
             while not stop.is_set():
-                # IMMEDIATE, as the app's SQLite write transactions should: a deferred one
-                # that reads first fails at once if another writer committed meanwhile.
-                with database_proxy.atomic("IMMEDIATE"):
+                with write_txn():
                     m = TMessage.create(tenant=1, body=f"new {len(expected)}", meta={"w": 1})
                     expected[m.id] = m.body
                     target = TMessage.get_by_id(rng.randint(1, 3000))

@@ -9,6 +9,7 @@ variable, as vendor engineers would in a lab. Time travel replaces
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -316,6 +317,10 @@ def test_every_state_keeps_data_readable_and_agents_answering(app, client, world
         assert "No tenants can be added" in message and "stay available" in message
         seat = api_add_member(client, world, "A", f"late@{name}.test")
         assert seat.status_code == 403 and "No operator seats can be added" in seat.get_json()["message"]
+        if fields is not None:
+            program = client.post(f"/api/v1/tenants/{world.tenants['B'].id}/programs", json={"program": "webchat"},
+                                  headers=world.headers("P", "admin"))
+            assert program.status_code == 403 and "No programs can be added" in program.get_json()["message"]
 
 
 def test_banner_is_on_every_page_in_grace(app, world, signer, clock):
@@ -398,7 +403,10 @@ def test_licence_page_install_and_refusals(app, world, signer, clock):
     wrong = post_form(client, install_path, {"licence": other}, page_path)
     assert wrong.status_code == 422 and "is for installation 00000000" in wrong.get_data(as_text=True)
 
-    ok = post_form(client, install_path, {"licence": text}, page_path)
+    # The file upload works as well as pasting.
+    ok = client.post(install_path, data={"csrf_token": csrf_token(client, page_path),
+                                         "licence_file": (io.BytesIO(text.encode()), "acme.lic")},
+                     content_type="multipart/form-data")
     assert ok.status_code == 302
     html = client.get(page_path).get_data(as_text=True)
     assert "LIC-UI-1" in html and "(in effect)" in html and "Licensed" in html

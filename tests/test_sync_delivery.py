@@ -15,10 +15,12 @@ from appliance.identity import load_identity
 from tests.sync_support import Clock, Receiver, ReceiverProcess, free_port
 
 
-@pytest.fixture
-def db_url():
-    """SQLite here; the multi-host test below also runs on PostgreSQL explicitly."""
-    return "sqlite:///appliance.db"
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request):
+    """Both engines: the claim works differently on each (see webapp/sync/outbox.py)."""
+    if request.param == "sqlite":
+        return "sqlite:///appliance.db"
+    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture
@@ -223,14 +225,14 @@ def test_a_day_is_queued_once(app, receiver):
 
 
 def test_daily_request_cap_holds_under_a_vendor_outage(app, receiver):
-    """A day of worker rounds every minute against a failing vendor: at most the cap."""
+    """A day of worker rounds every 5 minutes (288) against a failing vendor: at most the cap."""
     site = make_site(app, receiver.url, max_requests_per_day=24, backoff_base=1, backoff_max=2)
     queue_days(site, 3)
     receiver.front.faults = ["500"] * 10_000
     site.clock.now = site.clock.now.replace(hour=0, minute=0, second=0)
-    for _ in range(24 * 60):
+    for _ in range(24 * 12):
         run(site)
-        site.clock.advance(minutes=1)
+        site.clock.advance(minutes=5)
     assert len(receiver.front.posts()) == 24
     assert outbox_states() == {"pending": 3}  # kept, to be tried tomorrow
     # The next day has a fresh budget, and the reports still go out once.
@@ -293,3 +295,14 @@ def _register(request, receiver):
     if "app" in request.fixturenames:
         app = request.getfixturevalue("app")
         receiver.register(load_identity(app.extensions["appliance_instance"]))
+
+
+def test_a_remote_plain_http_url_is_refused_before_any_connection(app):
+    from webapp.sync import service
+
+    site = make_site(app, "http://sync.vendor.invalid")
+    queue_days(site, 1)
+    result = run(site)
+    assert result.status == "error" and "use https" in result.messages[0]
+    assert "use https" in service.status(site.instance)["config_problem"]
+    assert outbox_states() == {"pending": 1}  # kept until the URL is fixed

@@ -126,3 +126,13 @@ def test_cli_status_identity_switch_and_export(app, world, instance_of_app, tmp_
         database_proxy.connect(reuse_if_open=True)
         assert [(a, v) for a, _, v in audit_actions()] == [("sync.enabled", "cli"), ("sync.enabled", "cli"),
                                                           ("sync.disabled", "cli")]
+
+
+def test_admin_menu_links_the_page_for_provider_admins_only(client, world):
+    link = 'href="/admin/sync/"'
+    login(client, world.users[("P", "admin")].email)
+    assert link in client.get(f"/t/{world.tenants['A'].id}/inbox").get_data(as_text=True)
+    other = client.application.test_client()
+    login(other, world.users[("A", "admin")].email)
+    page = other.get(f"/t/{world.tenants['A'].id}/inbox")
+    assert page.status_code == 200 and link not in page.get_data(as_text=True)

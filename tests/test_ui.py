@@ -216,6 +216,25 @@ def test_reply_and_internal_note_appear_in_order(client, world):
     assert empty.status_code == 422 and "non-empty body" in _text(empty)
 
 
+def test_long_threads_page_back_without_gaps(client, world, monkeypatch):
+    from webapp.views import inbox as inbox_views
+
+    monkeypatch.setattr(inbox_views, "MESSAGES_SHOWN", 3)
+    conv = world.objects["A"]["conversation"]
+    for i in range(6):
+        conversations.add_message(conv, "in", f"line {i}")
+    tenant = _as(client, world, "A", "agent")
+    bodies = re.compile(r'<div class="body">([^<]*)</div>')
+    latest = client.get(f"/t/{tenant.id}/conversations/{conv.id}")
+    assert bodies.findall(_text(latest)) == ["line 3", "line 4", "line 5"]
+    earlier = re.search(r'href="([^"]+before=\d+)"', _text(latest)).group(1)
+    older = client.get(_unescape(earlier))
+    assert bodies.findall(_text(older)) == ["line 0", "line 1", "line 2"]
+    oldest = client.get(_unescape(re.search(r'href="([^"]+before=\d+)"', _text(older)).group(1)))
+    assert bodies.findall(_text(oldest)) == ["hello from A"]
+    assert "before=" not in _text(oldest)
+
+
 def test_status_change(client, world):
     tenant = _as(client, world, "A", "agent")
     conv = world.objects["A"]["conversation"]

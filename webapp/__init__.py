@@ -125,6 +125,9 @@ def register_blueprints(app: Flask) -> None:
     from webapp.views.sync import sync_admin  # issue 6: sync to the vendor
 
     app.register_blueprint(sync_admin)
+    from webapp.views.system import system
+
+    app.register_blueprint(system)
     csrf.exempt(api)
     csrf.exempt(public)
 

@@ -4,6 +4,8 @@ safe to run on several hosts at once (they take database row locks where it matt
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
 log = logging.getLogger("webapp.jobs")
 
@@ -22,7 +24,26 @@ def run_round(app) -> list[tuple[str, str]]:
             except Exception as exc:  # keep the worker alive; the next round retries
                 log.exception("job %s failed", job.__name__)
                 failures.append((job.__name__, f"{type(exc).__name__}: {exc}"))
+    _heartbeat(database, failures)
     return failures
+
+
+def _heartbeat(database, failures) -> None:
+    """Record that this host's worker is alive (the system page shows it)."""
+    from webapp.models.base import utcnow
+    from webapp.models.system import WorkerHeartbeat
+
+    summary = ", ".join(f"{name}: {error.split(':', 1)[0]}" for name, error in failures)[:1000]
+    try:
+        with database.connection_context():
+            (WorkerHeartbeat.insert(host=socket.gethostname(), pid=os.getpid(), last_round_at=utcnow(),
+                                    last_failures=summary)
+             .on_conflict(conflict_target=[WorkerHeartbeat.host],
+                          update={WorkerHeartbeat.pid: os.getpid(), WorkerHeartbeat.last_round_at: utcnow(),
+                                  WorkerHeartbeat.last_failures: summary})
+             .execute())
+    except Exception:  # the database being down is what the next round will report
+        log.warning("could not record the worker heartbeat")
 
 
 # issue 6: daily usage reports to the vendor (does nothing while sync is off)

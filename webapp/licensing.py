@@ -160,7 +160,7 @@ class Licensing:
         self.secret = secret
         self.trust = trust if trust is not None else TrustStore.load()
         self._verified: dict[str, Licence] = {}
-        self._last_rollback_note: datetime | None = None
+        self._noted: dict[str, datetime] = {}
         self._installation_id: str | None = None
 
     @classmethod
@@ -233,8 +233,11 @@ class Licensing:
         row = self.clock_row()
         reading = self.guard().observe(now)
         for problem in reading.problems:
-            log.warning("licence clock: %s", problem.text)
-            _audit("licence.clock_mark_invalid", detail=problem.text[:200])
+            # Once an hour per problem: a read-only mark file would otherwise log every request.
+            if self._first_in_an_hour(problem.text, now):
+                log.warning("licence clock: %s", problem.text)
+                if problem.level == "error":
+                    _audit("licence.clock_mark_invalid", detail=problem.text[:200])
         licences, problems = self.stored_licences()
         state = evaluate(
             licences,
@@ -246,14 +249,18 @@ class Licensing:
             extra_messages=reading.problems + problems,
             trust_non_production=self.trust.non_production_in_use,
         )
-        if state.clock_rollback and (
-            self._last_rollback_note is None or now - self._last_rollback_note > timedelta(hours=1)
-        ):
-            self._last_rollback_note = now
+        if state.clock_rollback and self._first_in_an_hour("rollback", now):
             log.warning("licence clock: system clock is behind the high-water mark")
             _audit("licence.clock_rollback", clock=format_timestamp(now),
                    high_water=format_timestamp(reading.high_water))
         return state
+
+    def _first_in_an_hour(self, key: str, now: datetime) -> bool:
+        last = self._noted.get(key)
+        if last is not None and timedelta(0) <= now - last < timedelta(hours=1):
+            return False
+        self._noted[key] = now
+        return True
 
     def install(self, text: str, actor_id: int | None = None, now: datetime | None = None) -> tuple[Licence, bool]:
         """Verify and store a licence; returns (licence, newly installed).

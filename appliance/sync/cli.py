@@ -120,6 +120,8 @@ def status(ctx, as_json):
     )
     click.echo(f"sync: {state}")
     click.echo(f"vendor url: {info['vendor_url'] or 'not set'}")
+    if info["config_problem"] and info["enabled"]:
+        click.echo(f"cannot send: {info['config_problem']}")
     click.echo(f"installation: {info['installation_id']} ({info['public_key_fingerprint']})")
     click.echo("outbox: " + ", ".join(f"{k} {v}" for k, v in info["outbox"].items()))
     click.echo(f"last sent: {info['last_sent_at'] or 'never'}")
@@ -145,6 +147,8 @@ def run_once(ctx):
         except SyncConfigError as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(result.to_json(), indent=2))
+    if result.status == "error":
+        raise SystemExit(1)
     if result.status == "retry":
         raise SystemExit(2)
 

@@ -222,7 +222,11 @@ class SyncClient:
         if not self.settings.active:
             reason = "locked off by the installer" if self.settings.locked_off else "turned off"
             return RunResult(status="disabled", messages=[f"sync is {reason}"])
-        url = self.settings.endpoint()
+        try:
+            url = self.settings.endpoint()
+        except SyncConfigError as exc:
+            # Reported (status, UI), not raised: the worker would log it every round.
+            return RunResult(status="error", messages=[str(exc)])
         result = RunResult(status="idle")
         session = None
         try:
@@ -234,6 +238,9 @@ class SyncClient:
                     max_requests_per_day=self.settings.max_requests_per_day,
                 ) as claim:
                     if claim is None:
+                        skip = getattr(self.outbox, "last_skip", None)
+                        if skip and skip != "nothing due":
+                            result.messages.append(skip)  # e.g. the daily limit is reached
                         break
                     if session is None:
                         session = self._session()

@@ -160,10 +160,12 @@ def run_playbook(inventory: Path, playbook: str, *args: str, timeout=1500) -> Pl
     }
     log = inventory / f"{Path(playbook).stem}-{int(time.time() * 1000)}.log"
     started = time.monotonic()
-    result = subprocess.run(
-        ["ansible-playbook", "-i", str(inventory / "hosts.yml"), str(ROOT / "playbooks" / playbook), *args],
-        cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-    )
+    # Straight to a file, so a slow run can be followed with `tail -f`.
+    with open(log, "w") as sink:
+        result = subprocess.run(
+            ["ansible-playbook", "-i", str(inventory / "hosts.yml"), str(ROOT / "playbooks" / playbook), *args],
+            cwd=ROOT, env=env, text=True, stdout=sink, stderr=subprocess.STDOUT, timeout=timeout,
+        )
     seconds = time.monotonic() - started
-    log.write_text(result.stdout)
-    return PlaybookRun(result.returncode, result.stdout, seconds, log)
+    output = log.read_text()
+    return PlaybookRun(result.returncode, output, seconds, log)

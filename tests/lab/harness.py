@@ -103,10 +103,10 @@ class Host:
     root: Path
     process: subprocess.Popen
     log_path: Path
-    lab: "Lab"
+    lab: Lab
 
     def ssh(self, command: str, check=True, timeout=120) -> subprocess.CompletedProcess:
-        result = run(self.lab.ssh_argv(self.address) + [command], check=False, timeout=timeout)
+        result = run([*self.lab.ssh_argv(self.address), command], check=False, timeout=timeout)
         if check and result.returncode != 0:
             raise LabError(
                 f"ssh {self.name}: {command!r} exited {result.returncode}\n"
@@ -200,12 +200,14 @@ table ip {NFT_TABLE} {{
         (ssh_dir / "authorized_keys").write_text(Path(f"{self.key}.pub").read_text())
         os.chmod(ssh_dir / "authorized_keys", 0o600)
         log_path = self.run_dir / f"{name}.console.log"
-        proc = subprocess.Popen(
-            ["systemd-nspawn", "-D", str(root), f"--machine={name}", "-b",
-             "--register=no", "--keep-unit", f"--network-bridge={BRIDGE}"],
-            stdin=subprocess.DEVNULL, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(log_path, "w") as console:
+            # Its own session, so teardown can signal nspawn and all it started.
+            proc = subprocess.Popen(
+                ["systemd-nspawn", "-D", str(root), f"--machine={name}", "-b",
+                 "--register=no", "--keep-unit", f"--network-bridge={BRIDGE}"],
+                stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         address = f"{NET_PREFIX}.{octet}"
         host = Host(name, address, root, proc, log_path, self)
         self.hosts.append(host)
@@ -222,7 +224,7 @@ table ip {NFT_TABLE} {{
         while True:
             if time.monotonic() > deadline:
                 raise LabError(f"{name}: no SSH on {address}; see {log_path}")
-            probe = run(self.ssh_argv(address) + ["systemctl is-system-running --wait"],
+            probe = run([*self.ssh_argv(address), "systemctl is-system-running --wait"],
                         check=False, timeout=60)
             state = probe.stdout.strip()
             if state in {"running", "degraded"}:

@@ -10,7 +10,6 @@ and compare the candidates (``EncryptedModel.find_by_index``).
 
 from __future__ import annotations
 
-import hmac
 import re
 import unicodedata
 
@@ -106,8 +105,9 @@ def compute(tenant_id: int, kind: str, value, keyring=None) -> bytes | None:
         norm = NORMALISERS[kind](value)
     except NormalisationError:
         return None
-    key = (keyring or get_keyring()).index_key(tenant_id)
-    return hmac.digest(key.raw, kind.encode() + b"\x00" + norm.encode(), "sha256")[:INDEX_BYTES]
+    mac = (keyring or get_keyring()).index_key(tenant_id).hmac.copy()
+    mac.update(kind.encode() + b"\x00" + norm.encode())
+    return mac.digest()[:INDEX_BYTES]
 
 
 def phone_index(tenant_id: int, value, keyring=None) -> bytes | None:

@@ -11,6 +11,8 @@ time, and the rotation waits that long before its final sweep.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import hmac
 import logging
 import secrets
 import threading
@@ -36,7 +38,7 @@ class KeyUnavailable(envelope.DecryptionFailed):
 
 
 class DataKey:
-    __slots__ = ("aead", "key_id", "purpose", "raw", "status", "tenant_id", "version")
+    __slots__ = ("aead", "hmac", "key_id", "purpose", "raw", "status", "tenant_id", "version")
 
     def __init__(self, key_id, tenant_id, purpose, version, status, raw: bytes):
         self.key_id = key_id
@@ -45,8 +47,10 @@ class DataKey:
         self.version = version
         self.status = status
         self.aead = AESGCM(raw)
-        # Only index keys need the raw bytes afterwards (HMAC); data keys live in the AEAD.
+        # Only index keys need the key afterwards: a keyed HMAC state to copy per index
+        # value (copying is ~3x cheaper than keying a new HMAC each time).
         self.raw = raw if purpose == INDEX else None
+        self.hmac = hmac.new(raw, digestmod=hashlib.sha256) if purpose == INDEX else None
 
     def __repr__(self):
         return f"<DataKey {self.key_id} tenant={self.tenant_id} {self.purpose} v{self.version}>"
@@ -77,6 +81,9 @@ class KeyRing:
         self.master_aead = AESGCM(master.key)
         self.active_ttl = active_ttl
         self._by_id: dict[int, DataKey] = {}
+        # The same keys by the 5-byte value header (format version + key id): the
+        # decryption hot path looks a key up without parsing the header.
+        self._by_header: dict[bytes, DataKey] = {}
         self._active: dict[tuple[int, str], tuple[DataKey, float]] = {}
         self._lock = threading.RLock()
         self._verified = False
@@ -146,8 +153,13 @@ class KeyRing:
                 f"table. Run 'appliance keys status'."
             ) from None
         key = DataKey(row.key_id, row.tenant_id, row.purpose, row.version, row.status, raw)
-        self._by_id[row.key_id] = key
+        self._remember(key)
         return key
+
+    def _remember(self, key: DataKey) -> None:
+        self._by_id[key.key_id] = key
+        if key.purpose == DATA:
+            self._by_header[envelope.HEADER.pack(envelope.FORMAT_V1, key.key_id)] = key
 
     def active(self, tenant_id: int, purpose: str = DATA) -> DataKey:
         """The key new values of this tenant are written with (created on first use)."""
@@ -187,6 +199,7 @@ class KeyRing:
         with self._lock:
             for key_id in key_ids:
                 self._by_id.pop(key_id, None)
+            self._by_header = {h: k for h, k in self._by_header.items() if k.key_id in self._by_id}
             self._active.clear()
 
     # -- creation ----------------------------------------------------------------
@@ -217,7 +230,7 @@ class KeyRing:
             wrapped=wrap_key(self.master_aead, raw, tenant_id, key_id, version, purpose),
         )
         key = DataKey(key_id, tenant_id, purpose, version, status, raw)
-        self._by_id[key_id] = key
+        self._remember(key)
         log.info("created %s key %s v%s for tenant %s", purpose, key_id, version, tenant_id)
         return key
 
@@ -266,3 +279,17 @@ def get_keyring() -> KeyRing:
 
 def keyring_or_none() -> KeyRing | None:
     return _current
+
+
+def shred_tenant_keys(tenant_id: int, keyring: KeyRing | None = None) -> int:
+    """Delete a tenant's keys: its ciphertexts, here and in every later backup, become noise.
+
+    For tenant deletion (call it in the same transaction that deletes the tenant's rows).
+    Returns the number of keys deleted.
+    """
+    deleted = TenantKey.delete().where(TenantKey.tenant_id == tenant_id).execute()
+    kr = keyring or _current
+    if kr is not None:
+        with kr._lock:
+            kr.forget([k for k, v in kr._by_id.items() if v.tenant_id == tenant_id])
+    return deleted

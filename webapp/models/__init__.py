@@ -47,4 +47,9 @@ from webapp.models.sync import SyncOutbox, SyncRequestDay, SyncState  # noqa: E4
 
 ALL_MODELS += [SyncOutbox, SyncState, SyncRequestDay]
 
+# installation-wide bookkeeping
+from webapp.models.system import WorkerHeartbeat  # noqa: E402
+
+ALL_MODELS += [WorkerHeartbeat]
+
 __all__ = [m.__name__ for m in ALL_MODELS] + ["ALL_MODELS"]

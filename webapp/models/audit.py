@@ -39,11 +39,19 @@ class AuditEvent(BaseModel):
 
 
 GENESIS = "0" * 64
+AUDIT_LOCK_KEY = 0x61756474  # "audt": any fixed number unique to this lock
 
 
 def record(action: str, *, actor_id=None, tenant_id=None, target=None, **details) -> AuditEvent:
-    """Append one event to the chain (inside a transaction, so two writers never fork it)."""
-    with database_proxy.atomic():
+    """Append one event to the chain; a lock makes concurrent writers take turns, so
+    the chain never forks (PostgreSQL: an advisory lock; SQLite: a write transaction)."""
+    from webapp.db import is_postgres
+
+    postgres = is_postgres()
+    starts_transaction = not database_proxy.in_transaction()
+    with database_proxy.atomic(*([] if postgres or not starts_transaction else ["IMMEDIATE"])):
+        if postgres:
+            database_proxy.execute_sql("SELECT pg_advisory_xact_lock(%s)", (AUDIT_LOCK_KEY,))
         last = AuditEvent.select(AuditEvent.hash).order_by(AuditEvent.id.desc()).first()
         event = AuditEvent(
             at=utcnow(),

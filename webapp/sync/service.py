@@ -16,7 +16,7 @@ from peewee import fn
 
 import appliance
 from appliance.identity import Identity, load_identity
-from appliance.sync.client import RunResult, SyncClient, SyncSettings, batch_preview
+from appliance.sync.client import RunResult, SyncClient, SyncConfigError, SyncSettings, batch_preview
 from appliance.sync.report import (
     PROFILES,
     build_report,
@@ -236,7 +236,9 @@ def sync_job(app) -> None:
     """Worker job: once per round; cheap when there is nothing to do."""
     instance = app.extensions["appliance_instance"]
     result = run_once(instance)
-    if result.status not in ("disabled", "idle"):
+    if result.status == "error":
+        log.warning("sync: %s", "; ".join(result.messages))
+    elif result.status not in ("disabled", "idle"):
         log.info(
             "sync: %s (%d request(s), %d sent, %d failed, %d to retry)",
             result.status, result.requests, result.sent, result.failed, result.retried,
@@ -289,8 +291,14 @@ def status(instance) -> dict:
         installation_id, fp = identity.installation_id, identity.fingerprint()
     except (RuntimeError, OSError) as exc:  # shown, not fatal: status must work on a broken install
         installation_id, fp = None, f"unavailable: {exc}"
+    try:
+        settings.endpoint()
+        config_problem = None
+    except SyncConfigError as exc:
+        config_problem = str(exc)
     return {
         "enabled": settings.active,
+        "config_problem": config_problem,
         "locked_off": settings.locked_off,
         "vendor_url": settings.vendor_url or None,
         "share_tenant_names": bool(sync_config(instance).get("share_tenant_names")),

@@ -68,4 +68,7 @@ def _layout_context():
     context = {"current_user": user, "tenant": g.get("tenant"), "role": g.get("role")}
     if user is not None:
         context["switcher"] = list(g.principal.reachable_tenants().limit(200))
+        context["provider_admin"] = any(
+            grant.role == "admin" and grant.path.count("/") == 2 for grant in g.principal.grants
+        )
     return context

@@ -118,9 +118,14 @@ def _conversation(tenant, conversation_id) -> Conversation:
 
 
 def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
-    recent = list(
-        Message.select().where(Message.conversation == conv.id).order_by(Message.id.desc()).limit(MESSAGES_SHOWN)
-    )
+    # The newest page of the thread; ?before=<message id> walks back through long ones.
+    query = Message.select().where(Message.conversation == conv.id)
+    before = arg_id("before")
+    if before:
+        query = query.where(Message.id < before)
+    recent = list(query.order_by(Message.id.desc()).limit(MESSAGES_SHOWN + 1))
+    earlier = recent[MESSAGES_SHOWN - 1].id if len(recent) > MESSAGES_SHOWN else None
+    recent = recent[:MESSAGES_SHOWN]
     recent.reverse()
     authors = _by_id(User, [m.author_id for m in recent] + [conv.assignee_id])
     agents = []
@@ -134,7 +139,8 @@ def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
         "inbox/conversation.html",
         conv=conv,
         messages=recent,
-        hidden_count=max(0, conv.message_count - len(recent)),
+        earlier=earlier,
+        paged=bool(before),
         authors=authors,
         contact=Contact.get_by_id(conv.contact_id),
         channel=Channel.get_by_id(conv.channel_id),

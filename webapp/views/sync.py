@@ -10,6 +10,21 @@ from webapp.auth import provider_view
 sync_admin = Blueprint("sync_admin", __name__, url_prefix="/admin/sync")
 
 
+@sync_admin.before_app_request
+def _nav_link():
+    """A "Sync" entry in the admin menu for the provider's admins (base.html's extra_admin_nav)."""
+    if not request.endpoint or request.endpoint.startswith(("public.", "static", "api.")):
+        return
+    from webapp.auth import load_user
+    from webapp.models.tenancy import PROVIDER, Tenant
+
+    if load_user() is None or g.principal is None:
+        return
+    provider = Tenant.select().where(Tenant.level == PROVIDER).order_by(Tenant.id).first()
+    if provider is not None and g.principal.role_in(provider) == "admin":
+        g.extra_admin_nav = [*g.get("extra_admin_nav", []), ("Sync", url_for("sync_admin.page"))]
+
+
 def _instance():
     return current_app.extensions["appliance_instance"]
 

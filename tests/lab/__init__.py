@@ -1,0 +1,1 @@
+"""Lab tests: the playbooks against fresh Debian hosts (pytest -m lab tests/lab)."""
