@@ -30,6 +30,8 @@ DEFAULTS: dict = {
     "master_key_file": "keys/master.key",
     "session_cookie_secure": False,
     "max_request_bytes": 1024 * 1024,
+    # Bearer token for /metrics from other hosts; empty: loopback only.
+    "metrics_token": "",
     "login_throttle_attempts": 5,
     "login_throttle_window_seconds": 300,
     "sync": {

@@ -110,7 +110,16 @@ def test_assignment_rules(client, world):
     conv = world.objects["A1"]["conversation"]
     me = world.users[("A1", "agent")].id
     other = world.users[("A1", "supervisor")].id
-    # An agent may take a conversation but not hand it to someone else.
+    # An agent may take an unassigned conversation but not hand it to someone else,
+    # nor take a colleague's away.
+    _ok(client.patch(f"/api/v1/conversations/{conv.id}", headers=world.headers("A1", "supervisor"),
+                     json={"assignee_id": other}))
+    assert client.patch(f"/api/v1/conversations/{conv.id}", headers=world.headers("A1", "agent"),
+                        json={"assignee_id": me}).status_code == 403
+    assert client.patch(f"/api/v1/conversations/{conv.id}", headers=world.headers("A1", "agent"),
+                        json={"assignee_id": None}).status_code == 403
+    _ok(client.patch(f"/api/v1/conversations/{conv.id}", headers=world.headers("A1", "supervisor"),
+                     json={"assignee_id": None}))
     _ok(client.patch(f"/api/v1/conversations/{conv.id}", headers=world.headers("A1", "agent"),
                      json={"assignee_id": me}))
     resp = client.patch(f"/api/v1/conversations/{conv.id}", headers=world.headers("A1", "agent"),

@@ -181,3 +181,28 @@ def test_interrupted_master_rotation_heals_at_next_start(tmp_path, monkeypatch):
     assert fresh.master.key_id == CryptoMaster.get().master_key_id
     assert TContact.get_by_id(c.id).name == "Alice"
     assert not (instance.home / "keys" / "master.key.new").exists()
+
+
+def test_a_process_started_before_a_master_rotation_does_not_wrap_new_keys(tmp_path):
+    instance = make_instance(tmp_path / "h")
+    stale = open_instance(instance)
+    TContact.create(tenant=1, name="Alice")
+    other = open_instance(instance)
+    rotate_master(instance, keyring=other)
+    with pytest.raises(MasterKeyError, match="restart"):
+        stale.active(2)
+    assert TenantKey.select().where(TenantKey.tenant_id == 2).count() == 0
+
+
+def test_rotate_master_with_a_passphrase(tmp_path, monkeypatch):
+    instance = make_instance(tmp_path / "h", {"master_key_source": "passphrase"}, create_key=False)
+    ensure_master_key(instance)
+    monkeypatch.setenv("APPLIANCE_MASTER_PASSPHRASE", "the first passphrase")
+    kr = open_instance(instance)
+    c = TContact.create(tenant=1, name="Alice")
+    rotate_master(instance, keyring=kr, new_passphrase="the second passphrase")
+    with pytest.raises(MasterKeyError):
+        open_instance(instance)
+    monkeypatch.setenv("APPLIANCE_MASTER_PASSPHRASE", "the second passphrase")
+    open_instance(instance)
+    assert TContact.get_by_id(c.id).name == "Alice"

@@ -565,8 +565,10 @@ def test_health_ok(client):
     assert body["version"]
 
 
-def test_health_503_when_the_database_is_down(app, client, instance, request, tmp_path):
+def test_health_503_when_the_database_is_down(app, client, instance, request, tmp_path, world):
     """Really unreachable: SQLite's directory moved away, or PostgreSQL refusing connections."""
+    operator = app.test_client()
+    assert login(operator, world.email("A", "agent")).status_code == 302
     database = app.extensions["database"]
     if not database.is_closed():
         database.close()
@@ -584,6 +586,11 @@ def test_health_503_when_the_database_is_down(app, client, instance, request, tm
         assert answer.status_code == 503
         assert answer.get_json()["database"] == "unreachable"
         assert client.post("/hooks/whatever", data=b"{}").status_code == 503
+        # A logged-in operator and an API client get a 503 that says what happened.
+        page = operator.get(f"/t/{world.tenants['A'].id}/inbox")
+        assert page.status_code == 503 and "database is not reachable" in page.get_data(as_text=True)
+        api = client.get("/api/v1/me", headers=world.headers("A", "agent"))
+        assert api.status_code == 503 and "database" in api.get_json()["message"]
     finally:
         restore()
     assert client.get("/health").status_code == 200

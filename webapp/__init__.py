@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, current_app, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFProtect
 from peewee import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
@@ -86,9 +86,10 @@ def register_request_hooks(app: Flask, database) -> None:
     @app.after_request
     def _security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
-        if request.blueprint != "public" or not request.endpoint.startswith("public.widget"):
+        # The chat widget is made to be framed by the tenant's own site; it sets its own CSP.
+        if not (request.endpoint or "").startswith("public.widget"):
+            response.headers.setdefault("X-Frame-Options", "DENY")
             response.headers.setdefault(
                 "Content-Security-Policy",
                 "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -152,7 +153,7 @@ def register_error_handlers(app: Flask) -> None:
         message = "The database is not reachable; try again shortly. Admins: check the database service."
         if wants_json():
             return jsonify(error="Service Unavailable", message=message, status=503), 503
-        return render_template("error.html", error=_Simple(503, "Service Unavailable", message)), 503
+        return _render_without_database(_Simple(503, "Service Unavailable", message)), 503
 
     @app.errorhandler(Exception)
     def _unexpected(exc):
@@ -164,6 +165,15 @@ def register_error_handlers(app: Flask) -> None:
         if wants_json():
             return jsonify(error="Internal Server Error", message=message, status=500), 500
         return render_template("error.html", error=_Simple(500, "Internal Server Error", message)), 500
+
+
+def _render_without_database(error) -> str:
+    """The error page without context processors: they query the database, which is down."""
+    try:
+        template = current_app.jinja_env.get_template("error.html")
+        return template.render(error=error, request=request, session={}, g=g, current_user=None, tenant=None)
+    except Exception:  # never let the error page itself fail
+        return f"<!doctype html><title>{error.code}</title><h1>{error.code} {error.name}</h1><p>{error.description}</p>"
 
 
 class _Simple:

@@ -12,7 +12,6 @@ import time
 
 import pytest
 import requests
-import urllib3
 import yaml
 
 from tests.lab.conftest import record, run_playbook, write_inventory
@@ -22,8 +21,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(2400)]
 ADMIN = "admin@lab.example"
 HOST = "cc1"
 SERVICES = ("appliance-web", "appliance-worker")
-
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +38,17 @@ def installed(lab, bundle):
     run = run_playbook(inventory, "site.yml")
     record("install (site.yml, fresh host)", run.seconds)
     assert run.returncode == 0, f"site.yml failed (log {run.log}):\n{run.tail()}"
-    yield {"host": host, "inventory": inventory, "run": run, "manifest": manifest}
+    # Clients of a self-signed install trust its certificate explicitly; so does the lab.
+    ca_file = lab.run_dir / f"{HOST}.crt"
+    ca_file.write_text(host.ssh("cat /etc/nginx/tls/server.crt").stdout)
+    yield {"host": host, "inventory": inventory, "run": run, "manifest": manifest, "ca": ca_file}
     lab.stop_host(host)
 
 
-def _get(host, path, **kw):
-    return requests.get(f"https://{host.address}{path}", verify=False, timeout=10, **kw)
+def _get(installed, path, **kw):
+    # Verified against the host's own certificate: its subject names must cover the address.
+    address = installed["host"].address
+    return requests.get(f"https://{address}{path}", verify=str(installed["ca"]), timeout=10, **kw)
 
 
 def test_install_reports_no_failure(installed):
@@ -57,13 +59,13 @@ def test_install_reports_no_failure(installed):
 
 def test_https_through_nginx_serves_the_login_page(installed):
     host = installed["host"]
-    page = _get(host, "/login")
+    page = _get(installed, "/login")
     assert page.status_code == 200
     assert "<title>Log in</title>" in page.text
     assert page.headers["Server"] == "nginx"
     assert page.headers["Strict-Transport-Security"].startswith("max-age=")
     assert page.headers.get("X-Frame-Options") == "DENY"
-    health = _get(host, "/health")
+    health = _get(installed, "/health")
     assert health.status_code == 200 and health.json()["status"] == "ok"
     plain = requests.get(f"http://{host.address}/login", allow_redirects=False, timeout=10)
     assert plain.status_code == 301 and plain.headers["Location"].startswith("https://")
@@ -110,7 +112,7 @@ def test_service_restarts_after_kill_9(installed, service):
         time.sleep(1)
     if service == "appliance-web":
         deadline = time.monotonic() + 60
-        while _get(host, "/health").status_code != 200:
+        while _get(installed, "/health").status_code != 200:
             assert time.monotonic() < deadline, "web did not answer again after restart"
             time.sleep(1)
 
@@ -204,7 +206,7 @@ def test_upgrade_to_a_newer_bundle_keeps_the_data(installed, newer_bundle):
     ).stdout.strip()
     assert admin_after == admin_before
     assert host.ssh("sha256sum /var/lib/appliance/keys/master.key").stdout.split()[0] == key_before
-    assert _get(host, "/login").status_code == 200
+    assert _get(installed, "/login").status_code == 200
     for service in SERVICES:
         assert host.ssh(f"systemctl is-active {service}").stdout.strip() == "active"
     # The previous bundle stays for a rollback.

@@ -388,7 +388,13 @@ def patch_conversation(conversation_id):
     data = json_body(CONVERSATION_PATCH)
     if "assignee_id" in data or "team_id" in data:
         tenant = Tenant.get_by_id(conv.tenant_id)
-        reassigning_other = data.get("assignee_id") not in (None, g.principal.user_id) or "team_id" in data
+        wanted = data.get("assignee_id", conv.assignee_id)
+        # Agents take work or hand back their own; moving anyone else's is a supervisor's job.
+        reassigning_other = (
+            wanted not in (None, g.principal.user_id)
+            or conv.assignee_id not in (None, g.principal.user_id)
+            or "team_id" in data
+        )
         if reassigning_other:
             require_role(g.principal, tenant, "supervisor")
         conversations.assign(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from os import urandom as _urandom
 
 from cryptography.exceptions import InvalidTag
 from peewee import BlobField, FieldAccessor
@@ -283,44 +284,54 @@ class EncryptedModel:
 
     def encrypt_pending(self) -> None:
         """Seal assigned plaintexts, re-seal values under a retiring key, refresh blind indexes."""
-        spec = self._crypto_spec()
-        if not spec.encrypted:
-            return
+        cls = type(self)
+        spec = cls.__dict__.get("_crypto_spec_cache") or cls._crypto_spec()
         data = self.__data__
-        tenant_id = None
+        dirty = self._dirty
         key = None
         for field in spec.encrypted:
             name = field.name
             value = data.get(name)
             if value is None:
-                if name in spec.by_source and name in self._dirty:
+                if name in dirty and name in spec.by_source:
                     for ix in spec.by_source[name]:
                         data[ix.name] = None
-                        self._dirty.add(ix.name)
+                        dirty.add(ix.name)
                 continue
             if key is None:
-                tenant_id = self._crypto_tenant_id()
+                tenant_id = data.get(spec.tenant_name)
+                if tenant_id is None:
+                    self._crypto_tenant_id()  # raises the explanatory error
                 key = _keyring.get_keyring().active(tenant_id)
-                uid = self._crypto_uid()
-            if type(value) is _Pending:
+                header = key.header
+                uid = data.get(spec.uid_name)
+                uid = uid.bytes if type(uid) is uuid.UUID else envelope.uid_bytes(uid)
+            pending = type(value) is _Pending
+            if pending:
                 plain = value.value
-            elif len(value) >= envelope.OVERHEAD and envelope.HEADER.unpack_from(value)[1] != key.key_id:
+            elif value[:5] == header:
+                continue
+            elif len(value) >= envelope.OVERHEAD:
                 # Written under an older key: saving the row moves it to the active one,
                 # so a rotation never has to chase rows that the app keeps rewriting.
                 plain = getattr(self, name)
-                if isinstance(plain, IntegrityFailed):
+                if type(plain) is IntegrityFailed:
                     continue
             else:
                 continue
-            sealed = Ciphertext(envelope.seal(key.aead, key.key_id, spec.prefix(tenant_id, field.column_name),
-                                              uid, field.encode(plain)))
+            nonce = _urandom(12)
+            sealed = Ciphertext(header + nonce + key.aead.encrypt(
+                nonce, field.encode(plain), header + spec.prefix(tenant_id, field.column_name) + uid))
             data[name] = sealed
-            self._dirty.add(name)
-            self.__dict__.setdefault("_crypto_plain", {})[name] = (sealed, plain)
-            if type(value) is _Pending:
-                for ix in spec.by_source.get(name, ()):
+            dirty.add(name)
+            cache = self.__dict__.get("_crypto_plain")
+            if cache is None:
+                cache = self.__dict__["_crypto_plain"] = {}
+            cache[name] = (sealed, plain)
+            if pending and name in spec.by_source:
+                for ix in spec.by_source[name]:
                     data[ix.name] = blind_index.compute(tenant_id, ix.kind, plain)
-                    self._dirty.add(ix.name)
+                    dirty.add(ix.name)
 
     def save(self, *args, **kwargs):
         self.encrypt_pending()

@@ -38,7 +38,7 @@ class KeyUnavailable(envelope.DecryptionFailed):
 
 
 class DataKey:
-    __slots__ = ("aead", "hmac", "key_id", "purpose", "raw", "status", "tenant_id", "version")
+    __slots__ = ("aead", "header", "hmac", "key_id", "purpose", "raw", "status", "tenant_id", "version")
 
     def __init__(self, key_id, tenant_id, purpose, version, status, raw: bytes):
         self.key_id = key_id
@@ -47,6 +47,7 @@ class DataKey:
         self.version = version
         self.status = status
         self.aead = AESGCM(raw)
+        self.header = envelope.HEADER.pack(envelope.FORMAT_V1, key_id)  # how values name this key
         # Only index keys need the key afterwards: a keyed HMAC state to copy per index
         # value (copying is ~3x cheaper than keying a new HMAC each time).
         self.raw = raw if purpose == INDEX else None
@@ -159,7 +160,7 @@ class KeyRing:
     def _remember(self, key: DataKey) -> None:
         self._by_id[key.key_id] = key
         if key.purpose == DATA:
-            self._by_header[envelope.HEADER.pack(envelope.FORMAT_V1, key.key_id)] = key
+            self._by_header[key.header] = key
 
     def active(self, tenant_id: int, purpose: str = DATA) -> DataKey:
         """The key new values of this tenant are written with (created on first use)."""
@@ -216,6 +217,14 @@ class KeyRing:
 
     def create_key(self, tenant_id: int, purpose: str, version: int | None = None,
                    status: str = "active") -> DataKey:
+        recorded = CryptoMaster.select(CryptoMaster.master_key_id).order_by(CryptoMaster.id).scalar()
+        if recorded is not None and recorded != self.master.key_id:
+            # The master key was rotated by another process since this one started: a key
+            # wrapped now would be unreadable for everyone else.
+            raise MasterKeyError(
+                f"The master key was rotated (now {recorded}) since this process started with "
+                f"{self.master.key_id}: restart the web and worker services."
+            )
         if version is None:
             version = 1 + (TenantKey.select(fn.MAX(TenantKey.version))
                            .where((TenantKey.tenant_id == tenant_id) & (TenantKey.purpose == purpose))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from peewee import DatabaseError
 
 from webapp.auth import authenticate, load_user, login_required, login_user, seconds_locked
 
@@ -64,6 +65,13 @@ def switch():
 
 @auth.app_context_processor
 def _layout_context():
+    try:
+        return _user_context()
+    except DatabaseError:  # the error page for "database down" must still render
+        return {"current_user": None, "tenant": None, "role": None}
+
+
+def _user_context():
     user = load_user() if request.endpoint and not request.endpoint.startswith("public.") else None
     context = {"current_user": user, "tenant": g.get("tenant"), "role": g.get("role")}
     if user is not None:
