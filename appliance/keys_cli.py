@@ -225,10 +225,7 @@ def verify(ctx, show):
 
 def _import_models():
     """Register the encrypted models so rotation and verify see every table."""
-    try:
-        import webapp.models  # noqa: F401
-    except ImportError:  # pragma: no cover - crypto works on its own too
-        pass
+    import webapp.models  # noqa: F401
 
 
 def _tenant_id(text: str) -> int:

@@ -108,6 +108,7 @@ def main():
         small_convs = args.small // MESSAGES_PER_CONVERSATION
         seed(tenant, channel, agents, small_convs, rng)
         probe = Conversation.select().order_by(Conversation.id).first()
+        database.execute_sql("ANALYZE")
 
     client = app.test_client()
     token = csrf_token(client)

@@ -161,3 +161,9 @@ def build_world() -> World:
 def world(app):
     with app.app_context():
         return build_world()
+
+
+@pytest.fixture
+def app_context(app):
+    with app.app_context() as ctx:
+        yield ctx

@@ -142,7 +142,7 @@ def test_rotation_under_concurrent_writes(inst):
                 if rotating.is_set():
                     writes["during"] += 1
                 time.sleep(0.001)
-        except Exception as exc:  # noqa: BLE001 - any writer failure fails the test below
+        except Exception as exc:  # any writer failure fails the test below
             errors.append(exc)
         finally:
             database_proxy.close()

@@ -51,3 +51,29 @@ def bind(url: str):
 
 def is_postgres() -> bool:
     return isinstance(database_proxy.obj, PostgresqlDatabase)
+
+
+def serialized(lock_key: int):
+    """A transaction in which writers holding the same ``lock_key`` take turns.
+
+    For check-then-insert rules (licence limits, the audit chain): PostgreSQL takes a
+    transaction-scoped advisory lock; SQLite starts the transaction IMMEDIATE, which
+    already serialises every writer. Nested inside another transaction it becomes a
+    savepoint, and on SQLite the outer transaction's lock applies.
+    """
+    from contextlib import contextmanager
+
+    @contextmanager
+    def _block():
+        postgres = is_postgres()
+        outer = database_proxy.in_transaction()
+        with database_proxy.atomic(*([] if postgres or outer else ["IMMEDIATE"])) as txn:
+            if postgres:
+                database_proxy.execute_sql("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
+            yield txn
+
+    return _block()
+
+
+LOCK_AUDIT = 0x61756474  # "audt"
+LOCK_LICENCE_GROWTH = 0x6C696367  # "licg": tenant and seat creation against licence limits

@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from os import urandom as _urandom
 
 from appliance.config import write_secret_file
 from webapp.crypto import envelope
@@ -202,8 +203,8 @@ class TenantRotation:
         sql = f"{t.select_head} AND {where} ORDER BY {_q(t.pk)} LIMIT {int(self.batch_size)}"
         prefixes = [t.prefix(tenant_id, c) for c in t.columns]
         ncols = len(t.columns)
-        by_id = kr._by_id
-        seal, opn, key_id_of = envelope.seal, envelope.open_sealed, envelope.key_id_of
+        by_header = kr._by_header
+        new_header, new_aead = new.header, new.aead
         changed_total = 0
         last = start_pk
         while True:
@@ -212,7 +213,10 @@ class TenantRotation:
                 break
             updates = []
             for row in rows:
-                uid = envelope.uid_bytes(row[1])
+                raw_uid = row[1]
+                # SQLite keeps a UUIDField as 32 hex digits; PostgreSQL hands back a str with dashes.
+                uid = bytes.fromhex(raw_uid) if type(raw_uid) is str and len(raw_uid) == 32 \
+                    else envelope.uid_bytes(raw_uid)
                 values = [None if v is None else bytes(v) for v in row[2:]]
                 new_values = list(values)
                 changed = False
@@ -220,20 +224,22 @@ class TenantRotation:
                     blob = values[i]
                     if blob is None:
                         continue
+                    header = blob[:5]
+                    if header == new_header:
+                        continue
                     try:
-                        kid = key_id_of(blob)
-                        if kid == new_id:
-                            continue
-                        key = by_id.get(kid) or kr.get(kid)
-                        if key.tenant_id != tenant_id:
-                            raise envelope.DecryptionFailed("value names another tenant's key", kid)
-                        plain = opn(key.aead, prefixes[i], uid, blob)
+                        key = by_header.get(header) or kr.get(envelope.key_id_of(blob))
+                        if key.tenant_id != tenant_id or key.purpose != DATA:
+                            raise envelope.DecryptionFailed("value names another tenant's key", key.key_id)
+                        plain = envelope.open_sealed(key.aead, prefixes[i], uid, blob)
                     except envelope.DecryptionFailed as exc:
                         self.result.failures += 1
                         log.warning("rotation: value failed its integrity check: table=%s column=%s "
                                     "row_pk=%s reason=%s", t.table, t.columns[i], row[0], exc.reason)
                         continue
-                    new_values[i] = seal(new.aead, new_id, prefixes[i], uid, plain)
+                    nonce = _urandom(12)
+                    new_values[i] = new_header + nonce + new_aead.encrypt(nonce, plain,
+                                                                          new_header + prefixes[i] + uid)
                     changed = True
                 if changed:
                     updates.append((*new_values, row[0], *values))

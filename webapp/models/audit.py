@@ -7,7 +7,7 @@ import json
 
 from peewee import CharField, DateTimeField, ForeignKeyField, IntegerField, TextField
 
-from webapp.db import database_proxy
+from webapp.db import LOCK_AUDIT, serialized
 from webapp.models.base import BaseModel, utcnow
 from webapp.models.tenancy import Tenant
 
@@ -39,19 +39,11 @@ class AuditEvent(BaseModel):
 
 
 GENESIS = "0" * 64
-AUDIT_LOCK_KEY = 0x61756474  # "audt": any fixed number unique to this lock
 
 
 def record(action: str, *, actor_id=None, tenant_id=None, target=None, **details) -> AuditEvent:
-    """Append one event to the chain; a lock makes concurrent writers take turns, so
-    the chain never forks (PostgreSQL: an advisory lock; SQLite: a write transaction)."""
-    from webapp.db import is_postgres
-
-    postgres = is_postgres()
-    starts_transaction = not database_proxy.in_transaction()
-    with database_proxy.atomic(*([] if postgres or not starts_transaction else ["IMMEDIATE"])):
-        if postgres:
-            database_proxy.execute_sql("SELECT pg_advisory_xact_lock(%s)", (AUDIT_LOCK_KEY,))
+    """Append one event to the chain; concurrent writers take turns, so it never forks."""
+    with serialized(LOCK_AUDIT):
         last = AuditEvent.select(AuditEvent.hash).order_by(AuditEvent.id.desc()).first()
         event = AuditEvent(
             at=utcnow(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from webapp.db import database_proxy
+from webapp.db import LOCK_LICENCE_GROWTH, database_proxy, serialized
 from webapp.models.audit import record
 from webapp.models.tenancy import (
     ACCOUNT,
@@ -57,8 +57,8 @@ def create_child(parent: Tenant, name: str, kind: str, actor_id=None) -> Tenant:
         raise ServiceError("Sub-accounts cannot have sub-accounts of their own.", 422)
     if kind not in kinds:
         raise ServiceError(f"kind must be one of: {', '.join(kinds)}.", 422)
-    licensing_hooks.before_create_tenant(parent)
-    with database_proxy.atomic():
+    with serialized(LOCK_LICENCE_GROWTH):  # the limit check and the insert, as one step
+        licensing_hooks.before_create_tenant(parent)
         tenant = Tenant.create(parent=parent, level=level, kind=kind, name=name, slug=_slugify(name))
         tenant.path = f"{parent.path}{tenant.id}/"
         tenant.save()
@@ -109,8 +109,8 @@ def add_member(tenant: Tenant, user: User, role: str, *, shared=False, actor_id=
         raise ServiceError(f"role must be one of: {', '.join(ROLES)}.", 422)
     if Membership.select().where(Membership.user == user, Membership.tenant == tenant).exists():
         raise Conflict("That user is a member of this tenant already.")
-    licensing_hooks.before_add_seat(tenant)
-    with database_proxy.atomic():
+    with serialized(LOCK_LICENCE_GROWTH):
+        licensing_hooks.before_add_seat(tenant)
         member = Membership.create(user=user, tenant=tenant, role=role, shared=bool(shared))
         record("member.add", actor_id=actor_id, tenant_id=tenant.id, target=f"membership:{member.id}", role=role)
     return member
