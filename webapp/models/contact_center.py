@@ -116,7 +116,7 @@ class Conversation(EncryptedModel, BaseModel):
         # on (last_message_at, id) stays fast with millions of rows.
         indexes = (
             (("tenant", "status", "last_message_at", "id"), False),
-            (("tenant", "assignee", "last_message_at"), False),
+            (("tenant", "assignee", "last_message_at", "id"), False),
             (("tenant", "last_message_at", "id"), False),
         )
 

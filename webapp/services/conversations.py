@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from peewee import fn
-
 from webapp.db import database_proxy
 from webapp.models.base import utcnow
 from webapp.models.contact_center import (
@@ -228,15 +226,29 @@ def inbox(tenant: Tenant, *, status=None, assignee=None, channel_id=None, team_i
     return rows[:limit], next_cursor
 
 
-def status_counts(tenant: Tenant) -> dict:
-    rows = (
-        Conversation.select(Conversation.status, fn.COUNT(Conversation.id).alias("n"))
-        .where(Conversation.tenant == tenant.id)
-        .group_by(Conversation.status)
-    )
-    counts = {s: 0 for s in STATUSES}
-    counts.update({r.status: r.n for r in rows})
+COUNT_CAP = 999
+
+
+def status_counts(tenant: Tenant, include_subaccounts: bool = False) -> dict:
+    """Per-status counts for the inbox tabs, each capped at COUNT_CAP + 1.
+
+    A capped count reads at most COUNT_CAP index entries, so the tabs cost the same
+    with a thousand conversations as with millions (the tab then shows "999+").
+    """
+    counts = {}
+    for status in STATUSES:
+        if include_subaccounts:
+            query = (Conversation.select(Conversation.id).join(Tenant)
+                     .where(Tenant.path.startswith(tenant.path), Conversation.status == status))
+        else:
+            query = Conversation.select(Conversation.id).where(
+                Conversation.tenant == tenant.id, Conversation.status == status)
+        counts[status] = query.limit(COUNT_CAP + 1).count()
     return counts
+
+
+def count_label(n: int) -> str:
+    return f"{COUNT_CAP}+" if n > COUNT_CAP else str(n)
 
 
 def can_supervise(role: str | None) -> bool:

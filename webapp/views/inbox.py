@@ -12,7 +12,6 @@ from flask import (
     request,
     url_for,
 )
-from peewee import fn
 
 from webapp.access import require_role, shared_from_ancestors
 from webapp.models.contact_center import (
@@ -45,17 +44,8 @@ def _by_id(model, ids) -> dict:
 
 
 def _status_counts(tenant: Tenant, include_sub: bool) -> dict:
-    if not include_sub:
-        return conversations.status_counts(tenant)
-    rows = (
-        Conversation.select(Conversation.status, fn.COUNT(Conversation.id).alias("n"))
-        .join(Tenant)
-        .where(Tenant.path.startswith(tenant.path))
-        .group_by(Conversation.status)
-    )
-    counts = {s: 0 for s in STATUSES}
-    counts.update({r.status: r.n for r in rows})
-    return counts
+    return {s: conversations.count_label(n)
+            for s, n in conversations.status_counts(tenant, include_subaccounts=include_sub).items()}
 
 
 def _filter_channels(tenant: Tenant, include_sub: bool) -> list:
