@@ -157,8 +157,9 @@ class Lab:
         self._made_bridge = True
         run(["ip", "addr", "add", f"{BRIDGE_ADDR}/24", "dev", BRIDGE])
         run(["ip", "link", "set", BRIDGE, "up"])
-        self._ip_forward_before = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
-        run(["sysctl", "-q", "net.ipv4.ip_forward=1"])
+        forward = Path("/proc/sys/net/ipv4/ip_forward")
+        self._ip_forward_before = forward.read_text().strip()
+        forward.write_text("1\n")
         # Masquerade only the lab subnet, only when it leaves by another link.
         rules = f"""
 table ip {NFT_TABLE} {{
@@ -249,8 +250,26 @@ table ip {NFT_TABLE} {{
             self.hosts.remove(host)
         shutil.rmtree(host.root, ignore_errors=True)
 
+    def _kill_leftovers(self):
+        """Processes started for this run that outlived their parent.
+
+        ansible-playbook's workers detach into their own sessions, so killing
+        the playbook does not reach them; they are recognised by this run's
+        unique directory on their command line.
+        """
+        marker = str(self.run_dir).encode()
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(int(pid), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                continue
+
     def close(self):
         errors = []
+        self._kill_leftovers()
         for host in list(self.hosts):
             try:
                 self.stop_host(host)
@@ -261,7 +280,7 @@ table ip {NFT_TABLE} {{
         if self._made_bridge:
             run(["ip", "link", "del", BRIDGE], check=False)
         if self._ip_forward_before is not None:
-            run(["sysctl", "-q", f"net.ipv4.ip_forward={self._ip_forward_before}"], check=False)
+            Path("/proc/sys/net/ipv4/ip_forward").write_text(self._ip_forward_before + "\n")
         if os.environ.get("APPLIANCE_LAB_KEEP_RUN_DIR") != "1":
             shutil.rmtree(self.run_dir, ignore_errors=True)
         if errors:
