@@ -28,6 +28,13 @@ DEFAULTS: dict = {
     # Session signing secret; generated into a 0600 file at init, never shipped.
     "secret_key_file": "keys/session.key",
     "master_key_file": "keys/master.key",
+    # file | env (APPLIANCE_MASTER_KEY, base64) | passphrase (typed at boot; scrypt with the salt file)
+    "master_key_source": "file",
+    "master_key_salt_file": "keys/master.salt",
+    "crypto_key_cache_seconds": 5,
+    # Phone numbers without a country code get this one (e.g. "49"); empty: keep as typed.
+    "phone_default_country_code": "",
+    "phone_trunk_prefix": "0",
     "session_cookie_secure": False,
     "max_request_bytes": 1024 * 1024,
     # Bearer token for /metrics from other hosts; empty: loopback only.

@@ -74,6 +74,8 @@ def _migrate(instance: Instance) -> list[str]:
 
     try:
         return setup.migrate(instance, progress=lambda m: click.echo(m, err=True))
+    except ConfigError as exc:  # master key missing or wrong: nothing was changed
+        _fail(str(exc))
     except Exception as exc:  # database down, wrong URL, permissions: say which
         _fail(f"Migration failed ({type(exc).__name__}: {exc}). Nothing after the last good step was applied.")
 

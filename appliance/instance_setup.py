@@ -47,8 +47,16 @@ def migrate(instance: Instance, progress=None) -> list[str]:
     from webapp.migrations import upgrade
 
     database = dbmod.bind(instance.database_url)
+    check_master_key(instance)  # a wrong key must stop us before any schema change
     with database.connection_context():
         return upgrade(database, progress=progress)
+
+
+def check_master_key(instance: Instance) -> None:
+    """Raise the crypto module's clear error when the master key is missing or wrong."""
+    from webapp.crypto import open_keyring
+
+    open_keyring(instance, install=False)
 
 
 def ensure_provider_admin(instance: Instance, email: str, password: str, provider_name: str) -> bool:

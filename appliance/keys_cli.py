@@ -117,12 +117,13 @@ def rotate_tenant_cmd(ctx, tenant, all_tenants, batch_size):
             tenant_id, started = rotation.tenant_id, rotation.result
             total = rotation.pending()
             verb = "resuming" if started.resumed else "rotating"
+            done_before = started.rows_rewritten  # rows moved by an interrupted earlier run
             began = time.monotonic()
             with click.progressbar(length=total, label=f"{verb} tenant {tenant_id}", file=sys.stderr) as bar:
                 result = rotation.run(progress_cb=bar.update)
             elapsed = max(time.monotonic() - began, 1e-9)
             click.echo(f"tenant {tenant_id}: new data key {result.new_key_id}; {result.rows_rewritten} rows "
-                       f"re-encrypted ({result.rows_rewritten / elapsed:,.0f} rows/s)"
+                       f"re-encrypted ({(result.rows_rewritten - done_before) / elapsed:,.0f} rows/s)"
                        + ("; old key retired" if result.retired else ""))
             for note in result.notes:
                 click.echo(f"  {note}")

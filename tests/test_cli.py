@@ -113,3 +113,14 @@ def test_missing_session_key_refuses_to_start(tmp_path):
     result = run("serve", "--port", str(free_port()), home=instance.home)
     assert result.exit_code != 0
     assert "session.key" in result.output and "init" in result.output
+
+
+def test_migrate_refuses_a_wrong_master_key_and_changes_nothing(tmp_path):
+    home = tmp_path / "inst"
+    run("init", "--admin-email", "a@example.test", "--admin-password", "a-long-password", home=home)
+    key = home / "keys" / "master.key"
+    db_before = (home / "appliance.db").read_bytes()
+    key.unlink()
+    result = run("migrate", home=home)
+    assert result.exit_code != 0 and "master.key" in result.output
+    assert (home / "appliance.db").read_bytes() == db_before

@@ -82,6 +82,12 @@ def test_app_refuses_a_missing_master_key(app, instance):
 
 
 def test_keys_commands(app, world, instance, monkeypatch, tmp_path):
+    import yaml
+
+    from appliance.config import write_config
+
+    settings = yaml.safe_load(instance.config_path.read_text())
+    write_config(instance.home, {**settings, "crypto_key_cache_seconds": 0.2})  # short rotation settle
     home = ["--home", str(instance.home)]
     run = CliRunner().invoke
     status = run(main, [*home, "keys", "status"])

@@ -53,6 +53,19 @@ def is_postgres() -> bool:
     return isinstance(database_proxy.obj, PostgresqlDatabase)
 
 
+def write_transaction():
+    """A transaction that will write: on SQLite it takes the write lock up front.
+
+    A deferred SQLite transaction that reads, then writes, fails at once with
+    "database is locked" when another connection committed in between (a stale
+    snapshot cannot wait); BEGIN IMMEDIATE waits its turn instead. Nested, it is
+    a savepoint under the outer transaction's lock.
+    """
+    if is_postgres() or database_proxy.in_transaction():
+        return database_proxy.atomic()
+    return database_proxy.atomic("IMMEDIATE")
+
+
 def serialized(lock_key: int):
     """A transaction in which writers holding the same ``lock_key`` take turns.
 

@@ -14,6 +14,7 @@ the masquerade rule that lets `apt-get` inside a host reach Debian's mirror.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -115,7 +116,11 @@ class Host:
         return result
 
     def leader_pid(self) -> int | None:
-        """The host's PID 1 as seen from outside (its systemd)."""
+        """The host's PID 1 as seen from outside (its systemd).
+
+        Recognised by its root directory, which is unique to this run, so a
+        host of another run with the same name is never mistaken for it.
+        """
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
@@ -123,7 +128,7 @@ class Host:
                 status = Path(f"/proc/{pid}/status").read_text()
                 if not re.search(r"^NSpid:\s+\d+\s+1$", status, re.M):
                     continue
-                if Path(f"/proc/{pid}/root/etc/hostname").read_text().strip() == self.name:
+                if os.readlink(f"/proc/{pid}/root") == str(self.root):
                     return int(pid)
             except OSError:
                 continue
@@ -192,6 +197,7 @@ table ip {NFT_TABLE} {{
         """Copy the image, boot it with systemd, give it an address, wait for SSH."""
         root = self.run_dir / "hosts" / name
         root.parent.mkdir(exist_ok=True)
+        self._drop_veth(name)  # left by a run that was killed hard
         run(["cp", "-a", str(self.image), str(root)], timeout=300)
         (root / ".lab-image-complete").unlink(missing_ok=True)
         (root / "etc/hostname").write_text(name + "\n")
@@ -235,20 +241,38 @@ table ip {NFT_TABLE} {{
         return host
 
     # -- teardown ----------------------------------------------------------
-    def stop_host(self, host: Host, timeout=30):
-        if host.process.poll() is None:
-            # nspawn turns SIGTERM into an orderly shutdown of the container's systemd.
-            try:
-                os.killpg(host.process.pid, signal.SIGTERM)
-                host.process.wait(timeout=timeout)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                pass
-            if host.process.poll() is None:
-                os.killpg(host.process.pid, signal.SIGKILL)
-                host.process.wait(timeout=10)
+    def stop_host(self, host: Host, timeout=15):
+        """Kill the host outright: it is thrown away, an orderly shutdown buys nothing.
+
+        Killing the container's PID 1 ends every process in its PID namespace.
+        Signalling only systemd-nspawn is not enough: with --register=no and no
+        systemd on this machine, a killed nspawn leaves the container running.
+        """
+        leader = host.leader_pid()
+        if leader is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(leader, signal.SIGKILL)
+        try:
+            host.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(host.process.pid, signal.SIGKILL)
+            host.process.wait(timeout=10)
+        deadline = time.monotonic() + timeout
+        while host.leader_pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if host.leader_pid() is not None:
+            raise LabError(f"{host.name}: its processes survived SIGKILL")
+        self._drop_veth(host.name)
         if host in self.hosts:
             self.hosts.remove(host)
         shutil.rmtree(host.root, ignore_errors=True)
+
+    @staticmethod
+    def _drop_veth(name: str):
+        """nspawn's host-side veth ("vb-" + name) normally goes with the container."""
+        link = f"vb-{name}"[:15]
+        if run(["ip", "link", "show", link], check=False).returncode == 0:
+            run(["ip", "link", "del", link], check=False)
 
     def _kill_leftovers(self):
         """Processes started for this run that outlived their parent.

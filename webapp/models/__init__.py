@@ -52,4 +52,9 @@ from webapp.models.system import WorkerHeartbeat  # noqa: E402
 
 ALL_MODELS += [WorkerHeartbeat]
 
+# issue 3: encryption at rest (wrapped tenant keys, master key id, rotation progress)
+from webapp.models.crypto import CRYPTO_MODELS  # noqa: E402
+
+ALL_MODELS += CRYPTO_MODELS
+
 __all__ = [m.__name__ for m in ALL_MODELS] + ["ALL_MODELS"]

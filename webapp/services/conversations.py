@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from webapp.db import database_proxy
+from webapp.db import write_transaction
 from webapp.models.base import utcnow
 from webapp.models.contact_center import (
     STATUSES,
@@ -71,7 +71,7 @@ def find_or_create_contact(tenant: Tenant, *, name=None, email=None, phone=None)
 def start_conversation(channel: Channel, tenant: Tenant, contact: Contact, body: str, *,
                        direction="in", author=None, subject=None) -> Conversation:
     body = _clean_body(body)
-    with database_proxy.atomic():
+    with write_transaction():
         conv = Conversation.create(
             tenant=tenant,
             channel=channel,
@@ -127,7 +127,7 @@ def add_message(conv: Conversation, direction: str, body, author=None) -> Messag
     if direction not in ("in", "out", "note"):
         raise ServiceError("direction must be in, out or note.", 422)
     body = _clean_body(body)
-    with database_proxy.atomic():
+    with write_transaction():
         msg = _add_message(conv, direction, body, author)
         if direction == "out" and conv.status == "open" and conv.assignee_id is None and author:
             conv.assignee = author
