@@ -76,9 +76,10 @@ def seed(count: int = 300, rng: random.Random | None = None) -> list[tuple[str, 
             if i % 3 == 0:
                 assignee = conv.assignee_id or _any_agent(tenant)
                 conversations.add_message(conv, "out", rng.choice(REPLIES), author=assignee)
-            if i % 5 == 0:
+            roll = rng.random()  # about a third resolved, a sixth pending, the rest open
+            if roll < 0.33:
                 conversations.set_status(conv, "resolved")
-            elif i % 7 == 0:
+            elif roll < 0.5:
                 conversations.set_status(conv, "pending")
     return logins
 
