@@ -16,7 +16,6 @@ setup(
     install_requires=[
         "Flask>=3.0",
         "Flask-WTF>=1.2",
-        "Flask-WTF>=1.2",
         "peewee>=3.17",
         "cryptography>=42",
         "click>=8.1",

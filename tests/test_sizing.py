@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,12 @@ def test_role_defaults_take_their_figures_from_the_profile():
             assert "appliance_sizing." in str(defaults[name]), f"{role}: {name} = {defaults[name]!r}"
 
 
-@pytest.mark.skipif(shutil.which("ansible-playbook") is None, reason="ansible not installed")
+def _ansible_playbook():
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    return str(beside) if beside.exists() else shutil.which("ansible-playbook")
+
+
+@pytest.mark.skipif(_ansible_playbook() is None, reason="ansible not installed")
 def test_ansible_loads_the_same_profile_and_applies_overrides(tmp_path):
     playbook = tmp_path / "dump.yml"
     out = tmp_path / "sizing.json"
@@ -127,7 +133,7 @@ def test_ansible_loads_the_same_profile_and_applies_overrides(tmp_path):
     overrides = {"appliance_profile": "medium", "appliance_sizing_dir": str(ROOT / "sizing"),
                  "appliance_sizing_overrides": {"web": {"workers": 99}}}
     result = subprocess.run(
-        ["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook), "-e", json.dumps(overrides)],
+        [_ansible_playbook(), "-i", "localhost,", "-c", "local", str(playbook), "-e", json.dumps(overrides)],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -137,7 +143,7 @@ def test_ansible_loads_the_same_profile_and_applies_overrides(tmp_path):
     seen["web"]["workers"] = expected["web"]["workers"]
     assert seen == expected
     bad = subprocess.run(
-        ["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook), "-e", "appliance_profile=huge"],
+        [_ansible_playbook(), "-i", "localhost,", "-c", "local", str(playbook), "-e", "appliance_profile=huge"],
         capture_output=True, text=True, timeout=120,
     )
     assert bad.returncode != 0 and "Set appliance_profile to minimal, medium or maximal" in bad.stdout

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,13 @@ from tests.lab.harness import RUN_ROOT, Lab
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMINGS: dict[str, float] = {}
+def ansible_playbook() -> str | None:
+    """The ansible-playbook of this interpreter's environment (CI runs .venv/bin/python
+    without .venv/bin on PATH), else the one on PATH."""
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    return str(beside) if beside.exists() else shutil.which("ansible-playbook")
+
+
 REQUIRED_TOOLS = {"debootstrap": "debootstrap", "systemd-nspawn": "systemd-container",
                   "nft": "nftables", "nsenter": "util-linux", "ssh": "openssh-client"}
 
@@ -46,11 +54,15 @@ def record(name: str, seconds: float):
     TIMINGS[name] = round(seconds, 1)
 
 
-@pytest.fixture(scope="session")
+# Package scope: the bridge, NAT and ip_forward go away as soon as the lab
+# tests are done, not at the end of a whole-suite run.
+@pytest.fixture(scope="package")
 def lab():
     if os.geteuid() != 0:
         pytest.skip("the lab needs root (bridges, nftables, systemd-nspawn)")
     missing = [f"{tool} (apt package {pkg})" for tool, pkg in REQUIRED_TOOLS.items() if not shutil.which(tool)]
+    if ansible_playbook() is None:
+        missing.append("ansible-playbook (pip install the 'ansible' package: '.[lab]')")
     if missing:
         pytest.fail("lab tools missing: " + ", ".join(missing) + "; see tests/lab/run_lab.sh")
 
@@ -79,7 +91,7 @@ def _build(out: Path, source: Path | None = None):
     return build_bundle(out, source=source, log=lambda m: None)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def bundle(lab):
     started = time.monotonic()
     manifest = _build(lab.run_dir / "bundle-1")
@@ -87,7 +99,7 @@ def bundle(lab):
     return lab.run_dir / "bundle-1", manifest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def newer_bundle(lab):
     """The same source with a higher (local) version, as a release would be."""
     tree = lab.run_dir / "source-2"
@@ -163,7 +175,7 @@ def run_playbook(inventory: Path, playbook: str, *args: str, timeout=1500) -> Pl
     # Straight to a file, so a slow run can be followed with `tail -f`.
     with open(log, "w") as sink:
         result = subprocess.run(
-            ["ansible-playbook", "-i", str(inventory / "hosts.yml"), str(ROOT / "playbooks" / playbook), *args],
+            [ansible_playbook(), "-i", str(inventory / "hosts.yml"), str(ROOT / "playbooks" / playbook), *args],
             cwd=ROOT, env=env, text=True, stdout=sink, stderr=subprocess.STDOUT, timeout=timeout,
         )
     seconds = time.monotonic() - started

@@ -105,6 +105,8 @@ class Host:
     process: subprocess.Popen
     log_path: Path
     lab: Lab
+    leader: int | None = None
+    leader_start: str | None = None
 
     def ssh(self, command: str, check=True, timeout=120) -> subprocess.CompletedProcess:
         result = run([*self.lab.ssh_argv(self.address), command], check=False, timeout=timeout)
@@ -115,24 +117,38 @@ class Host:
             )
         return result
 
-    def leader_pid(self) -> int | None:
-        """The host's PID 1 as seen from outside (its systemd).
+    def find_leader(self) -> int | None:
+        """The host's PID 1 as seen from outside: nspawn's child that is PID 1 of its namespace.
 
-        Recognised by its root directory, which is unique to this run, so a
-        host of another run with the same name is never mistaken for it.
+        Found through nspawn's process, never by name, so a container of
+        another run (or of anyone else) is never mistaken for this one.
         """
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
-                if not re.search(r"^NSpid:\s+\d+\s+1$", status, re.M):
-                    continue
-                if os.readlink(f"/proc/{pid}/root") == str(self.root):
-                    return int(pid)
             except OSError:
                 continue
+            if (re.search(rf"^PPid:\s+{self.process.pid}$", status, re.M)
+                    and re.search(r"^NSpid:\s+\d+\s+1$", status, re.M)):
+                return int(pid)
         return None
+
+    def _start_time(self, pid: int) -> str | None:
+        """Start time of a live process; None once it is gone or a zombie."""
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return None if fields[0] in ("Z", "X") else fields[19]
+
+    def remember_leader(self, pid: int):
+        self.leader, self.leader_start = pid, self._start_time(pid)
+
+    def leader_alive(self) -> bool:
+        """Still the same process (a PID can be reused once it is gone)."""
+        return self.leader is not None and self._start_time(self.leader) == self.leader_start
 
 
 @dataclass
@@ -224,7 +240,8 @@ table ip {NFT_TABLE} {{
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise LabError(f"{name} did not boot; see {log_path}")
             time.sleep(0.5)
-            pid = host.leader_pid()
+            pid = host.find_leader()
+        host.remember_leader(pid)
         run(["nsenter", "-t", str(pid), "-n", "sh", "-c",
              f"ip link set lo up; ip addr add {address}/24 dev host0; "
              f"ip link set host0 up; ip route add default via {BRIDGE_ADDR}"])
@@ -248,20 +265,23 @@ table ip {NFT_TABLE} {{
         Signalling only systemd-nspawn is not enough: with --register=no and no
         systemd on this machine, a killed nspawn leaves the container running.
         """
-        leader = host.leader_pid()
-        if leader is not None:
+        if not host.leader_alive() and host.process.poll() is None:
+            found = host.find_leader()  # boot failed before it was remembered
+            if found is not None:
+                host.remember_leader(found)
+        if host.leader_alive():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(leader, signal.SIGKILL)
+                os.kill(host.leader, signal.SIGKILL)
         try:
             host.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(host.process.pid, signal.SIGKILL)
             host.process.wait(timeout=10)
         deadline = time.monotonic() + timeout
-        while host.leader_pid() is not None and time.monotonic() < deadline:
+        while host.leader_alive() and time.monotonic() < deadline:
             time.sleep(0.2)
-        if host.leader_pid() is not None:
-            raise LabError(f"{host.name}: its processes survived SIGKILL")
+        if host.leader_alive():
+            raise LabError(f"{host.name}: its processes survived SIGKILL (PID {host.leader})")
         self._drop_veth(host.name)
         if host in self.hosts:
             self.hosts.remove(host)
