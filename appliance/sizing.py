@@ -154,7 +154,7 @@ def format_recommendation(rec: dict) -> str:
         f"kept {rec['backup']['retention_days']} days.",
         f"Admins must use TOTP: {'yes' if sec['admin_totp_required'] else 'no'}.",
         "",
-        f"Install with: appliance_profile: {rec['profile']} (see inventories/{rec['profile']}/).",
+        f"Install with: appliance_profile: {rec['profile']} (see playbooks/inventories/{rec['profile']}/).",
     ]
     return "\n".join(lines)
 

@@ -63,6 +63,28 @@ def debian_mirror() -> str:
     return DEFAULT_MIRROR
 
 
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_hierarchies() -> list[Path]:
+    """The cgroup trees a container's systemd manages: the unified (v2) one and,
+    on a hybrid layout like this machine's, the named v1 "systemd" one."""
+    if (CGROUP_ROOT / "cgroup.procs").exists():
+        return [CGROUP_ROOT]
+    return [CGROUP_ROOT / name for name in ("unified", "systemd") if (CGROUP_ROOT / name / "cgroup.procs").exists()]
+
+
+def remove_cgroup(path: Path):
+    """Bottom-up: the container's systemd leaves its slices and scopes behind."""
+    if not path.exists():
+        return
+    for sub in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            sub.rmdir()
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
 def ensure_image(log=print) -> Path:
     """The pristine host image; built once (about a minute) and cached."""
     image = CACHE_DIR / IMAGE_NAME
@@ -158,6 +180,7 @@ class Lab:
     log: callable = print
     run_dir: Path = field(default=None)
     hosts: list = field(default_factory=list)
+    cgroups: list = field(default_factory=list)
     _ip_forward_before: str | None = None
     _made_bridge: bool = False
     _made_table: bool = False
@@ -223,13 +246,32 @@ table ip {NFT_TABLE} {{
         (ssh_dir / "authorized_keys").write_text(Path(f"{self.key}.pub").read_text())
         os.chmod(ssh_dir / "authorized_keys", 0o600)
         log_path = self.run_dir / f"{name}.console.log"
+        # Each host gets its own cgroup. Without systemd on this machine, nspawn
+        # would leave all containers in one cgroup, and their systemds would
+        # trample each other's units of the same name (seen as "219/CGROUP"
+        # when two hosts reloaded nftables at the same moment).
+        cgroups = []
+        for hierarchy in cgroup_hierarchies():
+            path = hierarchy / "appliance-lab" / f"{self.run_dir.name}-{name}"
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                cgroups.append(path)
+            except OSError as exc:
+                self.log(f"lab: no own cgroup in {hierarchy} ({exc}); hosts share one")
+        self.cgroups.extend(cgroups)
+
+        def join_cgroups():
+            for path in cgroups:
+                with contextlib.suppress(OSError):
+                    (path / "cgroup.procs").write_text(f"{os.getpid()}\n")
+
         with open(log_path, "w") as console:
             # Its own session, so teardown can signal nspawn and all it started.
             proc = subprocess.Popen(
                 ["systemd-nspawn", "-D", str(root), f"--machine={name}", "-b",
                  "--register=no", "--keep-unit", f"--network-bridge={BRIDGE}"],
                 stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=join_cgroups,
             )
         address = f"{NET_PREFIX}.{octet}"
         host = Host(name, address, root, proc, log_path, self)
@@ -319,6 +361,11 @@ table ip {NFT_TABLE} {{
                 self.stop_host(host)
             except Exception as exc:  # keep tearing down the rest
                 errors.append(f"{host.name}: {exc}")
+        for path in self.cgroups:
+            remove_cgroup(path)
+        for hierarchy in cgroup_hierarchies():
+            with contextlib.suppress(OSError):
+                (hierarchy / "appliance-lab").rmdir()
         if self._made_table:
             run(["nft", "delete", "table", "ip", NFT_TABLE], check=False)
         if self._made_bridge:
