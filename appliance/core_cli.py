@@ -20,7 +20,9 @@ def _fail(message: str):
 
 @click.command()
 @click.option("--admin-email", help="E-mail of the first provider admin.")
-@click.option("--admin-password", help="Password of the first provider admin (10+ characters).")
+@click.option("--admin-password", envvar="APPLIANCE_ADMIN_PASSWORD",
+              help="Password of the first provider admin (10+ characters). Env: APPLIANCE_ADMIN_PASSWORD, "
+                   "which unlike an argument does not show in the process list.")
 @click.option("--provider-name", default="Provider", show_default=True, help="Name of the level-1 tenant.")
 @click.option("--database-url", help="Only for a new config: e.g. postgresql://user:pw@host/db.")
 @pass_ctx

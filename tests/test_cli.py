@@ -124,3 +124,9 @@ def test_migrate_refuses_a_wrong_master_key_and_changes_nothing(tmp_path):
     result = run("migrate", home=home)
     assert result.exit_code != 0 and "master.key" in result.output
     assert (home / "appliance.db").read_bytes() == db_before
+
+
+def test_init_takes_the_admin_password_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("APPLIANCE_ADMIN_PASSWORD", "from-the-environment")
+    result = run("init", "--admin-email", "env@example.test", home=tmp_path / "inst")
+    assert result.exit_code == 0 and "provider admin" in result.output
