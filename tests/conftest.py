@@ -112,11 +112,11 @@ TREE = {"P": None, "A": "P", "A1": "A", "A2": "A", "B": "P", "B1": "B"}
 
 def build_world() -> World:
     """Needs a bound, migrated database (inside an app fixture)."""
-    from webapp.api import new_token
     from webapp.models.contact_center import Article, CannedAnswer, Channel, Team
     from webapp.models.tenancy import ApiToken, Membership, User
     from webapp.services import contacts, conversations, tenants
     from webapp.services.passwords import hash_password
+    from webapp.services.tokens import new_token
 
     world = World()
     digest = hash_password(PASSWORD)  # once: argon2 is deliberately slow

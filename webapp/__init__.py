@@ -63,12 +63,9 @@ def configure(app: Flask, instance: Instance) -> None:
 
 def init_crypto(app: Flask, instance: Instance) -> None:
     """Load the master key (encryption at rest); refuses to start on a wrong key."""
-    try:
-        from webapp import crypto
-    except ImportError:
-        return
-    if hasattr(crypto, "init_app"):
-        crypto.init_app(app, instance)
+    from webapp import crypto
+
+    crypto.init_app(app, instance)
 
 
 def register_request_hooks(app: Flask, database) -> None:

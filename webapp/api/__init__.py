@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-
 from flask import Blueprint, abort, current_app, g, jsonify, request
 
 from webapp.access import Principal
 from webapp.models.base import utcnow
 from webapp.models.tenancy import ApiToken, Tenant
 from webapp.services import ServiceError
+from webapp.services.tokens import TOKEN_PREFIX, hash_token
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
-
-TOKEN_PREFIX = "apl_"
-
-
-def new_token() -> tuple[str, str, str]:
-    """(token shown once, its display prefix, its sha256 stored in the database)."""
-    prefix = secrets.token_hex(4)
-    token = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    return token, prefix, hash_token(token)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
 
 @api.before_request
 def _authenticate():
@@ -53,12 +37,9 @@ def _authenticate():
 
 
 def _require_api_program(tenant):
-    try:
-        from webapp import licensing
-    except ImportError:
-        return
-    if hasattr(licensing, "require_program"):
-        licensing.require_program(tenant, "api")
+    from webapp import licensing
+
+    licensing.require_program(tenant, "api")
 
 
 @api.errorhandler(ServiceError)

@@ -6,9 +6,8 @@ from __future__ import annotations
 from flask import abort, g, jsonify, request
 
 from webapp.access import object_or_404, require_role, shared_from_ancestors, tenant_or_404
-from webapp.api import api, new_token
+from webapp.api import api
 from webapp.api.schema import F, json_body, query_int, spec
-from webapp.models.audit import record
 from webapp.models.contact_center import (
     CHANNEL_KINDS,
     DIRECTIONS,
@@ -22,7 +21,7 @@ from webapp.models.contact_center import (
     Team,
 )
 from webapp.models.tenancy import ACCOUNT_KINDS, ROLES, SUBACCOUNT_KINDS, ApiToken, Membership, Tenant
-from webapp.services import catalogue, contacts, conversations, tenants
+from webapp.services import catalogue, contacts, conversations, tenants, tokens
 
 
 def _actor():
@@ -164,14 +163,8 @@ def list_tokens(tenant_id):
 def create_token(tenant_id):
     tenant = tenant_or_404(g.principal, tenant_id, "admin")
     data = json_body(TOKEN_BODY)
-    from webapp.models.tenancy import role_rank
-
-    if role_rank(data["role"]) > role_rank(g.principal.role_in(tenant)):
-        abort(403, description="A token cannot have more rights than the token creating it.")
-    token, prefix, digest = new_token()
-    row = ApiToken.create(tenant=tenant, created_by=_actor(), name=data["name"], role=data["role"],
-                          prefix=prefix, token_hash=digest)
-    record("token.create", actor_id=_actor(), tenant_id=tenant.id, target=f"token:{row.id}")
+    row, token = tokens.create_token(tenant, name=data["name"], role=data["role"],
+                                     creator_role=g.principal.role_in(tenant), actor_id=_actor())
     return jsonify(row.to_json() | {"token": token}), 201
 
 
@@ -179,10 +172,7 @@ def create_token(tenant_id):
 @spec("Revoke an API token", role="admin", tag="members")
 def revoke_token(token_id):
     row = object_or_404(g.principal, ApiToken, token_id, "admin")
-    row.revoked = True
-    row.save()
-    record("token.revoke", actor_id=_actor(), tenant_id=row.tenant_id, target=f"token:{row.id}")
-    return jsonify(row.to_json())
+    return jsonify(tokens.revoke_token(row, actor_id=_actor()).to_json())
 
 
 # --- channels and teams ----------------------------------------------------------------
@@ -214,17 +204,7 @@ def list_channels(tenant_id):
 def create_channel(tenant_id):
     tenant = tenant_or_404(g.principal, tenant_id, "admin")
     data = json_body(CHANNEL_BODY)
-    _require_channel_program(tenant, data["kind"])
     return jsonify(catalogue.create_channel(tenant, **data).to_json()), 201
-
-
-def _require_channel_program(tenant, kind):
-    try:
-        from webapp import licensing
-    except ImportError:
-        return
-    if hasattr(licensing, "require_program_for_channel"):
-        licensing.require_program_for_channel(tenant, kind)
 
 
 @api.route("/channels/<id:channel_id>")

@@ -19,8 +19,11 @@ def _text(value, name, limit, required=True):
 
 
 def create_channel(tenant: Tenant, *, kind, name, shared=False, team_id=None) -> Channel:
+    from webapp import licensing
+
     if kind not in CHANNEL_KINDS:
         raise ServiceError(f"kind must be one of: {', '.join(CHANNEL_KINDS)}.", 422)
+    licensing.require_program_for_channel(tenant, kind)  # the licence decides which kinds may run
     _require_team(tenant, team_id)
     return Channel.create(tenant=tenant, kind=kind, name=_text(name, "name", 80),
                           shared=bool(shared), team=team_id)

@@ -16,7 +16,6 @@ from flask import (
 )
 
 from webapp.access import shared_from_ancestors
-from webapp.api import new_token
 from webapp.models.audit import record
 from webapp.models.contact_center import CHANNEL_KINDS, Channel
 from webapp.models.tenancy import (
@@ -29,9 +28,9 @@ from webapp.models.tenancy import (
     Membership,
     Tenant,
     User,
-    role_rank,
 )
 from webapp.services import ServiceError, catalogue, tenants
+from webapp.services import tokens as token_service
 from webapp.views import helpers
 from webapp.views.helpers import form_bool, form_text, owned_or_404
 
@@ -160,16 +159,6 @@ def _render_channels(tenant, status=200, form=None):
                            form=form or {}), status
 
 
-def _require_channel_program(tenant, kind):
-    # The licence module (when present) decides which channel kinds a tenant may run.
-    try:
-        from webapp import licensing
-    except ImportError:
-        return
-    if hasattr(licensing, "require_program_for_channel"):
-        licensing.require_program_for_channel(tenant, kind)
-
-
 @admin.route("/channels")
 @helpers.tenant_view("admin")
 def channels(tenant):
@@ -181,7 +170,6 @@ def channels(tenant):
 def create_channel(tenant):
     form = {"name": form_text("name", 200), "kind": request.form.get("kind", ""), "shared": form_bool("shared")}
     try:
-        _require_channel_program(tenant, form["kind"])
         channel = catalogue.create_channel(tenant, kind=form["kind"], name=form["name"], shared=form["shared"])
     except ServiceError as exc:
         flash(str(exc), "error")
@@ -224,17 +212,14 @@ def tokens(tenant):
 def create_token(tenant):
     name = form_text("name", 200).strip()
     role = request.form.get("role", "agent")
-    if not name or len(name) > 80:
-        flash("A token needs a name of 1 to 80 characters.", "error")
-        return _render_tokens(tenant, 422, form={"name": name, "role": role})
-    if role not in ROLES:
-        flash(f"role must be one of: {', '.join(ROLES)}.", "error")
-        return _render_tokens(tenant, 422, form={"name": name})
-    if role_rank(role) > role_rank(g.role):
-        abort(403, description="A token cannot have more rights than you have.")
-    token, prefix, digest = new_token()
-    row = ApiToken.create(tenant=tenant, created_by=_actor(), name=name, role=role, prefix=prefix, token_hash=digest)
-    record("token.create", actor_id=_actor(), tenant_id=tenant.id, target=f"token:{row.id}")
+    try:
+        _row, token = token_service.create_token(tenant, name=name, role=role, creator_role=g.role,
+                                                  actor_id=_actor())
+    except ServiceError as exc:
+        if exc.status == 403:
+            abort(403, description=str(exc))
+        flash(str(exc), "error")
+        return _render_tokens(tenant, exc.status, form={"name": name, "role": role})
     # Rendered, not flashed: a flash would put the secret into the session cookie.
     flash(f"Token {name} created. Copy it now: it is not shown again.", "info")
     return _render_tokens(tenant, 201, new_token_value=token)
@@ -243,11 +228,7 @@ def create_token(tenant):
 @admin.route("/tokens/<id:token_id>/revoke", methods=["POST"])
 @helpers.tenant_view("admin")
 def revoke_token(tenant, token_id):
-    row = owned_or_404(ApiToken, token_id, tenant, "admin")
-    if not row.revoked:
-        row.revoked = True
-        row.save()
-        record("token.revoke", actor_id=_actor(), tenant_id=tenant.id, target=f"token:{row.id}")
+    row = token_service.revoke_token(owned_or_404(ApiToken, token_id, tenant, "admin"), actor_id=_actor())
     flash(f"Token {row.name} revoked.", "info")
     return redirect(url_for("admin.tokens", tenant_id=tenant.id))
 
