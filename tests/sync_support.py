@@ -148,7 +148,10 @@ class Clock:
     """Naive-UTC clock the tests move by hand (backoff is in hours, tests in seconds)."""
 
     def __init__(self, start: dt.datetime | None = None):
-        self.now = start or dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+        # Default: early in today's UTC day, so a test moving the clock by hours never
+        # crosses midnight by accident (which would queue one more day's report).
+        self.now = start or dt.datetime.now(dt.UTC).replace(tzinfo=None, hour=0, minute=30, second=0,
+                                                            microsecond=0)
 
     def __call__(self) -> dt.datetime:
         return self.now

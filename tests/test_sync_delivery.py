@@ -46,7 +46,10 @@ def make_site(app, vendor_url, **sync_settings) -> Site:
     settings.update(sync_settings, vendor_url=vendor_url)
     instance.settings["sync"].update(settings)
     service.set_enabled(instance, True, via="test")
-    return Site(instance, load_identity(instance), Clock(), app.extensions["database"])
+    # Early in today's UTC day, whatever the wall clock says: tests move the clock by up
+    # to a day, and crossing midnight would (rightly) queue one more day's report.
+    start = dt.datetime.now(dt.UTC).replace(tzinfo=None, hour=0, minute=30, second=0, microsecond=0)
+    return Site(instance, load_identity(instance), Clock(start), app.extensions["database"])
 
 
 def queue_days(site: Site, n: int) -> list[str]:
