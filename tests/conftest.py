@@ -4,6 +4,7 @@ the app and its client, and a seeded tenant tree with users and tokens of each r
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -56,17 +57,34 @@ def instance(tmp_path, db_url):
     return make_instance(tmp_path / "home", db_url)
 
 
-@pytest.fixture
-def app(instance):
+@contextmanager
+def running_app(instance):
+    """The app for ``instance`` with its database connection open for the test's own queries."""
     from webapp import create_app
 
     app = create_app(instance=instance)
     app.config["TESTING"] = True
     database = app.extensions["database"]
     database.connect(reuse_if_open=True)
-    yield app
-    if not database.is_closed():
-        database.close()
+    try:
+        yield app
+    finally:
+        if not database.is_closed():
+            database.close()
+
+
+def trust_test_signer(signer, directory, monkeypatch) -> None:
+    """Make the appliance trust ``signer``'s key (a non-production trust root)."""
+    from appliance.licence.trust import TRUST_ROOT_ENV
+
+    signer.write_public(directory)
+    monkeypatch.setenv(TRUST_ROOT_ENV, str(directory))
+
+
+@pytest.fixture
+def app(instance):
+    with running_app(instance) as app:
+        yield app
 
 
 @pytest.fixture

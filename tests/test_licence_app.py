@@ -18,7 +18,7 @@ import pytest
 from appliance.licence.format import armour, canonical_json, parse_armour
 from appliance.licence.testing import TestSigner
 from appliance.licence.trust import TRUST_ROOT_ENV
-from tests.conftest import csrf_token, login, make_instance
+from tests.conftest import csrf_token, login, make_instance, running_app, trust_test_signer
 from webapp import licensing
 from webapp.models.licensing import LicenceClock
 from webapp.models.tenancy import Membership, Tenant
@@ -35,18 +35,9 @@ def signer():
 @pytest.fixture
 def app(tmp_path, monkeypatch, signer):
     """SQLite only: these tests are about the licence, the core's own tests cover PostgreSQL."""
-    from webapp import create_app
-
-    signer.write_public(tmp_path / "trust")
-    monkeypatch.setenv(TRUST_ROOT_ENV, str(tmp_path / "trust"))
-    instance = make_instance(tmp_path / "home", "sqlite:///appliance.db")
-    app = create_app(instance=instance)
-    app.config["TESTING"] = True
-    database = app.extensions["database"]
-    database.connect(reuse_if_open=True)
-    yield app
-    if not database.is_closed():
-        database.close()
+    trust_test_signer(signer, tmp_path / "trust", monkeypatch)
+    with running_app(make_instance(tmp_path / "home", "sqlite:///appliance.db")) as app:
+        yield app
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ from click.testing import CliRunner
 from appliance.cli import main
 from appliance.licence.format import armour, canonical_json, parse_armour
 from appliance.licence.testing import TestSigner
-from appliance.licence.trust import TRUST_ROOT_ENV
-from tests.conftest import make_instance
+from tests.conftest import make_instance, trust_test_signer
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +20,7 @@ def signer():
 
 @pytest.fixture
 def home(tmp_path, monkeypatch, signer):
-    signer.write_public(tmp_path / "trust")
-    monkeypatch.setenv(TRUST_ROOT_ENV, str(tmp_path / "trust"))
+    trust_test_signer(signer, tmp_path / "trust", monkeypatch)
     return make_instance(tmp_path / "home", "sqlite:///appliance.db").home
 
 
