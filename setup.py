@@ -7,11 +7,11 @@ setup(
     version="0.1.0",
     description="On-premise contact-center appliance: web app, operator and vendor tooling",
     python_requires=">=3.11",
-    packages=find_packages(include=["appliance", "appliance.*", "webapp", "webapp.*"]),
+    packages=find_packages(include=["appliance", "appliance.*"]),
     include_package_data=True,
     package_data={
-        "webapp": ["templates/*.html", "templates/*/*.html", "static/*"],
-        "appliance": ["trust/*.pub", "data/*"],
+        "appliance.web": ["templates/*.html", "templates/*/*.html", "static/*"],
+        "appliance.core": ["trust/*.pub"],
     },
     install_requires=[
         "Flask>=3.0",
@@ -35,10 +35,11 @@ setup(
             "ruff>=0.5",
             "wheel",
             "selenium>=4.20",
+            "import-linter>=2.1",
         ],
         "lab": ["ansible>=10", "ansible-lint>=24"],
     },
-    # sizing/*.yml are read by Ansible from the repository and by appliance/sizing.py
+    # sizing/*.yml are read by Ansible from the repository and by appliance/core/sizing.py
     # from here once installed: shipped as-is, never copied into the package.
     data_files=[("share/contact-appliance/sizing", sorted(glob("sizing/*.yml")))],
     entry_points={"console_scripts": ["appliance=appliance.cli:main"]},

@@ -11,7 +11,7 @@ synchronous=normal). The workloads are what the app does:
 * ingest: one transaction per inbound message: find the contact by e-mail
   (blind index vs plain index), create it if new, find or start its open
   conversation, insert the message, bump the conversation counters;
-* inbox read: what webapp/views/inbox.py does for one inbox page (25
+* inbox read: what appliance/web/views/inbox.py does for one inbox page (25
   conversations newest first, their contacts, status counts; the contact name
   and subject shown) and for one conversation view (the conversation, its
   contact card, its last 50 messages); every displayed field is read, so
@@ -48,7 +48,7 @@ from peewee import (
     fn,
 )
 
-from webapp.crypto import (
+from appliance.web.crypto import (
     BlindIndexField,
     EncryptedModel,
     EncryptedTextField,
@@ -56,10 +56,10 @@ from webapp.crypto import (
     MasterKey,
     set_keyring,
 )
-from webapp.crypto.master import generate_key
-from webapp.crypto.rotation import TenantRotation
-from webapp.crypto.tables import CRYPTO_MODELS
-from webapp.db import SQLITE_PRAGMAS, database_proxy
+from appliance.web.crypto.master import generate_key
+from appliance.web.crypto.rotation import TenantRotation
+from appliance.web.crypto.tables import CRYPTO_MODELS
+from appliance.web.db import SQLITE_PRAGMAS, database_proxy
 
 TENANT = 1
 
@@ -192,7 +192,7 @@ class Variant:
                     Conversation.id == conv.id).execute()
 
     def inbox_reads(self, pages: int, rng) -> int:
-        """What the inbox view and the conversation view query and display (webapp/views/inbox.py)."""
+        """What the inbox view and the conversation view query and display (appliance/web/views/inbox.py)."""
         Contact, Conversation, Message = self.models
         chars = 0
         if not hasattr(self, "_conv_ids"):

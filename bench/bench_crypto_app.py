@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def install_plaintext_fields() -> None:
-    """Swap the encrypted field types for plain ones; must run before webapp.models is imported."""
+    """Swap the encrypted field types for plain ones; must run before appliance.web.models is imported."""
     from peewee import BlobField, TextField
 
-    from webapp.crypto import blind_index, fields
+    from appliance.web.crypto import blind_index, fields
 
     class PlainText(TextField):
         def __init__(self, *a, **kw):
@@ -71,12 +71,12 @@ def run_variant(variant: str, messages: int, pages: int) -> dict:
     sys.path.insert(0, str(ROOT))
     import random
 
-    from appliance import instance_setup as setup
-    from appliance.config import Instance
-    from webapp import create_app
-    from webapp.db import database_proxy
-    from webapp.models.contact_center import Contact, Conversation
-    from webapp.services import catalogue, conversations, tenants
+    from appliance.core.config import Instance
+    from appliance.web import create_app
+    from appliance.web import provisioning as setup
+    from appliance.web.db import database_proxy
+    from appliance.web.models.contact_center import Contact, Conversation
+    from appliance.web.services import catalogue, conversations, tenants
 
     home = Path(tempfile.mkdtemp(prefix=f"bench-app-{variant}-"))
     setup.ensure_config(home, {"database_url": "sqlite:///appliance.db"})

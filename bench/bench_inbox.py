@@ -30,9 +30,9 @@ BATCH = 5000
 
 def seed(tenant, channel, agents, conversations: int, rng: random.Random, start: int = 0):
     """Bulk-load conversations with their contacts and messages (bodies encrypted)."""
-    from webapp.db import database_proxy
-    from webapp.models.base import utcnow
-    from webapp.models.contact_center import Contact, Conversation, Message
+    from appliance.web.db import database_proxy
+    from appliance.web.models.base import utcnow
+    from appliance.web.models.contact_center import Contact, Conversation, Message
 
     now = utcnow()
     import datetime as dt
@@ -84,11 +84,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
 
-    from webapp import create_app
-    from webapp.models.contact_center import Channel, Conversation
-    from webapp.models.tenancy import Membership, User
-    from webapp.services import tenants
-    from webapp.services.passwords import hash_password
+    from appliance.web import create_app
+    from appliance.web.models.contact_center import Channel, Conversation
+    from appliance.web.models.tenancy import Membership, User
+    from appliance.web.services import tenants
+    from appliance.web.services.passwords import hash_password
 
     home = Path(tempfile.mkdtemp(prefix="bench-inbox-")) / "home"
     instance = make_instance(home, "sqlite:///appliance.db")

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from appliance import instance_setup as setup
-from appliance.config import Instance
+from appliance.core.config import Instance
+from appliance.web import provisioning as setup
 from tests.pg import TempPostgres
 
 PASSWORD = "correct-horse-battery"
@@ -60,7 +60,7 @@ def instance(tmp_path, db_url):
 @contextmanager
 def running_app(instance):
     """The app for ``instance`` with its database connection open for the test's own queries."""
-    from webapp import create_app
+    from appliance.web import create_app
 
     app = create_app(instance=instance)
     app.config["TESTING"] = True
@@ -75,7 +75,7 @@ def running_app(instance):
 
 def trust_test_signer(signer, directory, monkeypatch) -> None:
     """Make the appliance trust ``signer``'s key (a non-production trust root)."""
-    from appliance.licence.trust import TRUST_ROOT_ENV
+    from appliance.core.licence.trust import TRUST_ROOT_ENV
 
     signer.write_public(directory)
     monkeypatch.setenv(TRUST_ROOT_ENV, str(directory))
@@ -130,11 +130,11 @@ TREE = {"P": None, "A": "P", "A1": "A", "A2": "A", "B": "P", "B1": "B"}
 
 def build_world() -> World:
     """Needs a bound, migrated database (inside an app fixture)."""
-    from webapp.models.contact_center import Article, CannedAnswer, Channel, Team
-    from webapp.models.tenancy import ApiToken, Membership, User
-    from webapp.services import contacts, conversations, tenants
-    from webapp.services.passwords import hash_password
-    from webapp.services.tokens import new_token
+    from appliance.web.models.contact_center import Article, CannedAnswer, Channel, Team
+    from appliance.web.models.tenancy import ApiToken, Membership, User
+    from appliance.web.services import contacts, conversations, tenants
+    from appliance.web.services.passwords import hash_password
+    from appliance.web.services.tokens import new_token
 
     world = World()
     digest = hash_password(PASSWORD)  # once: argon2 is deliberately slow

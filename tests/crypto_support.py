@@ -6,8 +6,8 @@ import uuid
 
 from peewee import AutoField, IntegerField, Model, UUIDField
 
-from appliance.config import Instance, write_config
-from webapp.crypto import (
+from appliance.core.config import Instance, write_config
+from appliance.web.crypto import (
     BlindIndexField,
     EncryptedBytesField,
     EncryptedJSONField,
@@ -16,8 +16,8 @@ from webapp.crypto import (
     ensure_master_key,
     open_keyring,
 )
-from webapp.crypto.tables import CRYPTO_MODELS
-from webapp.db import bind, database_proxy
+from appliance.web.crypto.tables import CRYPTO_MODELS
+from appliance.web.db import bind, database_proxy
 
 
 class TContact(EncryptedModel, Model):

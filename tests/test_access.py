@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from appliance.web.access import Principal
+from appliance.web.models.tenancy import Membership
 from tests.conftest import login
-from webapp.access import Principal
-from webapp.models.tenancy import Membership
 
 
 def test_rights_flow_up_not_sideways(app, world):

@@ -3,8 +3,8 @@ conversations, messages, assignment, canned answers, knowledge base, tokens."""
 
 from __future__ import annotations
 
-from webapp.models.contact_center import Channel, Conversation
-from webapp.models.tenancy import Membership
+from appliance.web.models.contact_center import Channel, Conversation
+from appliance.web.models.tenancy import Membership
 
 
 def _ok(resp, status=200):
@@ -138,7 +138,7 @@ def test_assignment_rules(client, world):
 
 
 def test_round_robin_among_available_agents(app, world):
-    from webapp.services import conversations
+    from appliance.web.services import conversations
 
     a2 = world.tenants["A2"]
     channel = world.objects["A2"]["channel"]
@@ -158,7 +158,7 @@ def test_round_robin_among_available_agents(app, world):
 
 
 def test_shared_agents_take_subaccount_work(app, world):
-    from webapp.services import conversations
+    from appliance.web.services import conversations
 
     a, a1 = world.tenants["A"], world.tenants["A1"]
     Membership.update(available=False).where(Membership.tenant == a1.id).execute()

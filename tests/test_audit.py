@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from webapp.models.audit import AuditEvent, record, verify_chain
+from appliance.web.models.audit import AuditEvent, record, verify_chain
 
 
 def test_concurrent_writers_keep_one_chain(app):

@@ -112,7 +112,7 @@ def test_login_inbox_reply_switcher_and_widget(browser, live_url, world, tmp_pat
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    from webapp.services import conversations
+    from appliance.web.services import conversations
 
     wait = WebDriverWait(browser, 10)
     a, a1 = world.tenants["A"], world.tenants["A1"]
@@ -157,7 +157,7 @@ def test_login_inbox_reply_switcher_and_widget(browser, live_url, world, tmp_pat
     wait.until(EC.text_to_be_present_in_element((By.ID, "messages"), "Hi, my card is blocked"))
     token = browser.execute_script(f"return localStorage.getItem('appliance-widget-{channel.public_key}')")
     assert token
-    from webapp.models.contact_center import Conversation
+    from appliance.web.models.contact_center import Conversation
 
     visitor_conv = (Conversation.select().where(Conversation.channel == channel.id)
                     .order_by(Conversation.id.desc()).get())

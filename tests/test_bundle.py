@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from appliance.bundle import BundleError, build_bundle, verify_bundle
 from appliance.cli import main
+from appliance.cli.bundle import BundleError, build_bundle, verify_bundle
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -88,7 +88,7 @@ def test_installs_offline_into_a_fresh_virtualenv(bundle, tmp_path):
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
-    for module in ("gunicorn", "psycopg2", "webapp"):
+    for module in ("gunicorn", "psycopg2", "appliance.web"):
         subprocess.run([str(venv / "bin/python"), "-c", f"import {module}"], check=True, timeout=60, cwd=tmp_path)
     # The installed copy finds the sizing files it was shipped with.
     rec = subprocess.run(
@@ -99,7 +99,7 @@ def test_installs_offline_into_a_fresh_virtualenv(bundle, tmp_path):
     assert rec.returncode == 0, rec.stderr
     assert json.loads(rec.stdout)["profile"] == "minimal"
     located = subprocess.run(
-        [str(venv / "bin/python"), "-c", "from appliance.sizing import sizing_dir; print(sizing_dir())"],
+        [str(venv / "bin/python"), "-c", "from appliance.core.sizing import sizing_dir; print(sizing_dir())"],
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
     ).stdout.strip()
     assert located.startswith(str(venv)), located

@@ -92,13 +92,13 @@ def test_serve_answers_over_http_and_stops_on_sigterm(tmp_path):
 
 
 def test_secure_cookie_when_configured(tmp_path):
+    from appliance.web import create_app
     from tests.conftest import make_instance
-    from webapp import create_app
 
     instance = make_instance(tmp_path / "h", "sqlite:///appliance.db")
     text = instance.config_path.read_text() + "session_cookie_secure: true\n"
     instance.config_path.write_text(text)
-    from appliance.config import Instance
+    from appliance.core.config import Instance
 
     app = create_app(instance=Instance.load(instance.home))
     resp = app.test_client().get("/login")

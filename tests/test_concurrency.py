@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import threading
 
-from webapp.licensing import LicenceLimitError
-from webapp.models.tenancy import Membership, Tenant, User
-from webapp.services import tenants
-from webapp.services.passwords import hash_password
+from appliance.web.models.tenancy import Membership, Tenant, User
+from appliance.web.services import tenants
+from appliance.web.services.licence import LicenceLimitError
+from appliance.web.services.passwords import hash_password
 
 
 def _race(app, fn, n=6):
@@ -33,7 +33,7 @@ def _race(app, fn, n=6):
 
 
 def test_last_tenant_is_given_once(app, app_context):
-    from appliance.licence.state import EVALUATION_MAX_TENANTS
+    from appliance.core.licence.state import EVALUATION_MAX_TENANTS
 
     provider = tenants.create_provider("P")
     for i in range(EVALUATION_MAX_TENANTS - 1):
@@ -44,7 +44,7 @@ def test_last_tenant_is_given_once(app, app_context):
 
 
 def test_last_seat_is_given_once(app, app_context):
-    from appliance.licence.state import EVALUATION_MAX_SEATS
+    from appliance.core.licence.state import EVALUATION_MAX_SEATS
 
     provider = tenants.create_provider("P")
     account = tenants.create_child(provider, "A", "customer")

@@ -7,11 +7,11 @@ import pytest
 from click.testing import CliRunner
 
 from appliance.cli import main
-from appliance.config import ConfigError
+from appliance.core.config import ConfigError
+from appliance.web.crypto import key_file_path, master
+from appliance.web.crypto.master import encode_key_file, generate_key
+from appliance.web.db import database_proxy
 from tests.conftest import login
-from webapp.crypto import key_file_path, master
-from webapp.crypto.master import encode_key_file, generate_key
-from webapp.db import database_proxy
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +38,8 @@ def test_ui_contact_search_uses_blind_indexes(app, client, world):
 
 
 def test_tampered_message_shows_an_integrity_error_and_the_page_still_works(app, client, world):
-    from webapp.models.audit import AuditEvent
-    from webapp.models.contact_center import Message
+    from appliance.web.models.audit import AuditEvent
+    from appliance.web.models.contact_center import Message
 
     tenant = world.tenants["A"]
     conv = world.objects["A"]["conversation"]
@@ -65,7 +65,7 @@ def test_tampered_message_shows_an_integrity_error_and_the_page_still_works(app,
 
 
 def test_app_refuses_a_wrong_master_key(app, instance):
-    from webapp import create_app
+    from appliance.web import create_app
 
     key_file_path(instance).write_bytes(encode_key_file(generate_key()))
     with pytest.raises(ConfigError) as err:
@@ -74,7 +74,7 @@ def test_app_refuses_a_wrong_master_key(app, instance):
 
 
 def test_app_refuses_a_missing_master_key(app, instance):
-    from webapp import create_app
+    from appliance.web import create_app
 
     key_file_path(instance).unlink()
     with pytest.raises(ConfigError, match="init"):
@@ -84,7 +84,7 @@ def test_app_refuses_a_missing_master_key(app, instance):
 def test_keys_commands(app, world, instance, monkeypatch, tmp_path):
     import yaml
 
-    from appliance.config import write_config
+    from appliance.core.config import write_config
 
     settings = yaml.safe_load(instance.config_path.read_text())
     write_config(instance.home, {**settings, "crypto_key_cache_seconds": 0.2})  # short rotation settle
@@ -127,7 +127,7 @@ def test_keys_commands(app, world, instance, monkeypatch, tmp_path):
 
 
 def test_keys_verify_reports_failures_and_finishes(app, world, instance):
-    from webapp.models.contact_center import Contact
+    from appliance.web.models.contact_center import Contact
 
     with app.app_context():
         database_proxy.connect(reuse_if_open=True)

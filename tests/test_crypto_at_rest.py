@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from webapp.db import database_proxy
+from appliance.web.db import database_proxy
 
 SECRETS = {
     "name": "Zoltan Quagmire-Oblonsky",
@@ -82,7 +82,7 @@ def seed_through_api(client, world):
 def test_seeded_personal_data_is_not_in_the_database_files(request, app, client, world, instance):
     import sqlite3
 
-    from webapp.models.contact_center import Article, Attachment, Message
+    from appliance.web.models.contact_center import Article, Attachment, Message
 
     holder = None
     if instance.database_url.startswith("sqlite"):

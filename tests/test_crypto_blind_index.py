@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from appliance.web.crypto import email_index, normalise_email, normalise_phone, phone_index
+from appliance.web.crypto.blind_index import NormalisationError
+from appliance.web.db import database_proxy
 from tests.crypto_support import TContact, make_instance, open_instance
-from webapp.crypto import email_index, normalise_email, normalise_phone, phone_index
-from webapp.crypto.blind_index import NormalisationError
-from webapp.db import database_proxy
 
 
 @pytest.fixture

@@ -7,6 +7,14 @@ import uuid
 
 import pytest
 
+from appliance.web.crypto import (
+    INTEGRITY_FAILED,
+    PlaintextRefused,
+    get_keyring,
+    integrity_listeners,
+)
+from appliance.web.crypto.envelope import OVERHEAD
+from appliance.web.db import database_proxy
 from tests.crypto_support import (
     TContact,
     TMessage,
@@ -14,14 +22,6 @@ from tests.crypto_support import (
     make_instance,
     open_instance,
 )
-from webapp.crypto import (
-    INTEGRITY_FAILED,
-    PlaintextRefused,
-    get_keyring,
-    integrity_listeners,
-)
-from webapp.crypto.envelope import OVERHEAD
-from webapp.db import database_proxy
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_tampered_value_shows_sentinel_for_that_field_and_is_logged_without_data
         blob = bytearray(raw(TContact, c.id, "notes"))
         blob[-20] ^= 0x01
         put_raw(TContact, c.id, "notes", bytes(blob))
-        with caplog.at_level(logging.WARNING, logger="webapp.crypto"):
+        with caplog.at_level(logging.WARNING, logger="appliance.web.crypto"):
             got = TContact.get_by_id(c.id)
             assert got.notes is INTEGRITY_FAILED
             assert str(got.notes) == "[integrity error]"
@@ -170,7 +170,7 @@ def test_decrypt_raw_for_tuple_queries(inst):
 
 
 def test_decryption_picks_the_key_by_id(inst):
-    from webapp.crypto.rotation import TenantRotation
+    from appliance.web.crypto.rotation import TenantRotation
 
     c = TContact.create(tenant=1, name="Alice")
     TenantRotation(1, models=[TContact]).start()  # a second key version, rows not moved yet
@@ -198,7 +198,7 @@ def test_decryption_picks_the_key_by_id(inst):
 
 
 def test_shredding_a_tenants_keys_makes_its_data_unreadable(inst):
-    from webapp.crypto.keyring import shred_tenant_keys
+    from appliance.web.crypto.keyring import shred_tenant_keys
 
     a = TContact.create(tenant=1, name="Alice")
     b = TContact.create(tenant=2, name="Bob")

@@ -9,23 +9,23 @@ import stat
 
 import pytest
 
-from tests.crypto_support import TContact, make_instance, open_instance
-from webapp.crypto import (
+from appliance.web.crypto import (
     MasterKeyError,
     ensure_master_key,
     key_file_path,
     load_master_key,
     master,
 )
-from webapp.crypto.master import (
+from appliance.web.crypto.master import (
     encode_key_file,
     export_recovery_kit,
     generate_key,
     open_recovery_kit,
 )
-from webapp.crypto.rotation import rotate_master
-from webapp.crypto.tables import CryptoMaster, TenantKey
-from webapp.db import database_proxy
+from appliance.web.crypto.rotation import rotate_master
+from appliance.web.crypto.tables import CryptoMaster, TenantKey
+from appliance.web.db import database_proxy
+from tests.crypto_support import TContact, make_instance, open_instance
 
 
 @pytest.fixture(autouse=True)
@@ -163,7 +163,7 @@ def test_rotate_master_rewraps_and_old_key_is_refused(tmp_path):
 
 
 def test_interrupted_master_rotation_heals_at_next_start(tmp_path, monkeypatch):
-    from webapp.crypto import rotation
+    from appliance.web.crypto import rotation
 
     instance = make_instance(tmp_path / "h")
     kr = open_instance(instance)

@@ -8,6 +8,11 @@ import time
 
 import pytest
 
+from appliance.web.crypto import get_keyring
+from appliance.web.crypto.admin import verify_all
+from appliance.web.crypto.rotation import rotate_tenant
+from appliance.web.crypto.tables import KeyRotationJob, TenantKey
+from appliance.web.db import database_proxy
 from tests.crypto_support import (
     TContact,
     TMessage,
@@ -15,11 +20,6 @@ from tests.crypto_support import (
     make_instance,
     open_instance,
 )
-from webapp.crypto import get_keyring
-from webapp.crypto.admin import verify_all
-from webapp.crypto.rotation import rotate_tenant
-from webapp.crypto.tables import KeyRotationJob, TenantKey
-from webapp.db import database_proxy
 
 MODELS = [TContact, TMessage]
 
@@ -38,7 +38,7 @@ def inst(request, tmp_path):
 def write_txn():
     # IMMEDIATE on SQLite, as the app's write transactions should be: a deferred one that
     # reads first fails at once if another writer committed meanwhile.
-    from webapp.crypto.rotation import write_transaction
+    from appliance.web.crypto.rotation import write_transaction
 
     return write_transaction()
 

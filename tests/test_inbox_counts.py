@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from webapp.models.contact_center import Conversation
-from webapp.services import conversations
+from appliance.web.models.contact_center import Conversation
+from appliance.web.services import conversations
 
 
 def test_counts_exact_then_capped(app, world, monkeypatch):

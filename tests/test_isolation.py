@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import pytest
 
+from appliance.web.models.tenancy import role_rank
 from tests.conftest import ROLES, TREE, login
-from webapp.models.tenancy import role_rank
 
 PUBLIC = {
     "static",
@@ -102,7 +102,7 @@ def test_every_route_has_a_rule(app):
 
 
 def _ui_rules(app) -> dict:
-    """endpoint -> (scope, minimum role), declared by webapp.auth's view decorators."""
+    """endpoint -> (scope, minimum role), declared by appliance.web.auth's view decorators."""
     out = {}
     for endpoint, view in app.view_functions.items():
         rule = getattr(view, "access_rule", None)

@@ -4,7 +4,7 @@ The world (tests/conftest.py) is P > A > (A1, A2), P > B > B1 with an admin, a
 supervisor and an agent in each: 5 tenants and 15 operator seats below the provider.
 Licences are signed by a throwaway key made a trust root through the environment
 variable, as vendor engineers would in a lab. Time travel replaces
-``webapp.licensing.utcnow``; it only goes forward, like the clock mark.
+``appliance.web.services.licence.utcnow``; it only goes forward, like the clock mark.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from appliance.licence.format import armour, canonical_json, parse_armour
-from appliance.licence.testing import TestSigner
-from appliance.licence.trust import TRUST_ROOT_ENV
+from appliance.core.licence.format import armour, canonical_json, parse_armour
+from appliance.core.licence.testing import TestSigner
+from appliance.core.licence.trust import TRUST_ROOT_ENV
+from appliance.web.models.licence import LicenceClock
+from appliance.web.models.tenancy import Membership, Tenant
+from appliance.web.services import licence
 from tests.conftest import csrf_token, login, make_instance, running_app, trust_test_signer
-from webapp import licensing
-from webapp.models.licensing import LicenceClock
-from webapp.models.tenancy import Membership, Tenant
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 DAY = timedelta(days=1)
@@ -46,7 +46,7 @@ def clock(monkeypatch):
 
     class Clock:
         def set(self, when):
-            monkeypatch.setattr(licensing, "utcnow", lambda: when)
+            monkeypatch.setattr(licence, "utcnow", lambda: when)
 
     clock = Clock()
     clock.set(NOW)
@@ -56,7 +56,7 @@ def clock(monkeypatch):
 def install(app, signer, **fields):
     fields.setdefault("now", NOW)
     with app.app_context():
-        lic, created = licensing.service().install(signer.issue(**fields))
+        lic, created = licence.service().install(signer.issue(**fields))
         assert created
         return lic
 
@@ -65,14 +65,14 @@ def store(app, signer, **fields):
     """Store without the install-time date checks (an old licence, for degraded states)."""
     fields.setdefault("now", NOW)
     with app.app_context():
-        service = licensing.service()
+        service = licence.service()
         return service.store(service.verify(signer.issue(**fields)))
 
 
 def assign(app, key_tenant, *programs):
     with app.app_context():
         for program in programs:
-            licensing.assign_program(key_tenant, program, effective_from=NOW - DAY)
+            licence.assign_program(key_tenant, program, effective_from=NOW - DAY)
 
 
 def ui(app, world, key, role):
@@ -103,7 +103,7 @@ def api_add_member(client, world, tenant, email, role="agent"):
 
 def count_tenants(app):
     with app.app_context():
-        return licensing.tenant_count()
+        return licence.tenant_count()
 
 
 # -- limits at their boundaries ----------------------------------------------------------
@@ -146,7 +146,7 @@ def test_seat_limit_api_n_allowed_n_plus_one_refused(app, client, world, signer,
     # Provider staff are not operator seats.
     assert api_add_member(client, world, "P", "staff@p.test").status_code == 201
     with app.app_context():
-        assert licensing.seat_count() == 16
+        assert licence.seat_count() == 16
 
 
 def test_seat_limit_ui_n_allowed_n_plus_one_refused(app, world, signer, clock):
@@ -191,7 +191,7 @@ def test_program_limit_ui_licensed_allowed_others_refused(app, world, signer, cl
     assert refused.status_code == 403
     assert "does not include the &#39;voice&#39; program" in refused.get_data(as_text=True)
     with app.app_context():
-        assert licensing.tenant_programs(world.tenants["B"]) == {"webchat"}
+        assert licence.tenant_programs(world.tenants["B"]) == {"webchat"}
 
 
 # -- programs gate features ---------------------------------------------------------------
@@ -213,7 +213,7 @@ def test_api_needs_the_api_program_and_says_why(app, client, world, signer, cloc
 def test_future_dated_program_starts_on_its_date(app, client, world, signer, clock):
     install(app, signer, programs=["api"])
     with app.app_context():
-        licensing.assign_program(world.tenants["B"], "api", effective_from=NOW + 10 * DAY)
+        licence.assign_program(world.tenants["B"], "api", effective_from=NOW + 10 * DAY)
     refused = client.get("/api/v1/me", headers=world.headers("B", "agent"))
     assert refused.status_code == 403 and "starts on" in refused.get_json()["message"]
     clock.set(NOW + 11 * DAY)
@@ -266,7 +266,7 @@ def test_every_state_keeps_data_readable_and_agents_answering(app, client, world
             assign(app, world.tenants["P"].children.where(Tenant.name == "Tenant B").get(), "api")
     clock.set(when)
     with app.app_context():
-        state = licensing.service().state()
+        state = licence.service().state()
     assert state.status == status and state.can_grow is can_grow
 
     objs = world.objects["A"]
@@ -328,7 +328,7 @@ def test_no_banner_when_licence_is_valid_and_production_like(app, world, signer,
     install(app, signer)
     with app.app_context():
         # Pretend the trust root was shipped: then a valid licence needs no banner.
-        service = licensing.service()
+        service = licence.service()
         for key in service.trust.keys.values():
             object.__setattr__(key, "production", True)
         service._verified.clear()
@@ -346,7 +346,7 @@ def test_clock_rollback_is_reported_and_does_not_extend_the_licence(app, client,
     assert client.get("/api/v1/me", headers=world.headers("A", "agent")).status_code == 200
     clock.set(NOW + 10 * DAY)  # clock set back into the licence period
     with app.app_context():
-        state = licensing.service().state()
+        state = licence.service().state()
     assert state.clock_rollback and state.status == "degraded"
     assert api_create_child(client, world, "P").status_code == 403
     admin = ui(app, world, "P", "admin")
@@ -357,10 +357,10 @@ def test_clock_rollback_is_reported_and_does_not_extend_the_licence(app, client,
 def test_edited_mark_in_database_is_detected(app, world, signer, clock):
     clock.set(NOW + 20 * DAY)
     with app.app_context():
-        licensing.service().state()
+        licence.service().state()
         LicenceClock.update(high_water="2020-01-01T00:00:00Z").where(LicenceClock.id == 1).execute()
-        (app.extensions["appliance_instance"].home / licensing.MARK_FILE).unlink()
-        state = licensing.service().state()
+        (app.extensions["appliance_instance"].home / licence.MARK_FILE).unlink()
+        state = licence.service().state()
     assert any("edited or damaged" in m.text for m in state.messages)
 
 
@@ -416,14 +416,14 @@ def test_licence_page_install_and_refusals(app, world, signer, clock):
 
 def test_licence_bound_to_this_installation_installs(app, signer, clock):
     with app.app_context():
-        mine = licensing.service().installation_id()
+        mine = licence.service().installation_id()
     lic = install(app, signer, installation_id=mine)
     assert lic.installation_id == mine
 
 
 def test_expired_licence_is_refused_at_install(app, signer, clock):
     with app.app_context(), pytest.raises(Exception) as info:
-        licensing.service().install(signer.issue(now=NOW - 400 * DAY, days=365, grace_days=0))
+        licence.service().install(signer.issue(now=NOW - 400 * DAY, days=365, grace_days=0))
     assert getattr(info.value, "reason", None) == "expired"
 
 
@@ -435,7 +435,7 @@ def test_stored_licence_edited_in_database_is_ignored(app, signer, clock):
     row.text = armour(parts.key_id, canonical_json(payload), parts.signature)
     row.save()
     with app.app_context():
-        service = licensing.service()
+        service = licence.service()
         service._verified.clear()
         state = service.state()
     assert state.licence is None and state.limits.max_seats != 5000
@@ -464,20 +464,20 @@ def test_api_licence_state_and_install(app, client, world, signer, clock):
 
 def test_postgres_install_limits_and_clock_mark(tmp_path, monkeypatch, signer, clock, pg_url):
     """The same storage on PostgreSQL: licence rows, the mark's compare-and-swap, counting."""
-    from webapp import create_app
-    from webapp.services import tenants
+    from appliance.web import create_app
+    from appliance.web.services import tenants
 
     signer.write_public(tmp_path / "trust")
     monkeypatch.setenv(TRUST_ROOT_ENV, str(tmp_path / "trust"))
     app = create_app(instance=make_instance(tmp_path / "home", pg_url))
     database = app.extensions["database"]
     with app.app_context(), database.connection_context():
-        service = licensing.service()
+        service = licence.service()
         assert LicenceClock.get_by_id(1).evaluation_started_at is not None  # created by the migration
         service.install(signer.issue(now=NOW, max_tenants=1))
         provider = tenants.create_provider("P")
         tenants.create_child(provider, "One", "customer")
-        with pytest.raises(licensing.LicenceLimitError) as info:
+        with pytest.raises(licence.LicenceLimitError) as info:
             tenants.create_child(provider, "Two", "customer")
         assert info.value.limit == "max_tenants"
         clock.set(NOW + 5 * DAY)

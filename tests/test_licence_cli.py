@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from appliance.cli import main
-from appliance.licence.format import armour, canonical_json, parse_armour
-from appliance.licence.testing import TestSigner
+from appliance.core.licence.format import armour, canonical_json, parse_armour
+from appliance.core.licence.testing import TestSigner
 from tests.conftest import make_instance, trust_test_signer
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.licence.format import (
+from appliance.core.licence.format import (
     MAX_LICENCE_BYTES,
     LicenceError,
     armour,
@@ -19,8 +19,8 @@ from appliance.licence.format import (
     signed_message,
     verify_licence,
 )
-from appliance.licence.testing import TestSigner, payload
-from appliance.licence.trust import (
+from appliance.core.licence.testing import TestSigner, payload
+from appliance.core.licence.trust import (
     SHIPPED_DIR,
     TRUST_ROOT_ENV,
     TrustStore,

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from appliance.licence import state as st
-from appliance.licence.format import verify_licence
-from appliance.licence.testing import TestSigner
+from appliance.core.licence import state as st
+from appliance.core.licence.format import verify_licence
+from appliance.core.licence.testing import TestSigner
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)

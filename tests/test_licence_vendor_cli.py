@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from appliance.cli import main
-from appliance.licence.format import verify_licence
-from appliance.licence.trust import TRUST_ROOT_ENV, TrustStore
+from appliance.core.licence.format import verify_licence
+from appliance.core.licence.trust import TRUST_ROOT_ENV, TrustStore
 
 PASS = "correct horse battery staple"
 
@@ -105,6 +105,6 @@ def test_issue_licence_rejects_bad_spec(keys, tmp_path, extra, words):
 
 
 def test_vendor_group_is_importable_for_other_commands():
-    from appliance.vendor_cli import vendor
+    from appliance.vendor.cli import vendor
 
     assert "issue-licence" in vendor.commands and main.commands["vendor"] is vendor

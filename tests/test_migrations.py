@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from appliance import instance_setup as setup
-from appliance.config import Instance
-from webapp import db as dbmod
-from webapp import migrations
+from appliance.core.config import Instance
+from appliance.web import db as dbmod
+from appliance.web import migrations
+from appliance.web import provisioning as setup
 
 
 def test_upgrade_in_place_keeps_data(tmp_path, db_url, monkeypatch):
@@ -21,7 +21,7 @@ def test_upgrade_in_place_keeps_data(tmp_path, db_url, monkeypatch):
     assert setup.migrate(instance) == ["m0001_core"]
     database = dbmod.bind(instance.database_url)
     with database.connection_context():
-        from webapp.models.tenancy import Tenant
+        from appliance.web.models.tenancy import Tenant
 
         Tenant.insert(level=1, kind="provider", name="Old data", slug="old", path="/1/").execute()
         assert migrations.current_version(database) == 1

@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from appliance.cli import main
-from appliance.sizing import PROFILES, SizingError, load_all, load_profile, recommend, sizing_dir
+from appliance.core.sizing import PROFILES, SizingError, load_all, load_profile, recommend, sizing_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 

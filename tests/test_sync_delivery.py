@@ -11,13 +11,13 @@ from dataclasses import dataclass
 import pytest
 from click.testing import CliRunner
 
-from appliance.identity import load_identity
+from appliance.core.identity import load_identity
 from tests.sync_support import Clock, Receiver, ReceiverProcess, free_port
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request):
-    """Both engines: the claim works differently on each (see webapp/sync/outbox.py)."""
+    """Both engines: the claim works differently on each (see appliance/web/sync/outbox.py)."""
     if request.param == "sqlite":
         return "sqlite:///appliance.db"
     return request.getfixturevalue("pg_url")
@@ -39,7 +39,7 @@ class Site:
 
 
 def make_site(app, vendor_url, **sync_settings) -> Site:
-    from webapp.sync import service
+    from appliance.web.sync import service
 
     instance = app.extensions["appliance_instance"]
     settings = {"connect_timeout": 1, "read_timeout": 2, "backoff_base": 60, "backoff_max": 3600}
@@ -53,14 +53,14 @@ def make_site(app, vendor_url, **sync_settings) -> Site:
 
 
 def queue_days(site: Site, n: int) -> list[str]:
-    from webapp.sync import service
+    from appliance.web.sync import service
 
     today = site.clock.now.date()
     ids = []
     for k in range(n, 0, -1):
         day = today - dt.timedelta(days=k)
         assert service.enqueue_day(site.instance, day, identity=site.identity, now=site.clock.now)
-    from webapp.models.sync import SyncOutbox
+    from appliance.web.models.sync import SyncOutbox
 
     ids = [r.report_id for r in SyncOutbox.select().order_by(SyncOutbox.report_day)]
     assert len(ids) == n
@@ -69,8 +69,8 @@ def queue_days(site: Site, n: int) -> list[str]:
 
 def queue_days_before(site: Site, n: int, before: int) -> list[str]:
     """Queue ``n`` more days ending just before the ``before`` days already queued."""
-    from webapp.models.sync import SyncOutbox
-    from webapp.sync import service
+    from appliance.web.models.sync import SyncOutbox
+    from appliance.web.sync import service
 
     today = site.clock.now.date()
     days = [today - dt.timedelta(days=before + k) for k in range(n, 0, -1)]
@@ -80,13 +80,13 @@ def queue_days_before(site: Site, n: int, before: int) -> list[str]:
 
 
 def run(site: Site):
-    from webapp.sync import service
+    from appliance.web.sync import service
 
     return service.run_once(site.instance, clock=site.clock)
 
 
 def outbox_states() -> dict:
-    from webapp.models.sync import SyncOutbox
+    from appliance.web.models.sync import SyncOutbox
 
     out = {}
     for row in SyncOutbox.select():
@@ -95,7 +95,7 @@ def outbox_states() -> dict:
 
 
 def stored_ids(receiver: Receiver) -> list[str]:
-    from appliance.vendor_sync.models import Report
+    from appliance.vendor.receiver.models import Report
 
     return receiver.query(lambda: [r.report_id for r in Report.select(Report.report_id)])
 
@@ -132,7 +132,7 @@ def test_connection_refused_keeps_everything_for_later(app, receiver):
     expected = queue_days(site, 3)
     result = run(site)
     assert result.status == "retry"
-    from webapp.models.sync import SyncOutbox
+    from appliance.web.models.sync import SyncOutbox
 
     rows = list(SyncOutbox.select())
     assert {r.state for r in rows} == {"pending"}
@@ -212,8 +212,8 @@ def test_receiver_killed_mid_batch_loses_and_duplicates_nothing(app, tmp_path, p
 
 
 def test_a_day_is_queued_once(app, receiver):
-    from webapp.models.sync import SyncOutbox
-    from webapp.sync import service
+    from appliance.web.models.sync import SyncOutbox
+    from appliance.web.sync import service
 
     site = make_site(app, receiver.url)
     yesterday = site.clock.now.date() - dt.timedelta(days=1)
@@ -257,8 +257,8 @@ def test_a_backlog_goes_out_in_a_few_batches(app, receiver):
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_two_hosts_send_a_batch_once(backend, tmp_path, receiver, request):
     """Two workers (threads with their own connections) race for the same outbox."""
+    from appliance.web import create_app
     from tests.conftest import make_instance
-    from webapp import create_app
 
     url = "sqlite:///appliance.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
     instance = make_instance(tmp_path / f"home-{backend}", url)
@@ -301,7 +301,7 @@ def _register(request, receiver):
 
 
 def test_a_remote_plain_http_url_is_refused_before_any_connection(app):
-    from webapp.sync import service
+    from appliance.web.sync import service
 
     site = make_site(app, "http://sync.vendor.invalid")
     queue_days(site, 1)

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
-from appliance.identity import load_identity
+from appliance.core.identity import load_identity
 from tests.sync_support import Clock, Listener, Receiver
 
 SECRETS = {
@@ -41,15 +41,15 @@ def receiver(tmp_path):
 
 def seed_personal_data(world):
     """A conversation full of known personal values, today, in tenant A1."""
-    from webapp.models.tenancy import Membership, User
-    from webapp.services import contacts, conversations, tenants
-    from webapp.services.passwords import hash_password
+    from appliance.web.models.tenancy import Membership, User
+    from appliance.web.services import contacts, conversations, tenants
+    from appliance.web.services.passwords import hash_password
 
     tenant = tenants.create_child(world.tenants["A"], SECRETS["tenant_name"], "brand")
     user = User.create(email=SECRETS["user_email"], name=SECRETS["user_name"], password_hash=hash_password("x" * 12))
     Membership.create(user=user, tenant=tenant, role="agent")
     channel = world.objects["A"]["shared_channel"]
-    from webapp.models.contact_center import Channel
+    from appliance.web.models.contact_center import Channel
 
     channel = Channel.create(tenant=tenant, kind="webchat", name="private chat")
     contact = contacts.create_contact(
@@ -94,8 +94,8 @@ def decoded(text: str) -> str:
 
 def test_no_seeded_personal_data_leaves_in_any_form(app, world, receiver, tmp_path):
     from appliance.cli import main
-    from webapp.models.sync import SyncOutbox
-    from webapp.sync import service
+    from appliance.web.models.sync import SyncOutbox
+    from appliance.web.sync import service
 
     tenant, _ = seed_personal_data(world)
     instance = app.extensions["appliance_instance"]
@@ -134,7 +134,7 @@ def test_no_seeded_personal_data_leaves_in_any_form(app, world, receiver, tmp_pa
 
 def test_tenant_names_appear_only_when_the_installer_allows_it(app, world):
     """Positive control for the scanner: the one allowed free-text field is caught when on."""
-    from webapp.sync import service
+    from appliance.web.sync import service
 
     seed_personal_data(world)
     instance = app.extensions["appliance_instance"]
@@ -150,9 +150,9 @@ def test_tenant_names_appear_only_when_the_installer_allows_it(app, world):
 def test_with_sync_off_nothing_connects_anywhere(app, world, tmp_path):
     """A listener on the vendor URL records any connection: there must be none."""
     from appliance.cli import main
-    from webapp.jobs import run_round
-    from webapp.models.sync import SyncOutbox
-    from webapp.sync import service
+    from appliance.web.jobs import run_round
+    from appliance.web.models.sync import SyncOutbox
+    from appliance.web.sync import service
 
     listener = Listener()
     try:
@@ -191,7 +191,7 @@ def seed_events(tenant, conversation, author, day: dt.date, count: int):
     """``count`` messages on ``day``, inserted in bulk (the body column is copied raw)."""
     from peewee import Table
 
-    from webapp.db import database_proxy
+    from appliance.web.db import database_proxy
 
     raw_body = database_proxy.execute_sql(
         f"SELECT body FROM message WHERE conversation_id = {int(conversation.id)}"
@@ -211,7 +211,7 @@ def seed_events(tenant, conversation, author, day: dt.date, count: int):
 
 
 def test_100k_events_in_a_day_make_one_request(app, world, receiver):
-    from webapp.sync import service
+    from appliance.web.sync import service
 
     instance = app.extensions["appliance_instance"]
     receiver.register(load_identity(instance))

@@ -10,8 +10,8 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from appliance.identity import ensure_identity, load_identity
-from appliance.sync.report import (
+from appliance.core.identity import ensure_identity, load_identity
+from appliance.core.sync.report import (
     BATCH_FORMAT,
     ENVELOPE_FORMAT,
     SIGNING_CONTEXT,
@@ -76,7 +76,7 @@ def post_batch(receiver, envelopes, key="batch-key-0001", header=True):
 
 
 def stored_count(receiver):
-    from appliance.vendor_sync.models import Report
+    from appliance.vendor.receiver.models import Report
 
     return receiver.query(lambda: Report.select().count())
 
@@ -205,7 +205,7 @@ def test_admin_endpoints_are_off_without_a_token(tmp_path, ident):
 
 
 def test_a_late_older_report_does_not_overwrite_fresher_counts(receiver, ident):
-    from appliance.vendor_sync.models import DayUsage
+    from appliance.vendor.receiver.models import DayUsage
 
     newer = sign_report(report_for(ident, messages=50, generated_at=dt.datetime(2026, 11, 25, 12)), ident)
     older = sign_report(
@@ -251,7 +251,7 @@ def db_url():
 
 @pytest.fixture
 def site(app, receiver):
-    from webapp.sync import service
+    from appliance.web.sync import service
 
     with app.app_context():
         instance = app.extensions["appliance_instance"]
@@ -262,8 +262,8 @@ def site(app, receiver):
 
 
 def test_unregistered_site_keeps_its_reports_until_the_vendor_registers_it(site, tmp_path):
-    from webapp.models.sync import SyncOutbox
-    from webapp.sync import service
+    from appliance.web.models.sync import SyncOutbox
+    from appliance.web.sync import service
 
     r = Receiver(tmp_path / "fresh.db")
     try:
@@ -284,9 +284,9 @@ def test_unregistered_site_keeps_its_reports_until_the_vendor_registers_it(site,
 
 def test_vendor_answer_brings_the_latest_version_and_a_verified_licence(site, receiver, tmp_path, monkeypatch):
     from appliance.cli import main
-    from appliance.licence.testing import TestSigner
-    from webapp.models.licensing import InstalledLicence
-    from webapp.sync import service
+    from appliance.core.licence.testing import TestSigner
+    from appliance.web.models.licence import InstalledLicence
+    from appliance.web.sync import service
 
     signer = TestSigner()
     trust_dir = tmp_path / "trust"
@@ -302,7 +302,7 @@ def test_vendor_answer_brings_the_latest_version_and_a_verified_licence(site, re
     assert result.exit_code == 0, result.output
     assert runner.invoke(main, ["vendor", "sync-set-latest-version", "--db", vendor_db, "1.4.0"]).exit_code == 0
 
-    from webapp.db import database_proxy
+    from appliance.web.db import database_proxy
 
     database_proxy.connect(reuse_if_open=True)
     outcome = service.run_once(site)
@@ -315,11 +315,11 @@ def test_vendor_answer_brings_the_latest_version_and_a_verified_licence(site, re
 
 
 def test_a_licence_the_appliance_does_not_trust_is_refused_and_reports_still_count(site, receiver, tmp_path):
-    from appliance.licence.testing import TestSigner
-    from appliance.vendor_sync.service import set_licence
-    from webapp.models.licensing import InstalledLicence
-    from webapp.models.sync import SyncOutbox
-    from webapp.sync import service
+    from appliance.core.licence.testing import TestSigner
+    from appliance.vendor.receiver.service import set_licence
+    from appliance.web.models.licence import InstalledLicence
+    from appliance.web.models.sync import SyncOutbox
+    from appliance.web.sync import service
 
     identity = load_identity(site)
     rogue = TestSigner().issue(licence_id="LIC-ROGUE", installation_id=identity.installation_id, max_seats=10_000)

@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 
-from appliance.identity import IdentityError, ensure_identity, load_identity, load_public_key
-from appliance.sync.client import SyncConfigError, backoff_delay, reports_url
-from appliance.sync.report import (
+from appliance.core.identity import IdentityError, ensure_identity, load_identity, load_public_key
+from appliance.core.sync.client import SyncConfigError, backoff_delay, reports_url
+from appliance.core.sync.report import (
     ARMOR_BEGIN,
     ReportError,
     build_report,

@@ -21,14 +21,14 @@ def instance_of_app(app):
 
 
 def audit_actions():
-    from webapp.models.audit import AuditEvent
+    from appliance.web.models.audit import AuditEvent
 
     events = AuditEvent.select().where(AuditEvent.action.startswith("sync.")).order_by(AuditEvent.id)
     return [(e.action, e.actor_id, json.loads(e.details).get("via")) for e in events]
 
 
 def test_provider_admin_sees_state_preview_and_turns_sync_on_and_off(app, client, world, instance_of_app):
-    from webapp.sync import service
+    from appliance.web.sync import service
 
     admin = world.users[("P", "admin")]
     login(client, admin.email)
@@ -67,7 +67,7 @@ def test_anonymous_is_sent_to_login(client, world):
 
 
 def test_locked_off_by_the_installer(app, client, world, instance_of_app):
-    from webapp.sync import service
+    from appliance.web.sync import service
 
     instance_of_app.settings["sync"]["locked_off"] = True
     login(client, world.users[("P", "admin")].email)
@@ -84,7 +84,7 @@ def test_locked_off_by_the_installer(app, client, world, instance_of_app):
 
 
 def test_page_shows_the_version_the_vendor_announced(app, client, world):
-    from webapp.sync import service
+    from appliance.web.sync import service
 
     with app.app_context():
         service.set_state(service.LATEST_VERSION, "3.2.1")
@@ -94,8 +94,8 @@ def test_page_shows_the_version_the_vendor_announced(app, client, world):
 
 def test_cli_status_identity_switch_and_export(app, world, instance_of_app, tmp_path):
     from appliance.cli import main
-    from appliance.identity import load_public_key
-    from appliance.sync.report import parse_export
+    from appliance.core.identity import load_public_key
+    from appliance.core.sync.report import parse_export
 
     home = ["--home", str(instance_of_app.home)]
     runner = CliRunner()
@@ -121,7 +121,7 @@ def test_cli_status_identity_switch_and_export(app, world, instance_of_app, tmp_
     again = runner.invoke(main, [*home, "sync", "export", str(out), "--day", "2026-11-01"])
     assert again.exit_code != 0 and "--force" in again.output
     with app.app_context():
-        from webapp.db import database_proxy
+        from appliance.web.db import database_proxy
 
         database_proxy.connect(reuse_if_open=True)
         assert [(a, v) for a, _, v in audit_actions()] == [("sync.enabled", "cli"), ("sync.enabled", "cli"),

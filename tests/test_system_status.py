@@ -20,8 +20,8 @@ def test_system_page_for_provider_admins_only(app, client, world):
 
 
 def test_worker_round_and_tampered_audit_show_up(app, client, world):
-    from webapp.jobs import run_round
-    from webapp.models.audit import AuditEvent, record
+    from appliance.web.jobs import run_round
+    from appliance.web.models.audit import AuditEvent, record
 
     run_round(app)
     record("test.event", actor_id=1, note="x")

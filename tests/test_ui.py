@@ -17,10 +17,10 @@ from urllib.parse import urlparse
 
 import pytest
 
+from appliance.web.models.base import utcnow
+from appliance.web.models.contact_center import Channel, Conversation, Message
+from appliance.web.services import contacts, conversations
 from tests.conftest import PASSWORD, csrf_token, login
-from webapp.models.base import utcnow
-from webapp.models.contact_center import Channel, Conversation, Message
-from webapp.services import contacts, conversations
 
 CONV_LINK = re.compile(r'href="/t/(\d+)/conversations/(\d+)"')
 OLDER_LINK = re.compile(r'<a rel="next" class="older" href="([^"]+)"')
@@ -217,7 +217,7 @@ def test_reply_and_internal_note_appear_in_order(client, world):
 
 
 def test_long_threads_page_back_without_gaps(client, world, monkeypatch):
-    from webapp.views import inbox as inbox_views
+    from appliance.web.views import inbox as inbox_views
 
     monkeypatch.setattr(inbox_views, "MESSAGES_SHOWN", 3)
     conv = world.objects["A"]["conversation"]
@@ -419,7 +419,7 @@ def test_admin_pages_work_for_admins(client, world):
     secret = re.search(r'id="new-token">(apl_[^<]+)<', _text(created)).group(1)
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
     assert secret not in _text(client.get(f"/t/{tenant.id}/admin/tokens"))  # shown once
-    from webapp.models.tenancy import ApiToken
+    from appliance.web.models.tenancy import ApiToken
 
     row = ApiToken.get(ApiToken.name == "CRM")
     assert client.post(f"/t/{tenant.id}/admin/tokens/{row.id}/revoke", data={"csrf_token": token}).status_code == 302

@@ -86,7 +86,7 @@ def lab():
 
 
 def _build(out: Path, source: Path | None = None):
-    from appliance.bundle import build_bundle
+    from appliance.cli.bundle import build_bundle
 
     return build_bundle(out, source=source, log=lambda m: None)
 

@@ -1,0 +1,39 @@
+"""The ``appliance`` command: one click group; each feature's commands come from their own module."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from appliance.cli import bundle, instance, keys, licence, sizing, sync
+from appliance.cli.context import Context
+from appliance.vendor.cli import vendor
+
+
+@click.group()
+@click.option(
+    "--home",
+    envvar="APPLIANCE_HOME",
+    type=click.Path(file_okay=False),
+    help="Instance directory (config, keys, SQLite database). Env: APPLIANCE_HOME.",
+)
+@click.version_option(package_name="contact-appliance")
+@click.pass_context
+def main(ctx, home):
+    """Run and operate the contact-center appliance."""
+    # Files we create (SQLite database, logs, exports) are for the service user only.
+    os.umask(0o077)
+    ctx.obj = Context(home)
+
+
+for _command in [
+    *instance.COMMANDS,
+    keys.keys,
+    licence.licence,
+    sync.sync,
+    sizing.sizing,
+    bundle.bundle_command,
+    vendor,
+]:
+    main.add_command(_command)

@@ -1,0 +1,217 @@
+"""Commands for one instance: init, migrate, serve, worker, demo, status."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import click
+
+from appliance.cli.context import pass_ctx
+from appliance.core.config import ConfigError, Instance, resolve_home
+
+
+def _fail(message: str):
+    raise click.ClickException(message)
+
+
+@click.command()
+@click.option("--admin-email", help="E-mail of the first provider admin.")
+@click.option("--admin-password", envvar="APPLIANCE_ADMIN_PASSWORD",
+              help="Password of the first provider admin (10+ characters). Env: APPLIANCE_ADMIN_PASSWORD, "
+                   "which unlike an argument does not show in the process list.")
+@click.option("--provider-name", default="Provider", show_default=True, help="Name of the level-1 tenant.")
+@click.option("--database-url", help="Only for a new config: e.g. postgresql://user:pw@host/db.")
+@pass_ctx
+def init(ctx, admin_email, admin_password, provider_name, database_url):
+    """Create (or complete) an instance: config, keys, schema, first admin.
+
+    Safe to run again: existing config and keys are kept, the admin is only
+    created while the database has no user.
+    """
+    from appliance.web import provisioning as setup
+    from appliance.web.services import ServiceError
+
+    try:
+        home = resolve_home(ctx.home_arg)
+    except ConfigError as exc:
+        _fail(str(exc))
+    home.mkdir(parents=True, exist_ok=True, mode=0o750)
+    changed = []
+    if setup.ensure_config(home, {"database_url": database_url} if database_url else None):
+        changed.append("config")
+    instance = ctx.instance()
+    changed += setup.ensure_keys(instance)
+    applied = _migrate(instance)
+    changed += applied
+    from appliance.web import db as dbmod
+    from appliance.web.models.tenancy import User
+
+    database = dbmod.bind(instance.database_url)
+    with database.connection_context():
+        has_user = User.select().exists()
+    if not has_user:
+        if not admin_email and sys.stdin.isatty():
+            admin_email = click.prompt("Provider admin e-mail")
+        if not admin_password and sys.stdin.isatty():
+            admin_password = click.prompt("Provider admin password", hide_input=True, confirmation_prompt=True)
+        if not admin_email or not admin_password:
+            _fail("No user exists yet: pass --admin-email and --admin-password for the first provider admin.")
+        try:
+            setup.ensure_provider_admin(instance, admin_email, admin_password, provider_name)
+        except ServiceError as exc:
+            _fail(str(exc))
+        changed.append("provider admin")
+    if changed:
+        click.echo(f"initialised {instance.home}: {', '.join(changed)}")
+    else:
+        click.echo(f"already initialised: {instance.home}")
+
+
+def _migrate(instance: Instance) -> list[str]:
+    from appliance.web import provisioning as setup
+
+    try:
+        return setup.migrate(instance, progress=lambda m: click.echo(m, err=True))
+    except ConfigError as exc:  # master key missing or wrong: nothing was changed
+        _fail(str(exc))
+    except Exception as exc:  # database down, wrong URL, permissions: say which
+        _fail(f"Migration failed ({type(exc).__name__}: {exc}). Nothing after the last good step was applied.")
+
+
+@click.command()
+@pass_ctx
+def migrate(ctx):
+    """Apply pending schema migrations (each in its own transaction)."""
+    applied = _migrate(ctx.instance())
+    click.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "schema up to date")
+
+
+def _build_app(instance: Instance):
+    from appliance.web import create_app
+
+    try:
+        return create_app(instance=instance)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int)
+@pass_ctx
+def serve(ctx, host, port, threads):
+    """Serve the web app with waitress (the embedded default)."""
+    from waitress import serve as waitress_serve
+
+    instance = ctx.instance()
+    app = _build_app(instance)
+    _check_schema(instance)
+    click.echo(f"Serving {instance.home} on http://{host}:{port}/ (Ctrl+C stops)")
+    waitress_serve(app, host=host, port=port, threads=threads, ident="appliance")
+
+
+def _check_schema(instance: Instance):
+    from appliance.web import db as dbmod
+    from appliance.web.migrations import pending
+
+    database = dbmod.bind(instance.database_url)
+    try:
+        with database.connection_context():
+            todo = pending(database)
+    except Exception as exc:
+        click.echo(f"warning: database not reachable yet ({type(exc).__name__}); pages will answer 503", err=True)
+        return
+    if todo:
+        _fail(f"{len(todo)} migration(s) pending: run 'appliance --home {instance.home} migrate' first.")
+
+
+@click.command()
+@click.option("--interval", default=30.0, show_default=True, help="Seconds between job rounds.")
+@click.option("--once", is_flag=True, help="Run one round of jobs and exit.")
+@pass_ctx
+def worker(ctx, interval, once):
+    """Run background jobs (future-dated changes, sync, reminders) until SIGTERM."""
+    from appliance.web.jobs import run_round
+
+    instance = ctx.instance()
+    app = _build_app(instance)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    click.echo(f"worker started for {instance.home}")
+    while not stop.is_set():
+        for name, error in run_round(app):
+            click.echo(f"job {name} failed: {error}", err=True)
+        if once:
+            break
+        stop.wait(interval)
+    click.echo("worker stopped")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--conversations", default=300, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="Create the demo instance and exit.")
+@click.pass_context
+def demo(click_ctx, host, port, conversations, no_serve):
+    """A throwaway instance with a 3-level tenant tree, users of each role and demo data."""
+    from appliance.web import provisioning as setup
+    from appliance.web.demo import DEMO_PASSWORD, seed
+
+    home_arg = click_ctx.obj.home_arg
+    home = Path(home_arg) if home_arg else Path(tempfile.mkdtemp(prefix="appliance-demo-"))
+    if (home / "config.yml").exists():
+        _fail(f"{home} already holds an instance; demo wants a fresh directory (or none).")
+    home.mkdir(parents=True, exist_ok=True)
+    setup.ensure_config(home, {"profile": "embedded"})
+    instance = Instance.load(home)
+    setup.ensure_keys(instance)
+    setup.migrate(instance)
+    app = _build_app(instance)
+    with app.app_context():
+        logins = seed(count=conversations)
+    click.echo(f"Demo instance: {home}")
+    click.echo(f"Password for every demo login: {DEMO_PASSWORD}")
+    for email, what in logins:
+        click.echo(f"  {email:38} {what}")
+    if no_serve:
+        return
+    from waitress import serve as waitress_serve
+
+    click.echo(f"Open http://{host}:{port}/login  (Ctrl+C stops)", )
+    sys.stdout.flush()
+    waitress_serve(app, host=host, port=port, threads=8, ident="appliance")
+
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def status(ctx, as_json):
+    """The installation's state at a glance (the same checks as the System page)."""
+    import json
+
+    from appliance.web.system_status import collect
+
+    instance = ctx.instance()
+    app = _build_app(instance)
+    database = app.extensions["database"]
+    with app.app_context(), database.connection_context():
+        checks = collect(instance, database)
+    if as_json:
+        click.echo(json.dumps([c.__dict__ for c in checks], indent=2))
+    else:
+        for check in checks:
+            click.echo(f"{check.level.upper():6} {check.name:18} {check.detail}")
+    if any(c.level == "error" for c in checks):
+        raise SystemExit(1)
+
+
+
+COMMANDS = [init, migrate, serve, worker, demo, status]

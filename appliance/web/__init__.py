@@ -1,0 +1,175 @@
+"""The contact-center web app: ``create_app`` is the only way to build it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from flask import Flask, current_app, g, jsonify, render_template, request
+from flask_wtf.csrf import CSRFProtect
+from peewee import InterfaceError, OperationalError
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
+
+from appliance.core.config import ConfigError, Instance
+from appliance.web import db as dbmod
+
+log = logging.getLogger("appliance.web")
+csrf = CSRFProtect()
+
+
+def create_app(home=None, overrides: dict | None = None, instance: Instance | None = None) -> Flask:
+    """Build the app for the instance in ``home`` (or ``APPLIANCE_HOME``)."""
+    instance = instance or Instance.load(home, overrides=overrides)
+    app = Flask(__name__)
+    app.extensions["appliance_instance"] = instance
+    configure(app, instance)
+    database = dbmod.bind(instance.database_url)
+    app.extensions["database"] = database
+    init_crypto(app, instance)
+    register_request_hooks(app, database)
+    register_blueprints(app)
+    register_error_handlers(app)
+    csrf.init_app(app)
+    return app
+
+
+def configure(app: Flask, instance: Instance) -> None:
+    key_path = instance.path(instance["secret_key_file"])
+    try:
+        secret = key_path.read_bytes().strip()
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"The session key {key_path} is missing: run 'appliance --home {instance.home} init' "
+            "to create it (existing keys are never overwritten)."
+        ) from exc
+    if len(secret) < 32:
+        raise ConfigError(f"The session key {key_path} is too short; delete it and run init again.")
+    app.config.update(
+        SECRET_KEY=secret,
+        SESSION_COOKIE_NAME="appliance_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=bool(instance["session_cookie_secure"]),
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
+        MAX_CONTENT_LENGTH=int(instance["max_request_bytes"]),
+        WTF_CSRF_TIME_LIMIT=None,  # tied to the session, which expires on its own
+        JSON_SORT_KEYS=False,
+        LOGIN_THROTTLE_ATTEMPTS=int(instance["login_throttle_attempts"]),
+        LOGIN_THROTTLE_WINDOW=int(instance["login_throttle_window_seconds"]),
+        PROFILE=instance["profile"],
+    )
+
+
+def init_crypto(app: Flask, instance: Instance) -> None:
+    """Load the master key (encryption at rest); refuses to start on a wrong key."""
+    from appliance.web import crypto
+
+    crypto.init_app(app, instance)
+
+
+def register_request_hooks(app: Flask, database) -> None:
+    @app.before_request
+    def _connect():
+        # Static files and health need no session; health connects by itself.
+        if request.endpoint not in ("static",):
+            database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(exc):
+        if not database.is_closed():
+            database.close()
+
+    @app.after_request
+    def _security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        # The chat widget is made to be framed by the tenant's own site; it sets its own CSP.
+        if not (request.endpoint or "").startswith("public.widget"):
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                "frame-ancestors 'none'",
+            )
+        return response
+
+
+class IdConverter(IntegerConverter):
+    """Positive ids that fit a 64-bit column: bigger numbers are 404, not a database error."""
+
+    regex = r"[1-9]\d{0,17}"
+
+
+def register_blueprints(app: Flask) -> None:
+    app.url_map.converters["id"] = IdConverter
+    from appliance.web.api import api
+    from appliance.web.views.admin import admin
+    from appliance.web.views.auth import auth
+    from appliance.web.views.inbox import inbox
+    from appliance.web.views.knowledge import knowledge
+    from appliance.web.views.licence import licence_pages
+    from appliance.web.views.public import public
+    from appliance.web.views.sync import sync_admin
+    from appliance.web.views.system import system
+
+    for blueprint in (auth, inbox, admin, knowledge, public, licence_pages, api, sync_admin, system):
+        app.register_blueprint(blueprint)
+    csrf.exempt(api)
+    csrf.exempt(public)
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.blueprint in ("api",) or (
+        request.accept_mimetypes.best == "application/json"
+    )
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if wants_json() or request.path.startswith("/hooks/") or request.path.startswith("/widget/"):
+            return jsonify(error=exc.name, message=exc.description, status=exc.code), exc.code
+        return render_template("error.html", error=exc), exc.code
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_down(exc):
+        log.error("database unavailable: %s", type(exc).__name__)
+        message = "The database is not reachable; try again shortly. Admins: check the database service."
+        if wants_json():
+            return jsonify(error="Service Unavailable", message=message, status=503), 503
+        return _render_without_database(_Simple(503, "Service Unavailable", message)), 503
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc):
+        if isinstance(exc, HTTPException):
+            return _http_error(exc)
+        # The exception type and route only: bodies and values may hold personal data.
+        log.exception("unhandled %s on %s %s", type(exc).__name__, request.method, request.url_rule)
+        message = "Something went wrong on our side; the error was logged."
+        if wants_json():
+            return jsonify(error="Internal Server Error", message=message, status=500), 500
+        return render_template("error.html", error=_Simple(500, "Internal Server Error", message)), 500
+
+
+def _render_without_database(error) -> str:
+    """The error page without context processors: they query the database, which is down."""
+    try:
+        template = current_app.jinja_env.get_template("error.html")
+        return template.render(error=error, request=request, session={}, g=g, current_user=None, tenant=None)
+    except Exception:  # never let the error page itself fail
+        return f"<!doctype html><title>{error.code}</title><h1>{error.code} {error.name}</h1><p>{error.description}</p>"
+
+
+class _Simple:
+    def __init__(self, code, name, description):
+        self.code, self.name, self.description = code, name, description
+
+
+def instance_of(app: Flask) -> Instance:
+    return app.extensions["appliance_instance"]
+
+
+def current_user():
+    return getattr(g, "user", None)

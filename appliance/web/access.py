@@ -1,0 +1,115 @@
+"""Who may do what in which tenant: the tenant-tree rules in one place.
+
+Rights flow up the tree: a membership at tenant T grants its role in T and in every
+descendant of T (provider staff therefore reach everyone). Resources flow down: an
+object flagged ``shared`` in T can be read, not changed, from T's descendants.
+Objects a principal cannot reach at all answer 404, so ids in other tenants are not
+even confirmed to exist; reachable objects with too little role answer 403.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from functools import reduce
+
+from flask import abort
+
+from appliance.web.models.tenancy import Membership, Tenant, role_rank
+
+
+@dataclass(frozen=True)
+class Grant:
+    tenant_id: int
+    path: str
+    role: str
+
+
+@dataclass
+class Principal:
+    """A logged-in user or an API token, reduced to its grants."""
+
+    user_id: int | None
+    grants: list[Grant] = field(default_factory=list)
+    token_id: int | None = None
+
+    @classmethod
+    def for_user(cls, user) -> Principal:
+        rows = (
+            Membership.select(Membership, Tenant)
+            .join(Tenant)
+            .where(Membership.user == user, Tenant.is_active == True)
+        )
+        return cls(user.id, [Grant(m.tenant.id, m.tenant.path, m.role) for m in rows])
+
+    @classmethod
+    def for_token(cls, token) -> Principal:
+        tenant = token.tenant
+        return cls(token.created_by_id, [Grant(tenant.id, tenant.path, token.role)], token.id)
+
+    def role_in(self, tenant: Tenant) -> str | None:
+        best = None
+        for grant in self.grants:
+            if tenant.path.startswith(grant.path) and role_rank(grant.role) > role_rank(best):
+                best = grant.role
+        return best
+
+    def reaches(self, tenant: Tenant) -> bool:
+        return self.role_in(tenant) is not None
+
+    def can_read_shared_of(self, owner: Tenant) -> bool:
+        """True when one of our tenants sits below ``owner`` (shared objects flow down)."""
+        return any(g.path.startswith(owner.path) and g.path != owner.path for g in self.grants)
+
+    def tenant_condition(self):
+        """A peewee expression selecting every tenant this principal reaches."""
+        if not self.grants:
+            return Tenant.id == -1
+        return reduce(operator.or_, [Tenant.path.startswith(g.path) for g in self.grants])
+
+    def reachable_tenants(self):
+        return Tenant.select().where(self.tenant_condition(), Tenant.is_active == True).order_by(
+            Tenant.path
+        )
+
+
+def require_role(principal: Principal, tenant: Tenant, minimum: str) -> str:
+    role = principal.role_in(tenant)
+    if role is None:
+        abort(404)
+    if role_rank(role) < role_rank(minimum):
+        abort(403, description=f"This needs the {minimum} role in {tenant.name}.")
+    return role
+
+
+def tenant_or_404(principal: Principal, tenant_id: int, minimum: str = "agent") -> Tenant:
+    tenant = Tenant.get_or_none(Tenant.id == tenant_id)
+    if tenant is None or not tenant.is_active:
+        abort(404)
+    require_role(principal, tenant, minimum)
+    return tenant
+
+
+def object_or_404(principal: Principal, model, object_id: int, minimum: str = "agent", *,
+                  allow_shared_read: bool = False):
+    """Load a tenant-owned object and check the principal's role in its tenant."""
+    obj = model.get_or_none(model.id == object_id)
+    if obj is None:
+        abort(404)
+    tenant = Tenant.get_by_id(obj.tenant_id)
+    role = principal.role_in(tenant)
+    if role is None:
+        if allow_shared_read and getattr(obj, "shared", False) and principal.can_read_shared_of(tenant):
+            return obj
+        abort(404)
+    if role_rank(role) < role_rank(minimum):
+        abort(403, description=f"This needs the {minimum} role in {tenant.name}.")
+    return obj
+
+
+def shared_from_ancestors(model, tenant: Tenant):
+    """Objects of ``model`` that ancestors of ``tenant`` share down to it."""
+    ancestors = [tid for tid in tenant.ancestor_ids() if tid != tenant.id]
+    if not ancestors:
+        return model.select().where(model.id == -1)
+    return model.select().where(model.tenant.in_(ancestors), model.shared == True)

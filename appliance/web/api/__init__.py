@@ -1,0 +1,52 @@
+"""The JSON API under /api/v1: per-tenant bearer tokens, strict bodies, OpenAPI."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, g, jsonify, request
+
+from appliance.web.access import Principal
+from appliance.web.models.base import utcnow
+from appliance.web.models.tenancy import ApiToken, Tenant
+from appliance.web.services import ServiceError
+from appliance.web.services.licence import require_program
+from appliance.web.services.tokens import TOKEN_PREFIX, hash_token
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+@api.before_request
+def _authenticate():
+    if request.endpoint == "api.openapi":
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX):
+        abort(401, description="Send an API token as 'Authorization: Bearer apl_...' (tenant admins create them).")
+    row = ApiToken.get_or_none(ApiToken.token_hash == hash_token(token.strip()))
+    if row is None or row.revoked:
+        abort(401, description="This API token is unknown or revoked.")
+    tenant = Tenant.get_by_id(row.tenant_id)
+    if not tenant.is_active:
+        abort(401, description="This API token's tenant is deactivated.")
+    now = utcnow()
+    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
+        ApiToken.update(last_used_at=now).where(ApiToken.id == row.id).execute()
+    g.token = row
+    g.principal = Principal.for_token(row)
+    g.user = None
+    require_program(tenant, "api")
+
+
+@api.errorhandler(ServiceError)
+def _service_error(exc: ServiceError):
+    return jsonify(error="Request refused", message=str(exc), status=exc.status), exc.status
+
+
+@api.route("/openapi.json")
+def openapi():
+    from appliance.web.api.schema import openapi_document
+
+    return jsonify(openapi_document(current_app))
+
+
+# The route modules attach themselves to ``api``, so they are imported once it exists.
+from appliance.web.api import licence, routes  # noqa: E402,F401

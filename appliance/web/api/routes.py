@@ -1,0 +1,483 @@
+"""API routes. Every view declares ``@spec`` (role, body) and checks access through
+appliance.web.access, so the OpenAPI document and the isolation tests see the same rules."""
+
+from __future__ import annotations
+
+from flask import abort, g, jsonify, request
+
+from appliance.web.access import object_or_404, require_role, shared_from_ancestors, tenant_or_404
+from appliance.web.api import api
+from appliance.web.api.schema import F, json_body, query_int, spec
+from appliance.web.models.contact_center import (
+    CHANNEL_KINDS,
+    DIRECTIONS,
+    STATUSES,
+    Article,
+    CannedAnswer,
+    Channel,
+    Contact,
+    Conversation,
+    Message,
+    Team,
+)
+from appliance.web.models.tenancy import ACCOUNT_KINDS, ROLES, SUBACCOUNT_KINDS, ApiToken, Membership, Tenant
+from appliance.web.services import catalogue, contacts, conversations, tenants, tokens
+
+
+def _actor():
+    return g.principal.user_id
+
+
+def _page(items, next_cursor=None):
+    return jsonify(items=[i.to_json() for i in items], next_cursor=next_cursor)
+
+
+# --- identity and tenants -------------------------------------------------------------
+
+@api.route("/me")
+@spec("The token's tenant, role and reach", tag="tenants")
+def me():
+    token = g.token
+    return jsonify(token=token.to_json(), tenant=Tenant.get_by_id(token.tenant_id).to_json())
+
+
+@api.route("/tenants")
+@spec("Tenants this token reaches (its tenant and the sub-accounts below)", tag="tenants")
+def list_tenants():
+    return _page(g.principal.reachable_tenants().limit(500))
+
+
+@api.route("/tenants/<id:tenant_id>")
+@spec("One tenant", tag="tenants")
+def get_tenant(tenant_id):
+    return jsonify(tenant_or_404(g.principal, tenant_id).to_json())
+
+
+TENANT_PATCH = {
+    "name": F("string", max_length=120),
+    "brand_color": F("string", max_length=7),
+    "logo": F("string", max_length=200_000, nullable=True),
+}
+
+
+@api.route("/tenants/<id:tenant_id>", methods=["PATCH"])
+@spec("Change a tenant's name and branding", role="admin", body=TENANT_PATCH, tag="tenants")
+def patch_tenant(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id, "admin")
+    data = json_body(TENANT_PATCH)
+    return jsonify(tenants.update_branding(tenant, actor_id=_actor(), **data).to_json())
+
+
+CHILD_BODY = {
+    "name": F("string", required=True, max_length=120),
+    "kind": F("string", required=True, enum=ACCOUNT_KINDS + SUBACCOUNT_KINDS),
+}
+
+
+@api.route("/tenants/<id:tenant_id>/children")
+@spec("Accounts or sub-accounts directly below a tenant", tag="tenants")
+def list_children(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id)
+    return _page(Tenant.select().where(Tenant.parent == tenant.id).order_by(Tenant.name))
+
+
+@api.route("/tenants/<id:tenant_id>/children", methods=["POST"])
+@spec("Create an account (under the provider) or a sub-account (under an account)",
+      role="admin", body=CHILD_BODY, tag="tenants", status=201)
+def create_child(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id, "admin")
+    data = json_body(CHILD_BODY)
+    return jsonify(tenants.create_child(tenant, data["name"], data["kind"], actor_id=_actor()).to_json()), 201
+
+
+# --- members and tokens ---------------------------------------------------------------
+
+MEMBER_BODY = {
+    "email": F("string", required=True, max_length=254),
+    "name": F("string", max_length=120),
+    "password": F("string", max_length=200, description="Needed when the user is new"),
+    "role": F("string", required=True, enum=ROLES),
+    "shared": F("boolean", description="Share this agent down to sub-accounts"),
+}
+MEMBER_PATCH = {
+    "role": F("string", enum=ROLES),
+    "shared": F("boolean"),
+    "available": F("boolean"),
+}
+
+
+@api.route("/tenants/<id:tenant_id>/members")
+@spec("Members of a tenant", role="supervisor", tag="members")
+def list_members(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id, "supervisor")
+    return _page(Membership.select().where(Membership.tenant == tenant.id).order_by(Membership.id))
+
+
+@api.route("/tenants/<id:tenant_id>/members", methods=["POST"])
+@spec("Add a member (creating the user when new)", role="admin", body=MEMBER_BODY, tag="members", status=201)
+def add_member(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id, "admin")
+    data = json_body(MEMBER_BODY)
+    member = tenants.invite_member(
+        tenant, email=data["email"], name=data.get("name"), password=data.get("password"),
+        role=data["role"], shared=data.get("shared", False), actor_id=_actor(),
+    )
+    return jsonify(member.to_json()), 201
+
+
+@api.route("/members/<id:member_id>")
+@spec("One membership", role="supervisor", tag="members")
+def get_member(member_id):
+    return jsonify(object_or_404(g.principal, Membership, member_id, "supervisor").to_json())
+
+
+@api.route("/members/<id:member_id>", methods=["PATCH"])
+@spec("Change a member's role, sharing or availability", role="admin", body=MEMBER_PATCH, tag="members")
+def patch_member(member_id):
+    member = object_or_404(g.principal, Membership, member_id, "admin")
+    data = json_body(MEMBER_PATCH)
+    return jsonify(tenants.update_member(member, actor_id=_actor(), **data).to_json())
+
+
+@api.route("/members/<id:member_id>", methods=["DELETE"])
+@spec("Remove a member from a tenant", role="admin", tag="members")
+def delete_member(member_id):
+    member = object_or_404(g.principal, Membership, member_id, "admin")
+    tenants.remove_member(member, actor_id=_actor())
+    return jsonify(deleted=member_id)
+
+
+TOKEN_BODY = {"name": F("string", required=True, max_length=80), "role": F("string", required=True, enum=ROLES)}
+
+
+@api.route("/tenants/<id:tenant_id>/tokens")
+@spec("API tokens of a tenant (never the secrets)", role="admin", tag="members")
+def list_tokens(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id, "admin")
+    return _page(ApiToken.select().where(ApiToken.tenant == tenant.id).order_by(ApiToken.id))
+
+
+@api.route("/tenants/<id:tenant_id>/tokens", methods=["POST"])
+@spec("Create an API token; the secret is in this answer only", role="admin", body=TOKEN_BODY,
+      tag="members", status=201)
+def create_token(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id, "admin")
+    data = json_body(TOKEN_BODY)
+    row, token = tokens.create_token(tenant, name=data["name"], role=data["role"],
+                                     creator_role=g.principal.role_in(tenant), actor_id=_actor())
+    return jsonify(row.to_json() | {"token": token}), 201
+
+
+@api.route("/tokens/<id:token_id>", methods=["DELETE"])
+@spec("Revoke an API token", role="admin", tag="members")
+def revoke_token(token_id):
+    row = object_or_404(g.principal, ApiToken, token_id, "admin")
+    return jsonify(tokens.revoke_token(row, actor_id=_actor()).to_json())
+
+
+# --- channels and teams ----------------------------------------------------------------
+
+CHANNEL_BODY = {
+    "kind": F("string", required=True, enum=CHANNEL_KINDS),
+    "name": F("string", required=True, max_length=80),
+    "shared": F("boolean"),
+    "team_id": F("integer", nullable=True),
+}
+CHANNEL_PATCH = {
+    "name": F("string", max_length=80),
+    "shared": F("boolean"),
+    "is_active": F("boolean"),
+    "team_id": F("integer", nullable=True),
+}
+
+
+@api.route("/tenants/<id:tenant_id>/channels")
+@spec("Channels of a tenant, and those its parents share down", tag="channels")
+def list_channels(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id)
+    own = list(Channel.select().where(Channel.tenant == tenant.id).order_by(Channel.id))
+    return _page(own + list(shared_from_ancestors(Channel, tenant)))
+
+
+@api.route("/tenants/<id:tenant_id>/channels", methods=["POST"])
+@spec("Create a channel", role="admin", body=CHANNEL_BODY, tag="channels", status=201)
+def create_channel(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id, "admin")
+    data = json_body(CHANNEL_BODY)
+    return jsonify(catalogue.create_channel(tenant, **data).to_json()), 201
+
+
+@api.route("/channels/<id:channel_id>")
+@spec("One channel (shared channels of a parent can be read)", tag="channels")
+def get_channel(channel_id):
+    return jsonify(object_or_404(g.principal, Channel, channel_id, allow_shared_read=True).to_json())
+
+
+@api.route("/channels/<id:channel_id>", methods=["PATCH"])
+@spec("Change a channel", role="admin", body=CHANNEL_PATCH, tag="channels")
+def patch_channel(channel_id):
+    channel = object_or_404(g.principal, Channel, channel_id, "admin")
+    data = json_body(CHANNEL_PATCH)
+    if "team_id" not in data:
+        data["team_id"] = ...
+    return jsonify(catalogue.update_channel(channel, **data).to_json())
+
+
+TEAM_BODY = {"name": F("string", required=True, max_length=80)}
+
+
+@api.route("/tenants/<id:tenant_id>/teams")
+@spec("Teams of a tenant", tag="channels")
+def list_teams(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id)
+    return _page(Team.select().where(Team.tenant == tenant.id).order_by(Team.name))
+
+
+@api.route("/tenants/<id:tenant_id>/teams", methods=["POST"])
+@spec("Create a team", role="admin", body=TEAM_BODY, tag="channels", status=201)
+def create_team(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id, "admin")
+    return jsonify(catalogue.create_team(tenant, json_body(TEAM_BODY)["name"]).to_json()), 201
+
+
+# --- contacts --------------------------------------------------------------------------
+
+CONTACT_BODY = {
+    "name": F("string", max_length=200, nullable=True),
+    "email": F("string", max_length=254, nullable=True),
+    "phone": F("string", max_length=40, nullable=True),
+    "notes": F("string", max_length=5000, nullable=True),
+}
+CONTACT_QUERY = {"email": F("string"), "phone": F("string"), "limit": F("integer"), "after": F("integer")}
+
+
+@api.route("/tenants/<id:tenant_id>/contacts")
+@spec("Contacts; exact-match search with ?email= or ?phone=", query=CONTACT_QUERY, tag="contacts")
+def list_contacts(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id)
+    email, phone = request.args.get("email"), request.args.get("phone")
+    query = contacts.find_contacts(tenant, email=email, phone=phone)
+    after = query_int("after", 0, 0, 2**62)
+    if after:
+        query = query.where(Contact.id < after)
+    rows = list(query.limit(query_int("limit", 50)))
+    return _page(rows, str(rows[-1].id) if rows else None)
+
+
+@api.route("/tenants/<id:tenant_id>/contacts", methods=["POST"])
+@spec("Create a contact", body=CONTACT_BODY, tag="contacts", status=201)
+def create_contact(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id)
+    return jsonify(contacts.create_contact(tenant, **json_body(CONTACT_BODY)).to_json()), 201
+
+
+@api.route("/contacts/<id:contact_id>")
+@spec("One contact", tag="contacts")
+def get_contact(contact_id):
+    return jsonify(object_or_404(g.principal, Contact, contact_id).to_json())
+
+
+@api.route("/contacts/<id:contact_id>", methods=["PATCH"])
+@spec("Change a contact", body=CONTACT_BODY, tag="contacts")
+def patch_contact(contact_id):
+    contact = object_or_404(g.principal, Contact, contact_id)
+    return jsonify(contacts.update_contact(contact, **json_body(CONTACT_BODY)).to_json())
+
+
+# --- conversations and messages ---------------------------------------------------------
+
+CONVERSATION_BODY = {
+    "channel_id": F("integer", required=True),
+    "contact_id": F("integer", required=True),
+    "body": F("string", required=True, max_length=20_000),
+    "direction": F("string", enum=("in", "out")),
+    "subject": F("string", max_length=200, nullable=True),
+}
+CONVERSATION_PATCH = {
+    "status": F("string", enum=STATUSES),
+    "assignee_id": F("integer", nullable=True),
+    "team_id": F("integer", nullable=True),
+}
+INBOX_QUERY = {
+    "status": F("string", enum=STATUSES),
+    "assignee": F("string", description="me, unassigned or a user id"),
+    "channel_id": F("integer"),
+    "team_id": F("integer"),
+    "include_subaccounts": F("boolean"),
+    "cursor": F("string"),
+    "limit": F("integer"),
+}
+MESSAGE_BODY = {
+    "body": F("string", required=True, max_length=20_000),
+    "direction": F("string", enum=DIRECTIONS),
+}
+
+
+@api.route("/tenants/<id:tenant_id>/conversations")
+@spec("The inbox: newest first, filtered, keyset-paginated with next_cursor", query=INBOX_QUERY,
+      tag="conversations")
+def list_conversations(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id)
+    rows, cursor = conversations.inbox(
+        tenant,
+        status=request.args.get("status"),
+        assignee=request.args.get("assignee"),
+        channel_id=query_int("channel_id", 0, 0, 2**62) or None,
+        team_id=query_int("team_id", 0, 0, 2**62) or None,
+        include_subaccounts=request.args.get("include_subaccounts") in ("1", "true"),
+        cursor=request.args.get("cursor"),
+        limit=query_int("limit", conversations.PAGE_SIZE),
+        viewer_id=g.principal.user_id,
+    )
+    return _page(rows, cursor)
+
+
+@api.route("/tenants/<id:tenant_id>/conversations", methods=["POST"])
+@spec("Start a conversation with a contact on a channel", body=CONVERSATION_BODY,
+      tag="conversations", status=201)
+def create_conversation(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id)
+    data = json_body(CONVERSATION_BODY)
+    contact = Contact.get_or_none(Contact.id == data["contact_id"], Contact.tenant == tenant.id)
+    if contact is None:
+        abort(422, description="contact_id is not a contact of this tenant.")
+    channel = Channel.get_or_none(Channel.id == data["channel_id"])
+    usable = channel is not None and (
+        channel.tenant_id == tenant.id
+        or (channel.shared and channel.tenant_id in tenant.ancestor_ids())
+    )
+    if not usable:
+        abort(422, description="channel_id is not a channel of this tenant or shared with it.")
+    conv = conversations.start_conversation(
+        channel, tenant, contact, data["body"], direction=data.get("direction", "out"),
+        author=_actor() if data.get("direction", "out") == "out" else None, subject=data.get("subject"),
+    )
+    return jsonify(conv.to_json()), 201
+
+
+@api.route("/conversations/<id:conversation_id>")
+@spec("One conversation", tag="conversations")
+def get_conversation(conversation_id):
+    return jsonify(object_or_404(g.principal, Conversation, conversation_id).to_json())
+
+
+@api.route("/conversations/<id:conversation_id>", methods=["PATCH"])
+@spec("Change status, assignee or team", body=CONVERSATION_PATCH, tag="conversations")
+def patch_conversation(conversation_id):
+    conv = object_or_404(g.principal, Conversation, conversation_id)
+    data = json_body(CONVERSATION_PATCH)
+    if "assignee_id" in data or "team_id" in data:
+        tenant = Tenant.get_by_id(conv.tenant_id)
+        wanted = data.get("assignee_id", conv.assignee_id)
+        # Agents take work or hand back their own; moving anyone else's is a supervisor's job.
+        reassigning_other = (
+            wanted not in (None, g.principal.user_id)
+            or conv.assignee_id not in (None, g.principal.user_id)
+            or "team_id" in data
+        )
+        if reassigning_other:
+            require_role(g.principal, tenant, "supervisor")
+        conversations.assign(
+            conv, data.get("assignee_id", conv.assignee_id), data.get("team_id"), set_team="team_id" in data
+        )
+    if "status" in data:
+        conversations.set_status(conv, data["status"])
+    return jsonify(conv.to_json())
+
+
+@api.route("/conversations/<id:conversation_id>/messages")
+@spec("Messages of a conversation, oldest first", query={"after": F("integer"), "limit": F("integer")},
+      tag="conversations")
+def list_messages(conversation_id):
+    conv = object_or_404(g.principal, Conversation, conversation_id)
+    after = query_int("after", 0, 0, 2**62)
+    rows = list(
+        Message.select().where(Message.conversation == conv.id, Message.id > after)
+        .order_by(Message.id).limit(query_int("limit", 100, 1, 500))
+    )
+    return _page(rows, str(rows[-1].id) if rows else None)
+
+
+@api.route("/conversations/<id:conversation_id>/messages", methods=["POST"])
+@spec("Reply (out), add an internal note, or record an inbound message", body=MESSAGE_BODY,
+      tag="conversations", status=201)
+def create_message(conversation_id):
+    conv = object_or_404(g.principal, Conversation, conversation_id)
+    data = json_body(MESSAGE_BODY)
+    direction = data.get("direction", "out")
+    msg = conversations.add_message(conv, direction, data["body"], author=_actor() if direction != "in" else None)
+    return jsonify(msg.to_json()), 201
+
+
+# --- canned answers and knowledge base ---------------------------------------------------
+
+CANNED_BODY = {
+    "shortcut": F("string", required=True, max_length=40),
+    "title": F("string", required=True, max_length=120),
+    "body": F("string", required=True, max_length=5000),
+}
+ARTICLE_BODY = {
+    "title": F("string", required=True, max_length=200),
+    "body": F("string", required=True, max_length=50_000),
+    "shared": F("boolean"),
+    "published": F("boolean"),
+}
+ARTICLE_PATCH = {k: F(f.type, max_length=f.max_length) for k, f in ARTICLE_BODY.items()}
+
+
+@api.route("/tenants/<id:tenant_id>/canned-answers")
+@spec("Canned answers of a tenant", tag="knowledge")
+def list_canned(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id)
+    return _page(CannedAnswer.select().where(CannedAnswer.tenant == tenant.id).order_by(CannedAnswer.shortcut))
+
+
+@api.route("/tenants/<id:tenant_id>/canned-answers", methods=["POST"])
+@spec("Create a canned answer", role="supervisor", body=CANNED_BODY, tag="knowledge", status=201)
+def create_canned(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id, "supervisor")
+    return jsonify(catalogue.create_canned(tenant, **json_body(CANNED_BODY)).to_json()), 201
+
+
+@api.route("/canned-answers/<id:canned_id>", methods=["DELETE"])
+@spec("Delete a canned answer", role="supervisor", tag="knowledge")
+def delete_canned(canned_id):
+    canned = object_or_404(g.principal, CannedAnswer, canned_id, "supervisor")
+    canned.delete_instance()
+    return jsonify(deleted=canned_id)
+
+
+@api.route("/tenants/<id:tenant_id>/articles")
+@spec("Knowledge-base articles of a tenant and those its parents share down", tag="knowledge")
+def list_articles(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id)
+    own = list(Article.select().where(Article.tenant == tenant.id).order_by(Article.id))
+    return _page(own + list(shared_from_ancestors(Article, tenant)))
+
+
+@api.route("/tenants/<id:tenant_id>/articles", methods=["POST"])
+@spec("Create an article", role="supervisor", body=ARTICLE_BODY, tag="knowledge", status=201)
+def create_article(tenant_id):
+    tenant = tenant_or_404(g.principal, tenant_id, "supervisor")
+    return jsonify(catalogue.create_article(tenant, **json_body(ARTICLE_BODY)).to_json()), 201
+
+
+@api.route("/articles/<id:article_id>")
+@spec("One article (shared articles of a parent can be read)", tag="knowledge")
+def get_article(article_id):
+    return jsonify(object_or_404(g.principal, Article, article_id, allow_shared_read=True).to_json())
+
+
+@api.route("/articles/<id:article_id>", methods=["PATCH"])
+@spec("Change an article", role="supervisor", body=ARTICLE_PATCH, tag="knowledge")
+def patch_article(article_id):
+    article = object_or_404(g.principal, Article, article_id, "supervisor")
+    return jsonify(catalogue.update_article(article, **json_body(ARTICLE_PATCH)).to_json())
+
+
+@api.route("/articles/<id:article_id>", methods=["DELETE"])
+@spec("Delete an article", role="supervisor", tag="knowledge")
+def delete_article(article_id):
+    article = object_or_404(g.principal, Article, article_id, "supervisor")
+    article.delete_instance()
+    return jsonify(deleted=article_id)

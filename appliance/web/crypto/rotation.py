@@ -1,0 +1,389 @@
+"""Online key rotation: re-wrap data keys under a new master key; re-encrypt a tenant's rows.
+
+Tenant rotation, while the app keeps serving:
+
+1. a new data-key version becomes *active*, the old ones *retiring* (they
+   still decrypt); every process picks up the new key within the key ring's
+   ``active_ttl``, and ``EncryptedModel.save`` moves any row it rewrites;
+2. rows still under an old key are re-encrypted in primary-key order, in
+   batches, one transaction each; the batch's last key is recorded in the
+   job row, so a crashed run resumes where it stopped with the same new key;
+   an update only lands if the row's ciphertext is still the one that was
+   read, so a concurrent edit is never overwritten with older content;
+3. after ``active_ttl`` has passed since activation (no process can still be
+   writing with an old key), sweeps repeat until nothing is left under the
+   old keys; only then are they marked *retired*.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from os import urandom as _urandom
+
+from appliance.core.config import write_secret_file
+from appliance.web.crypto import envelope
+from appliance.web.crypto.fields import registered_models
+from appliance.web.crypto.keyring import DATA, KeyRing, get_keyring, unwrap_key, wrap_key
+from appliance.web.crypto.master import (
+    MasterKey,
+    MasterKeyError,
+    derive_from_passphrase,
+    encode_key_file,
+    generate_key,
+    new_salt_document,
+)
+from appliance.web.crypto.tables import CryptoMaster, KeyRotationJob, TenantKey
+from appliance.web.db import database_proxy, is_postgres
+
+log = logging.getLogger("appliance.web.crypto")
+
+
+def _now():
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def encrypted_tables(models=None) -> list[type]:
+    """Models with encrypted columns whose tables exist in the bound database (one per table)."""
+    models = registered_models() if models is None else models
+    existing = set(database_proxy.get_tables())
+    out, seen = [], set()
+    for model in models:
+        table = model._meta.table_name
+        if table in existing and table not in seen:
+            seen.add(table)
+            out.append(model)
+    return out
+
+
+class _TableSQL:
+    """Raw SQL for one model: the batch loops must not pay peewee's per-row cost."""
+
+    def __init__(self, model):
+        spec = model._crypto_spec()
+        self.model = model
+        self.spec = spec
+        self.table = spec.table
+        self.pk = model._meta.primary_key.column_name
+        self.columns = [f.column_name for f in spec.encrypted]
+        self.prefixes = {}
+        p = database_proxy.param
+        self.p = p
+        cols = ", ".join(_q(c) for c in self.columns)
+        self.select_head = (f"SELECT {_q(self.pk)}, {_q(spec.uid_field.column_name)}, {cols} "
+                            f"FROM {_q(self.table)} WHERE {_q(spec.tenant_field.column_name)} = {p} "
+                            f"AND {_q(self.pk)} > {p}")
+        same = "IS NOT DISTINCT FROM" if is_postgres() else "IS"
+        sets = ", ".join(f"{_q(c)} = {p}" for c in self.columns)
+        guards = " AND ".join(f"{_q(c)} {same} {p}" for c in self.columns)
+        self.update_sql = f"UPDATE {_q(self.table)} SET {sets} WHERE {_q(self.pk)} = {p} AND {guards}"
+
+    def key_filter(self, op: str, key_ids: list[int]) -> tuple[str, list]:
+        """SQL selecting rows where any column's key id (bytes 2-5) is / is not among key_ids."""
+        p = self.p
+        ids = [envelope.HEADER.pack(envelope.FORMAT_V1, k)[1:] for k in key_ids]
+        marks = ", ".join([p] * len(ids))
+        parts, params = [], []
+        for c in self.columns:
+            parts.append(f"({_q(c)} IS NOT NULL AND substr({_q(c)}, 2, 4) {op} ({marks}))")
+            params.extend(ids)
+        return "(" + " OR ".join(parts) + ")", params
+
+    def prefix(self, tenant_id, column):
+        return self.spec.prefix(tenant_id, column)
+
+
+def write_transaction():
+    """A transaction that takes SQLite's write lock up front.
+
+    A deferred SQLite transaction that reads and then writes fails at once
+    with "database is locked" if another connection committed in between (no
+    busy wait is possible for a stale snapshot); IMMEDIATE waits its turn.
+    """
+    if is_postgres():
+        return database_proxy.atomic()
+    return database_proxy.atomic("IMMEDIATE")
+
+
+def _executemany(sql: str, rows: list) -> None:
+    cursor = database_proxy.cursor()
+    if is_postgres():
+        from psycopg2.extras import execute_batch
+
+        execute_batch(cursor, sql, rows, page_size=500)
+    else:
+        cursor.executemany(sql, rows)
+
+
+@dataclass
+class RotationResult:
+    tenant_id: int
+    new_key_id: int
+    old_key_ids: list[int]
+    rows_rewritten: int = 0
+    failures: int = 0
+    remaining: int = 0
+    retired: bool = False
+    resumed: bool = False
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+class TenantRotation:
+    """One tenant's rotation; ``start()`` then ``pending()`` (for a progress bar) then ``run()``."""
+
+    def __init__(self, tenant_id: int, models=None, batch_size: int = 2000, keyring: KeyRing | None = None):
+        self.tenant_id = tenant_id
+        self.keyring = keyring or get_keyring()
+        self.batch_size = batch_size
+        self.tables = [_TableSQL(m) for m in encrypted_tables(models)]
+        self.job: KeyRotationJob | None = None
+        self.result: RotationResult | None = None
+
+    def start(self) -> RotationResult:
+        kr = self.keyring
+        kr.verify_master()
+        with write_transaction():
+            job = (KeyRotationJob.select()
+                   .where((KeyRotationJob.tenant_id == self.tenant_id) & (KeyRotationJob.state == "running"))
+                   .order_by(KeyRotationJob.id.desc()).first())
+            resumed = job is not None
+            if job is None:
+                old = [k.key_id for k in TenantKey.select(TenantKey.key_id).where(
+                    (TenantKey.tenant_id == self.tenant_id) & (TenantKey.purpose == DATA)
+                    & (TenantKey.status.in_(["active", "retiring"])))]
+                new = kr.create_key(self.tenant_id, DATA, status="active")
+                if old:
+                    TenantKey.update(status="retiring").where(TenantKey.key_id.in_(old)).execute()
+                job = KeyRotationJob.create(tenant_id=self.tenant_id, new_key_id=new.key_id,
+                                            old_key_ids=json.dumps(old), activated_at=_now())
+        kr.invalidate(self.tenant_id)
+        self.job = job
+        self.result = RotationResult(self.tenant_id, job.new_key_id, json.loads(job.old_key_ids),
+                                     rows_rewritten=job.rows_done, resumed=resumed)
+        return self.result
+
+    def pending(self) -> int:
+        """Rows (across tables) not yet under the new key."""
+        total = 0
+        for t in self.tables:
+            where, params = t.key_filter("NOT IN", [self.job.new_key_id])
+            sql = (f"SELECT COUNT(*) FROM {_q(t.table)} WHERE "
+                   f"{_q(t.spec.tenant_field.column_name)} = {t.p} AND {where}")
+            total += database_proxy.execute_sql(sql, [self.tenant_id, *params]).fetchone()[0]
+        return total
+
+    def _remaining_old(self) -> int:
+        old = json.loads(self.job.old_key_ids)
+        if not old:
+            return 0
+        total = 0
+        for t in self.tables:
+            where, params = t.key_filter("IN", old)
+            sql = (f"SELECT COUNT(*) FROM {_q(t.table)} WHERE "
+                   f"{_q(t.spec.tenant_field.column_name)} = {t.p} AND {where}")
+            total += database_proxy.execute_sql(sql, [self.tenant_id, *params]).fetchone()[0]
+        return total
+
+    def _pass(self, t: _TableSQL, start_pk, progress_cb, record: bool) -> int:
+        """Re-encrypt every row of one table not under the new key, from ``start_pk`` on."""
+        kr = self.keyring
+        tenant_id = self.tenant_id
+        new = kr.get(self.job.new_key_id)
+        new_id = new.key_id
+        where, fparams = t.key_filter("NOT IN", [new_id])
+        sql = f"{t.select_head} AND {where} ORDER BY {_q(t.pk)} LIMIT {int(self.batch_size)}"
+        prefixes = [t.prefix(tenant_id, c) for c in t.columns]
+        ncols = len(t.columns)
+        by_header = kr._by_header
+        new_header, new_aead = new.header, new.aead
+        changed_total = 0
+        last = start_pk
+        while True:
+            rows = database_proxy.execute_sql(sql, [tenant_id, last, *fparams]).fetchall()
+            if not rows:
+                break
+            updates = []
+            for row in rows:
+                raw_uid = row[1]
+                # SQLite keeps a UUIDField as 32 hex digits; PostgreSQL hands back a str with dashes.
+                uid = bytes.fromhex(raw_uid) if type(raw_uid) is str and len(raw_uid) == 32 \
+                    else envelope.uid_bytes(raw_uid)
+                values = [None if v is None else bytes(v) for v in row[2:]]
+                new_values = list(values)
+                changed = False
+                for i in range(ncols):
+                    blob = values[i]
+                    if blob is None:
+                        continue
+                    header = blob[:5]
+                    if header == new_header:
+                        continue
+                    try:
+                        key = by_header.get(header) or kr.get(envelope.key_id_of(blob))
+                        if key.tenant_id != tenant_id or key.purpose != DATA:
+                            raise envelope.DecryptionFailed("value names another tenant's key", key.key_id)
+                        plain = envelope.open_sealed(key.aead, prefixes[i], uid, blob)
+                    except envelope.DecryptionFailed as exc:
+                        self.result.failures += 1
+                        log.warning("rotation: value failed its integrity check: table=%s column=%s "
+                                    "row_pk=%s reason=%s", t.table, t.columns[i], row[0], exc.reason)
+                        continue
+                    nonce = _urandom(12)
+                    new_values[i] = new_header + nonce + new_aead.encrypt(nonce, plain,
+                                                                          new_header + prefixes[i] + uid)
+                    changed = True
+                if changed:
+                    updates.append((*new_values, row[0], *values))
+            last = rows[-1][0]
+            with write_transaction():
+                if updates:
+                    _executemany(t.update_sql, updates)
+                if record:
+                    progress = json.loads(self.job.progress)
+                    progress[t.table] = last
+                    self.job.progress = json.dumps(progress)
+                    self.job.rows_done += len(updates)
+                    self.job.failures = self.result.failures
+                    self.job.save(only=[KeyRotationJob.progress, KeyRotationJob.rows_done,
+                                        KeyRotationJob.failures])
+            changed_total += len(updates)
+            self.result.rows_rewritten += len(updates)
+            if progress_cb is not None:
+                progress_cb(len(rows))
+            if len(rows) < self.batch_size:
+                break
+        return changed_total
+
+    def run(self, progress_cb=None, settle: bool = True) -> RotationResult:
+        if self.job is None:
+            self.start()
+        began = time.monotonic()
+        progress = json.loads(self.job.progress)
+        for t in self.tables:
+            self._pass(t, progress.get(t.table, 0), progress_cb, record=True)
+        # Until active_ttl has passed since activation, another process may still
+        # hold the old key as its active one; after it, nobody writes with it.
+        if settle:
+            activated = self.job.activated_at
+            age = (_now() - activated).total_seconds()
+            wait = self.keyring.active_ttl + 0.25 - age
+            if wait > 0:
+                time.sleep(wait)
+        for _ in range(5):
+            swept = sum(self._pass(t, 0, None, record=False) for t in self.tables)
+            if swept == 0:
+                break
+            self.result.notes.append(f"sweep moved {swept} rows written during the rotation")
+        self.result.remaining = self._remaining_old()
+        if self.result.remaining == 0:
+            old = json.loads(self.job.old_key_ids)
+            with write_transaction():
+                if old:
+                    TenantKey.update(status="retired", retired_at=_now()).where(
+                        TenantKey.key_id.in_(old)).execute()
+                self.job.state = "done"
+                self.job.finished_at = _now()
+                self.job.failures = self.result.failures
+                self.job.save()
+            self.result.retired = True
+            self.keyring.invalidate(self.tenant_id)
+        else:
+            self.result.notes.append(
+                f"{self.result.remaining} rows still use an old key ({self.result.failures} values "
+                f"failed their integrity check); the old key stays usable. Run 'appliance keys "
+                f"verify', then run the rotation again to finish."
+            )
+        self.result.seconds = time.monotonic() - began
+        return self.result
+
+
+def rotate_tenant(tenant_id: int, batch_size: int = 2000, progress_cb=None, models=None,
+                  keyring: KeyRing | None = None, settle: bool = True) -> RotationResult:
+    """Rotate one tenant's data key online (resumes an interrupted rotation of that tenant)."""
+    rotation = TenantRotation(tenant_id, models=models, batch_size=batch_size, keyring=keyring)
+    rotation.start()
+    return rotation.run(progress_cb=progress_cb, settle=settle)
+
+
+def tenants_with_keys() -> list[int]:
+    return sorted({k.tenant_id for k in TenantKey.select(TenantKey.tenant_id).where(TenantKey.purpose == DATA)})
+
+
+# -- master key rotation -------------------------------------------------------------
+
+def _pending_path(path):
+    return path.with_name(path.name + ".new")
+
+
+def _retire_file(path, old_id: str) -> None:
+    if not path.exists():
+        return
+    retired = path.parent / "retired"
+    retired.mkdir(mode=0o700, exist_ok=True)
+    os.replace(path, retired / f"{path.stem}-{old_id}{path.suffix}")
+
+
+def _promote(path, old_id: str) -> None:
+    pending = _pending_path(path)
+    _retire_file(path, old_id)
+    os.replace(pending, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rotate_master(instance, new_key: bytes | None = None, keyring: KeyRing | None = None,
+                  new_passphrase: str | None = None) -> MasterKey:
+    """Re-wrap every data key under a new master key, in one transaction.
+
+    Order matters: the new key is on disk (``master.key.new``) before the
+    database commits, and replaces ``master.key`` after; a crash in between is
+    healed at the next start (``open_keyring`` promotes a pending file that
+    matches the database). The old key file goes to ``keys/retired/``: it is
+    still needed to restore backups taken before the rotation.
+    """
+    kr = keyring or get_keyring()
+    kr.verify_master()
+    old = kr.master
+    if old.source == "env":
+        raise MasterKeyError(
+            "The master key comes from $APPLIANCE_MASTER_KEY, which this command cannot change. "
+            "Rotate by moving to a key file first (write the current key to the key file, unset "
+            "the variable), or re-wrap under a new key with your secret manager's procedure."
+        )
+    if old.source == "passphrase":
+        if not new_passphrase:
+            raise MasterKeyError("A passphrase-derived master key rotates to a new passphrase: give one.")
+        path = old.path
+        write_secret_file(_pending_path(path), new_salt_document(), overwrite=True)
+        new = MasterKey(derive_from_passphrase(new_passphrase, _pending_path(path)), "passphrase", path)
+    else:
+        path = old.path
+        new_key = new_key or generate_key()
+        write_secret_file(_pending_path(path), encode_key_file(new_key), overwrite=True)
+        new = MasterKey(new_key, "file", path)
+    new_aead = type(kr.master_aead)(new.key)
+    with write_transaction():
+        for row in TenantKey.select():
+            raw = unwrap_key(kr.master_aead, row.wrapped, row.tenant_id, row.key_id, row.version, row.purpose)
+            row.wrapped = wrap_key(new_aead, raw, row.tenant_id, row.key_id, row.version, row.purpose)
+            row.save(only=[TenantKey.wrapped])
+        master_row = CryptoMaster.select().order_by(CryptoMaster.id).first()
+        master_row.master_key_id = new.key_id
+        master_row.rotated_at = _now()
+        master_row.save()
+    _promote(path, old.key_id)
+    kr.replace_master(new)
+    log.info("master key rotated: %s -> %s", old.key_id, new.key_id)
+    return new

@@ -1,0 +1,20 @@
+"""The base model: every table binds to the database proxy set up by the factory."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from peewee import Model
+
+from appliance.web.db import database_proxy
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC timestamps everywhere: SQLite and PostgreSQL compare them alike."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False

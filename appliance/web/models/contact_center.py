@@ -1,0 +1,217 @@
+"""Channels, contacts, conversations, messages, teams, canned answers, knowledge base."""
+
+from __future__ import annotations
+
+import secrets
+from uuid import uuid4
+
+from peewee import (
+    BooleanField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    TextField,
+    UUIDField,
+)
+
+from appliance.web.crypto.fields import (  # personal data and content: ciphertext at rest
+    BlindIndexField,
+    EncryptedBytesField,
+    EncryptedModel,
+    EncryptedTextField,
+)
+from appliance.web.models.base import BaseModel, utcnow
+from appliance.web.models.tenancy import Tenant, User
+
+CHANNEL_KINDS = ("webchat", "webhook", "email")
+STATUSES = ("open", "pending", "resolved")
+DIRECTIONS = ("in", "out", "note")
+
+
+def _channel_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Team(BaseModel):
+    tenant = ForeignKeyField(Tenant, backref="teams", on_delete="CASCADE")
+    name = CharField(max_length=80)
+
+    def to_json(self):
+        return {"id": self.id, "tenant_id": self.tenant_id, "name": self.name}
+
+
+class TeamMember(BaseModel):
+    team = ForeignKeyField(Team, backref="members", on_delete="CASCADE")
+    user = ForeignKeyField(User, on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("team", "user"), True),)
+
+
+class Channel(BaseModel):
+    tenant = ForeignKeyField(Tenant, backref="channels", on_delete="CASCADE")
+    kind = CharField(max_length=20)
+    name = CharField(max_length=80)
+    # Public key in the widget/webhook URL; webhook calls also carry an HMAC signature.
+    public_key = CharField(max_length=64, unique=True, default=_channel_key)
+    secret = CharField(max_length=64, default=_channel_key)
+    team = ForeignKeyField(Team, null=True, on_delete="SET NULL")
+    shared = BooleanField(default=False)
+    is_active = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+
+    def to_json(self):
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "kind": self.kind,
+            "name": self.name,
+            "public_key": self.public_key,
+            "team_id": self.team_id,
+            "shared": self.shared,
+            "is_active": self.is_active,
+        }
+
+
+class Contact(EncryptedModel, BaseModel):
+    tenant = ForeignKeyField(Tenant, backref="contacts", on_delete="CASCADE")
+    uid = UUIDField(default=uuid4, unique=True)
+    name = EncryptedTextField(null=True)
+    email = EncryptedTextField(null=True)
+    phone = EncryptedTextField(null=True)
+    notes = EncryptedTextField(null=True)
+    # Exact-match search without decrypting: keyed HMACs of the normalised values.
+    email_bidx = BlindIndexField("email", "email")
+    phone_bidx = BlindIndexField("phone", "phone")
+    created_at = DateTimeField(default=utcnow)
+
+    def to_json(self):
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "name": self.name,
+            "email": self.email,
+            "phone": self.phone,
+            "notes": self.notes,
+            "created_at": self.created_at.isoformat() + "Z",
+        }
+
+
+class Conversation(EncryptedModel, BaseModel):
+    tenant = ForeignKeyField(Tenant, backref="conversations", on_delete="CASCADE")
+    uid = UUIDField(default=uuid4, unique=True)
+    channel = ForeignKeyField(Channel, backref="conversations", on_delete="RESTRICT")
+    contact = ForeignKeyField(Contact, backref="conversations", on_delete="RESTRICT")
+    status = CharField(max_length=10, default="open")
+    assignee = ForeignKeyField(User, null=True, backref="assigned", on_delete="SET NULL")
+    team = ForeignKeyField(Team, null=True, on_delete="SET NULL")
+    subject = EncryptedTextField(null=True)
+    message_count = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+    last_message_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        # The inbox reads "newest first within a tenant and status"; keyset pagination
+        # on (last_message_at, id) stays fast with millions of rows.
+        indexes = (
+            (("tenant", "status", "last_message_at", "id"), False),
+            (("tenant", "assignee", "last_message_at", "id"), False),
+            (("tenant", "last_message_at", "id"), False),
+        )
+
+    def to_json(self):
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "channel_id": self.channel_id,
+            "contact_id": self.contact_id,
+            "status": self.status,
+            "assignee_id": self.assignee_id,
+            "team_id": self.team_id,
+            "subject": self.subject,
+            "message_count": self.message_count,
+            "created_at": self.created_at.isoformat() + "Z",
+            "last_message_at": self.last_message_at.isoformat() + "Z",
+        }
+
+
+class Message(EncryptedModel, BaseModel):
+    conversation = ForeignKeyField(Conversation, backref="messages", on_delete="CASCADE")
+    tenant = ForeignKeyField(Tenant, on_delete="CASCADE")
+    uid = UUIDField(default=uuid4, unique=True)
+    direction = CharField(max_length=4)
+    author = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    body = EncryptedTextField()
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("conversation", "id"), False), (("tenant", "created_at"), False))
+
+    def to_json(self):
+        return {
+            "id": self.id,
+            "conversation_id": self.conversation_id,
+            "direction": self.direction,
+            "author_id": self.author_id,
+            "body": self.body,
+            "created_at": self.created_at.isoformat() + "Z",
+        }
+
+
+class Attachment(EncryptedModel, BaseModel):
+    message = ForeignKeyField(Message, backref="attachments", on_delete="CASCADE")
+    tenant = ForeignKeyField(Tenant, on_delete="CASCADE")
+    uid = UUIDField(default=uuid4, unique=True)
+    filename = EncryptedTextField()
+    content_type = CharField(max_length=100, default="application/octet-stream")
+    size = IntegerField(default=0)
+    data = EncryptedBytesField()
+
+    def to_json(self):
+        return {
+            "id": self.id,
+            "message_id": self.message_id,
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "size": self.size,
+        }
+
+
+class CannedAnswer(BaseModel):
+    tenant = ForeignKeyField(Tenant, backref="canned_answers", on_delete="CASCADE")
+    shortcut = CharField(max_length=40)
+    title = CharField(max_length=120)
+    body = TextField()
+
+    class Meta:
+        indexes = ((("tenant", "shortcut"), True),)
+
+    def to_json(self):
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "shortcut": self.shortcut,
+            "title": self.title,
+            "body": self.body,
+        }
+
+
+class Article(BaseModel):
+    tenant = ForeignKeyField(Tenant, backref="articles", on_delete="CASCADE")
+    title = CharField(max_length=200)
+    body = TextField()
+    shared = BooleanField(default=False)
+    published = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+    def to_json(self):
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "title": self.title,
+            "body": self.body,
+            "shared": self.shared,
+            "published": self.published,
+        }

@@ -1,0 +1,125 @@
+"""The tenant tree, users, memberships and API tokens."""
+
+from __future__ import annotations
+
+from peewee import (
+    BooleanField,
+    CharField,
+    DateTimeField,
+    DecimalField,
+    ForeignKeyField,
+    IntegerField,
+    TextField,
+)
+
+from appliance.web.models.base import BaseModel, utcnow
+
+PROVIDER, ACCOUNT, SUBACCOUNT = 1, 2, 3
+ACCOUNT_KINDS = ("customer", "reseller", "enterprise")
+SUBACCOUNT_KINDS = ("brand", "business_unit", "country_team")
+ROLES = ("agent", "supervisor", "admin")  # ordered: later includes earlier
+
+
+def role_rank(role: str | None) -> int:
+    return ROLES.index(role) + 1 if role in ROLES else 0
+
+
+class Tenant(BaseModel):
+    parent = ForeignKeyField("self", null=True, backref="children", on_delete="RESTRICT")
+    level = IntegerField()  # 1 provider, 2 account, 3 sub-account
+    kind = CharField(max_length=20)  # provider | customer/reseller/enterprise | brand/...
+    name = CharField(max_length=120)
+    slug = CharField(max_length=64, unique=True)
+    # Materialised path of ancestor ids ("/1/4/9/") so subtree checks are one LIKE.
+    path = CharField(max_length=255, index=True, default="/")
+    brand_color = CharField(max_length=7, default="#1f6feb")
+    logo = TextField(null=True)  # data: URL of a small image, shown on pages and widget
+    credit_limit = DecimalField(max_digits=12, decimal_places=2, default=0)
+    partner_level = CharField(max_length=20, null=True)
+    is_active = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+
+    def ancestor_ids(self) -> list[int]:
+        return [int(p) for p in self.path.strip("/").split("/") if p]
+
+    def is_descendant_of(self, other: Tenant) -> bool:
+        return other.id in self.ancestor_ids() and other.id != self.id
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "parent_id": self.parent_id,
+            "level": self.level,
+            "kind": self.kind,
+            "name": self.name,
+            "slug": self.slug,
+            "brand_color": self.brand_color,
+            "is_active": self.is_active,
+            "created_at": self.created_at.isoformat() + "Z",
+        }
+
+
+class User(BaseModel):
+    email = CharField(max_length=254, unique=True)
+    name = CharField(max_length=120)
+    password_hash = CharField(max_length=255)
+    is_active = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+    last_login_at = DateTimeField(null=True)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "email": self.email, "name": self.name, "is_active": self.is_active}
+
+
+class Membership(BaseModel):
+    user = ForeignKeyField(User, backref="memberships", on_delete="CASCADE")
+    tenant = ForeignKeyField(Tenant, backref="memberships", on_delete="CASCADE")
+    role = CharField(max_length=20)
+    # A shared agent of a parent tenant takes conversations of its sub-accounts too.
+    shared = BooleanField(default=False)
+    available = BooleanField(default=True)  # for round-robin assignment
+    last_assigned_at = DateTimeField(null=True)  # round-robin: the longest idle goes next
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user", "tenant"), True),)
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "user": self.user.to_json(),
+            "tenant_id": self.tenant_id,
+            "role": self.role,
+            "shared": self.shared,
+            "available": self.available,
+        }
+
+
+class ApiToken(BaseModel):
+    tenant = ForeignKeyField(Tenant, backref="api_tokens", on_delete="CASCADE")
+    created_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    name = CharField(max_length=80)
+    role = CharField(max_length=20)
+    prefix = CharField(max_length=12)
+    token_hash = CharField(max_length=64, unique=True)  # sha256 hex; the token itself is shown once
+    created_at = DateTimeField(default=utcnow)
+    last_used_at = DateTimeField(null=True)
+    revoked = BooleanField(default=False)
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "name": self.name,
+            "role": self.role,
+            "prefix": self.prefix,
+            "revoked": self.revoked,
+            "created_at": self.created_at.isoformat() + "Z",
+        }
+
+
+class LoginAttempt(BaseModel):
+    """Failed logins, kept in the database so throttling holds across workers and hosts."""
+
+    key = CharField(max_length=64, index=True)  # sha256 of the e-mail, never the e-mail itself
+    at = DateTimeField(default=utcnow, index=True)

@@ -1,0 +1,79 @@
+"""Channels, teams, canned answers and knowledge-base articles of a tenant."""
+
+from __future__ import annotations
+
+from appliance.web.models.base import utcnow
+from appliance.web.models.contact_center import CHANNEL_KINDS, Article, CannedAnswer, Channel, Team
+from appliance.web.models.tenancy import Tenant
+from appliance.web.services import Conflict, ServiceError
+
+
+def _text(value, name, limit, required=True):
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ServiceError(f"{name} is required and must be text.", 422)
+    if len(value) > limit:
+        raise ServiceError(f"{name} is limited to {limit} characters.", 422)
+    return value.strip()
+
+
+def create_channel(tenant: Tenant, *, kind, name, shared=False, team_id=None) -> Channel:
+    from appliance.web.services import licence
+
+    if kind not in CHANNEL_KINDS:
+        raise ServiceError(f"kind must be one of: {', '.join(CHANNEL_KINDS)}.", 422)
+    licence.require_program_for_channel(tenant, kind)  # the licence decides which kinds may run
+    _require_team(tenant, team_id)
+    return Channel.create(tenant=tenant, kind=kind, name=_text(name, "name", 80),
+                          shared=bool(shared), team=team_id)
+
+
+def update_channel(channel: Channel, *, name=None, shared=None, is_active=None, team_id=...):
+    if name is not None:
+        channel.name = _text(name, "name", 80)
+    if shared is not None:
+        channel.shared = bool(shared)
+    if is_active is not None:
+        channel.is_active = bool(is_active)
+    if team_id is not ...:
+        _require_team(Tenant.get_by_id(channel.tenant_id), team_id)
+        channel.team = team_id
+    channel.save()
+    return channel
+
+
+def _require_team(tenant: Tenant, team_id):
+    if team_id is not None and not Team.select().where(Team.id == team_id, Team.tenant == tenant.id).exists():
+        raise ServiceError("That team does not belong to this tenant.", 422)
+
+
+def create_team(tenant: Tenant, name) -> Team:
+    return Team.create(tenant=tenant, name=_text(name, "name", 80))
+
+
+def create_canned(tenant: Tenant, *, shortcut, title, body) -> CannedAnswer:
+    shortcut = _text(shortcut, "shortcut", 40)
+    if CannedAnswer.select().where(CannedAnswer.tenant == tenant.id, CannedAnswer.shortcut == shortcut).exists():
+        raise Conflict("A canned answer with that shortcut exists already.")
+    return CannedAnswer.create(tenant=tenant, shortcut=shortcut, title=_text(title, "title", 120),
+                               body=_text(body, "body", 5000))
+
+
+def create_article(tenant: Tenant, *, title, body, shared=False, published=True) -> Article:
+    return Article.create(tenant=tenant, title=_text(title, "title", 200), body=_text(body, "body", 50_000),
+                          shared=bool(shared), published=bool(published))
+
+
+def update_article(article: Article, *, title=None, body=None, shared=None, published=None) -> Article:
+    if title is not None:
+        article.title = _text(title, "title", 200)
+    if body is not None:
+        article.body = _text(body, "body", 50_000)
+    if shared is not None:
+        article.shared = bool(shared)
+    if published is not None:
+        article.published = bool(published)
+    article.updated_at = utcnow()
+    article.save()
+    return article

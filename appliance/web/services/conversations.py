@@ -1,0 +1,255 @@
+"""Conversations: inbound messages, replies, assignment, statuses and the inbox query."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from appliance.web.db import write_transaction
+from appliance.web.models.base import utcnow
+from appliance.web.models.contact_center import (
+    STATUSES,
+    Channel,
+    Contact,
+    Conversation,
+    Message,
+    Team,
+    TeamMember,
+)
+from appliance.web.models.tenancy import Membership, Tenant, User, role_rank
+from appliance.web.services import ServiceError
+
+MAX_BODY = 20_000
+PAGE_SIZE = 25
+
+
+def _clean_body(body) -> str:
+    if not isinstance(body, str) or not body.strip():
+        raise ServiceError("A message needs a non-empty body.", 422)
+    if len(body) > MAX_BODY:
+        raise ServiceError(f"A message body is limited to {MAX_BODY} characters.", 422)
+    return body
+
+
+def agents_for(tenant: Tenant):
+    """Memberships that may take conversations of ``tenant``: its own agents and the
+    agents its ancestors share down to it, available ones only."""
+    ancestors = [tid for tid in tenant.ancestor_ids() if tid != tenant.id]
+    own = Membership.tenant == tenant.id
+    shared = (Membership.tenant.in_(ancestors)) & (Membership.shared == True)
+    return (
+        Membership.select()
+        .join(User)
+        .where((own | shared) if ancestors else own, Membership.available == True, User.is_active == True)
+    )
+
+
+def pick_agent(tenant: Tenant, team: Team | None = None) -> Membership | None:
+    """Round-robin: the available agent idle the longest takes the next conversation."""
+    query = agents_for(tenant)
+    if team is not None:
+        query = query.where(Membership.user.in_(TeamMember.select(TeamMember.user).where(TeamMember.team == team)))
+    chosen = (
+        query.order_by(Membership.last_assigned_at.asc(nulls="first"), Membership.id).first()
+    )
+    if chosen is not None:
+        chosen.last_assigned_at = utcnow()
+        chosen.save(only=[Membership.last_assigned_at])
+    return chosen
+
+
+def find_or_create_contact(tenant: Tenant, *, name=None, email=None, phone=None) -> Contact:
+    from appliance.web.services.contacts import create_contact, find_contacts
+
+    for kind, value in (("email", email), ("phone", phone)):
+        if value:
+            found = find_contacts(tenant, **{kind: value}).first()
+            if found is not None:
+                return found
+    return create_contact(tenant, name=name, email=email, phone=phone)
+
+
+def start_conversation(channel: Channel, tenant: Tenant, contact: Contact, body: str, *,
+                       direction="in", author=None, subject=None) -> Conversation:
+    body = _clean_body(body)
+    with write_transaction():
+        conv = Conversation.create(
+            tenant=tenant,
+            channel=channel,
+            contact=contact,
+            subject=(subject or "")[:200] or None,
+            team=channel.team,
+        )
+        _add_message(conv, direction, body, author)
+        if direction == "in":
+            member = pick_agent(tenant, channel.team)
+            if member is not None:
+                conv.assignee = member.user_id
+                conv.save(only=[Conversation.assignee])
+    return conv
+
+
+def ingest_inbound(channel: Channel, *, body, name=None, email=None, phone=None,
+                   conversation: Conversation | None = None, tenant: Tenant | None = None):
+    """A message from a contact: continue their open conversation or start a new one."""
+    tenant = tenant or channel.tenant
+    if conversation is not None:
+        add_message(conversation, "in", body)
+        if conversation.status == "resolved":
+            set_status(conversation, "open")
+        return conversation
+    contact = find_or_create_contact(tenant, name=name, email=email, phone=phone)
+    open_conv = (
+        Conversation.select()
+        .where(Conversation.contact == contact, Conversation.channel == channel,
+               Conversation.status != "resolved")
+        .order_by(Conversation.id.desc())
+        .first()
+    )
+    if open_conv is not None:
+        add_message(open_conv, "in", body)
+        return open_conv
+    return start_conversation(channel, tenant, contact, body)
+
+
+def _add_message(conv: Conversation, direction: str, body: str, author) -> Message:
+    now = utcnow()
+    msg = Message.create(conversation=conv, tenant=conv.tenant_id, direction=direction,
+                         body=body, author=author, created_at=now)
+    Conversation.update(
+        message_count=Conversation.message_count + 1, last_message_at=now
+    ).where(Conversation.id == conv.id).execute()
+    conv.message_count += 1
+    conv.last_message_at = now
+    return msg
+
+
+def add_message(conv: Conversation, direction: str, body, author=None) -> Message:
+    if direction not in ("in", "out", "note"):
+        raise ServiceError("direction must be in, out or note.", 422)
+    body = _clean_body(body)
+    with write_transaction():
+        msg = _add_message(conv, direction, body, author)
+        if direction == "out" and conv.status == "open" and conv.assignee_id is None and author:
+            conv.assignee = author
+            conv.save(only=[Conversation.assignee])
+    return msg
+
+
+def set_status(conv: Conversation, status: str) -> Conversation:
+    if status not in STATUSES:
+        raise ServiceError(f"status must be one of: {', '.join(STATUSES)}.", 422)
+    conv.status = status
+    conv.save(only=[Conversation.status])
+    return conv
+
+
+def assign(conv: Conversation, user_id: int | None, team_id: int | None = None, *, set_team=False):
+    """Assign to a user who may take conversations of this tenant (or unassign)."""
+    tenant = Tenant.get_by_id(conv.tenant_id)
+    if user_id is not None:
+        allowed = _user_can_work_in(user_id, tenant)
+        if not allowed:
+            raise ServiceError("That user cannot take conversations in this tenant.", 422)
+    conv.assignee = user_id
+    fields = [Conversation.assignee]
+    if set_team:
+        if team_id is not None and not Team.select().where(
+            Team.id == team_id, Team.tenant == tenant.id
+        ).exists():
+            raise ServiceError("That team does not belong to this tenant.", 422)
+        conv.team = team_id
+        fields.append(Conversation.team)
+    conv.save(only=fields)
+    return conv
+
+
+def _user_can_work_in(user_id: int, tenant: Tenant) -> bool:
+    """Members of the tenant or any ancestor, or shared agents of an ancestor."""
+    ids = tenant.ancestor_ids()
+    return (
+        Membership.select()
+        .join(User)
+        .where(Membership.user == user_id, Membership.tenant.in_(ids), User.is_active == True)
+        .exists()
+    )
+
+
+def parse_cursor(cursor: str | None):
+    if not cursor:
+        return None
+    try:
+        stamp, _, ident = cursor.partition("_")
+        return dt.datetime.fromisoformat(stamp), int(ident)
+    except ValueError as exc:
+        raise ServiceError("cursor is not one this server gave out.", 400) from exc
+
+
+def make_cursor(conv: Conversation) -> str:
+    return f"{conv.last_message_at.isoformat()}_{conv.id}"
+
+
+def inbox(tenant: Tenant, *, status=None, assignee=None, channel_id=None, team_id=None,
+          include_subaccounts=False, cursor=None, limit=PAGE_SIZE, viewer_id=None):
+    """Newest first, keyset-paginated on (last_message_at, id): one index range scan
+    per page however many messages there are."""
+    if include_subaccounts:
+        query = Conversation.select().join(Tenant).where(Tenant.path.startswith(tenant.path))
+    else:
+        query = Conversation.select().where(Conversation.tenant == tenant.id)
+    if status:
+        if status not in STATUSES:
+            raise ServiceError(f"status must be one of: {', '.join(STATUSES)}.", 422)
+        query = query.where(Conversation.status == status)
+    if assignee == "me":
+        query = query.where(Conversation.assignee == viewer_id)
+    elif assignee == "unassigned":
+        query = query.where(Conversation.assignee.is_null())
+    elif assignee not in (None, ""):
+        try:
+            query = query.where(Conversation.assignee == int(assignee))
+        except (TypeError, ValueError) as exc:
+            raise ServiceError("assignee must be me, unassigned or a user id.", 422) from exc
+    if channel_id:
+        query = query.where(Conversation.channel == channel_id)
+    if team_id:
+        query = query.where(Conversation.team == team_id)
+    position = parse_cursor(cursor)
+    if position:
+        stamp, ident = position
+        query = query.where(
+            (Conversation.last_message_at < stamp)
+            | ((Conversation.last_message_at == stamp) & (Conversation.id < ident))
+        )
+    limit = max(1, min(int(limit), 100))
+    rows = list(query.order_by(Conversation.last_message_at.desc(), Conversation.id.desc()).limit(limit + 1))
+    next_cursor = make_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+COUNT_CAP = 999
+
+
+def status_counts(tenant: Tenant, include_subaccounts: bool = False) -> dict:
+    """Per-status counts for the inbox tabs, each capped at COUNT_CAP + 1.
+
+    A capped count reads at most COUNT_CAP index entries, so the tabs cost the same
+    with a thousand conversations as with millions (the tab then shows "999+").
+    """
+    counts = {}
+    for status in STATUSES:
+        if include_subaccounts:
+            query = (Conversation.select(Conversation.id).join(Tenant)
+                     .where(Tenant.path.startswith(tenant.path), Conversation.status == status))
+        else:
+            query = Conversation.select(Conversation.id).where(
+                Conversation.tenant == tenant.id, Conversation.status == status)
+        counts[status] = query.limit(COUNT_CAP + 1).count()
+    return counts
+
+
+def count_label(n: int) -> str:
+    return f"{COUNT_CAP}+" if n > COUNT_CAP else str(n)
+
+
+def can_supervise(role: str | None) -> bool:
+    return role_rank(role) >= role_rank("supervisor")

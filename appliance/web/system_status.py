@@ -1,0 +1,124 @@
+"""The installation's state at a glance: one list of checks for the system page and
+``appliance status``. Each check is (name, level ok|warn|error, detail); none raises,
+so the page still answers when a part is broken."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass
+
+import appliance
+from appliance.web.models.base import utcnow
+
+WORKER_STALE = dt.timedelta(minutes=5)
+DISK_WARN_FRACTION = 0.10
+
+
+@dataclass
+class Check:
+    name: str
+    level: str  # ok | warn | error
+    detail: str
+    link: str | None = None
+
+
+def _safe(name, fn) -> Check:
+    try:
+        return fn()
+    except Exception as exc:  # a broken part is a finding, not a crash
+        return Check(name, "error", f"could not be checked: {type(exc).__name__}: {exc}")
+
+
+def collect(instance, database) -> list[Check]:
+    return [
+        Check("Version", "ok", f"{appliance.__version__}, profile {instance['profile']}"),
+        _safe("Database", lambda: _database(database)),
+        _safe("Background worker", _worker),
+        _safe("Licence", _licence),
+        _safe("Encryption keys", _keys),
+        _safe("Sync to vendor", lambda: _sync(instance)),
+        _safe("Audit trail", _audit),
+        _safe("Disk", lambda: _disk(instance)),
+    ]
+
+
+def _database(database) -> Check:
+    from appliance.web.migrations import current_version, pending
+
+    kind = "PostgreSQL" if type(database).__name__.startswith("Postgres") else "SQLite"
+    todo = pending(database)
+    version = current_version(database)
+    if todo:
+        return Check("Database", "error", f"{kind}, schema {version}: {len(todo)} migration(s) pending; "
+                     "run 'appliance migrate'")
+    return Check("Database", "ok", f"{kind}, schema version {version}")
+
+
+def _worker() -> Check:
+    from appliance.web.models.system import WorkerHeartbeat
+
+    beats = list(WorkerHeartbeat.select().order_by(WorkerHeartbeat.last_round_at.desc()))
+    if not beats:
+        return Check("Background worker", "warn", "no worker has run yet: start 'appliance worker'")
+    now = utcnow()
+    fresh = [b for b in beats if now - b.last_round_at < WORKER_STALE]
+    hosts = ", ".join(f"{b.host} ({int((now - b.last_round_at).total_seconds())} s ago)" for b in beats)
+    if not fresh:
+        return Check("Background worker", "error", f"no worker round for over 5 minutes: {hosts}")
+    failing = [b for b in fresh if b.last_failures]
+    if failing:
+        return Check("Background worker", "warn", f"{hosts}; failing jobs: {failing[0].last_failures}")
+    return Check("Background worker", "ok", hosts)
+
+
+def _licence() -> Check:
+    from appliance.web.services import licence
+
+    state = licence.current_state()
+    level = {"valid": "ok", "expiring_soon": "warn", "evaluation": "warn", "grace": "warn"}.get(state.status, "error")
+    days = f", {state.days_left} day(s) left" if state.days_left is not None else ""
+    return Check("Licence", level, f"{state.title} ({state.mode}){days}")
+
+
+def _keys() -> Check:
+    from appliance.web.crypto.admin import key_status
+
+    status = key_status()
+    rotations = status["running_rotations"]
+    detail = f"master key {status['master_key_id']} ({status['master_key_source']}), " \
+             f"{len(status['tenants'])} tenant(s) with data keys"
+    if rotations:
+        done = sum(j["rows_done"] for j in rotations)
+        return Check("Encryption keys", "warn", f"{detail}; {len(rotations)} rotation(s) running, {done} rows done")
+    return Check("Encryption keys", "ok", detail)
+
+
+def _sync(instance) -> Check:
+    from appliance.web.sync import service
+
+    info = service.status(instance)
+    if info["locked_off"]:
+        return Check("Sync to vendor", "ok", "turned off by the installer")
+    if not info["enabled"]:
+        return Check("Sync to vendor", "ok", "off (nothing leaves the network)")
+    if info["config_problem"] or info["outbox"].get("failed"):
+        return Check("Sync to vendor", "warn", info["config_problem"] or f"last error: {info['last_error']}")
+    return Check("Sync to vendor", "ok", f"on; last report sent {info['last_sent_at'] or 'not yet'}")
+
+
+def _audit() -> Check:
+    from appliance.web.models.audit import AuditEvent, verify_chain
+
+    broken = verify_chain()
+    total = AuditEvent.select().count()
+    if broken:
+        return Check("Audit trail", "error", f"{len(broken)} of {total} entries do not chain: first at id {broken[0]}")
+    return Check("Audit trail", "ok", f"{total} entries, chain intact")
+
+
+def _disk(instance) -> Check:
+    usage = shutil.disk_usage(instance.home)
+    free = usage.free / usage.total
+    detail = f"{usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.1f} GiB ({free:.0%}) at {instance.home}"
+    return Check("Disk", "warn" if free < DISK_WARN_FRACTION else "ok", detail)

@@ -1,0 +1,271 @@
+"""Tenant self-service for admins: members, sub-accounts, channels, API tokens, branding."""
+
+from __future__ import annotations
+
+import base64
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from appliance.web.access import shared_from_ancestors
+from appliance.web.models.audit import record
+from appliance.web.models.contact_center import CHANNEL_KINDS, Channel
+from appliance.web.models.tenancy import (
+    ACCOUNT,
+    ACCOUNT_KINDS,
+    PROVIDER,
+    ROLES,
+    SUBACCOUNT_KINDS,
+    ApiToken,
+    Membership,
+    Tenant,
+    User,
+)
+from appliance.web.services import ServiceError, catalogue, tenants
+from appliance.web.services import tokens as token_service
+from appliance.web.views import helpers
+from appliance.web.views.helpers import form_bool, form_text, owned_or_404
+
+admin = Blueprint("admin", __name__, url_prefix="/t/<id:tenant_id>/admin")
+
+LOGO_MAX_BYTES = 140_000  # base64 grows it by 4/3: the data URL then stays under 200 kB
+# Raster formats only: an SVG can carry script, and sniffing beats trusting the upload's type.
+LOGO_MAGIC = {
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"\xff\xd8\xff": "image/jpeg",
+    b"GIF87a": "image/gif",
+    b"GIF89a": "image/gif",
+}
+
+
+def _actor():
+    return g.principal.user_id
+
+
+# --- members -----------------------------------------------------------------------------
+
+def _render_users(tenant, status=200, form=None):
+    members = list(
+        Membership.select(Membership, User).join(User).where(Membership.tenant == tenant.id).order_by(User.name)
+    )
+    inherited = list(
+        shared_from_ancestors(Membership, tenant).select(Membership, User, Tenant)
+        .join_from(Membership, User).join_from(Membership, Tenant).order_by(User.name)
+    )
+    return render_template("admin/users.html", members=members, inherited=inherited, roles=ROLES,
+                           form=form or {}), status
+
+
+@admin.route("/users")
+@helpers.tenant_view("admin")
+def users(tenant):
+    return _render_users(tenant)
+
+
+@admin.route("/users", methods=["POST"])
+@helpers.tenant_view("admin")
+def add_member(tenant):
+    form = {"email": form_text("email", 300), "name": form_text("name", 200),
+            "role": request.form.get("role", "agent"), "shared": form_bool("shared")}
+    try:
+        tenants.invite_member(tenant, email=form["email"], name=form["name"],
+                              password=request.form.get("password") or "", role=form["role"],
+                              shared=form["shared"], actor_id=_actor())
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_users(tenant, exc.status, form)
+    flash(f"{form['email']} is now a member with the {form['role']} role.", "info")
+    return redirect(url_for("admin.users", tenant_id=tenant.id))
+
+
+@admin.route("/users/<id:member_id>", methods=["POST"])
+@helpers.tenant_view("admin")
+def update_member(tenant, member_id):
+    member = owned_or_404(Membership, member_id, tenant, "admin")
+    try:
+        tenants.update_member(member, role=request.form.get("role", member.role), shared=form_bool("shared"),
+                              available=form_bool("available"), actor_id=_actor())
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_users(tenant, exc.status)
+    flash("Member updated.", "info")
+    return redirect(url_for("admin.users", tenant_id=tenant.id))
+
+
+@admin.route("/users/<id:member_id>/remove", methods=["POST"])
+@helpers.tenant_view("admin")
+def remove_member(tenant, member_id):
+    member = owned_or_404(Membership, member_id, tenant, "admin")
+    try:
+        tenants.remove_member(member, actor_id=_actor())
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_users(tenant, exc.status)
+    flash("Member removed.", "info")
+    return redirect(url_for("admin.users", tenant_id=tenant.id))
+
+
+# --- sub-accounts ------------------------------------------------------------------------
+
+def _child_kinds(tenant):
+    if tenant.level == PROVIDER:
+        return ACCOUNT_KINDS
+    if tenant.level == ACCOUNT:
+        return SUBACCOUNT_KINDS
+    return ()
+
+
+def _render_subaccounts(tenant, status=200, form=None):
+    children = list(Tenant.select().where(Tenant.parent == tenant.id).order_by(Tenant.name))
+    return render_template("admin/subaccounts.html", children=children, kinds=_child_kinds(tenant),
+                           form=form or {}), status
+
+
+@admin.route("/subaccounts")
+@helpers.tenant_view("admin")
+def subaccounts(tenant):
+    return _render_subaccounts(tenant)
+
+
+@admin.route("/subaccounts", methods=["POST"])
+@helpers.tenant_view("admin")
+def create_subaccount(tenant):
+    form = {"name": form_text("name", 200), "kind": request.form.get("kind", "")}
+    try:
+        child = tenants.create_child(tenant, form["name"], form["kind"], actor_id=_actor())
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_subaccounts(tenant, exc.status, form)
+    flash(f"{child.name} created.", "info")
+    return redirect(url_for("admin.subaccounts", tenant_id=tenant.id))
+
+
+# --- channels ----------------------------------------------------------------------------
+
+def _render_channels(tenant, status=200, form=None):
+    own = list(Channel.select().where(Channel.tenant == tenant.id).order_by(Channel.name))
+    inherited = list(
+        shared_from_ancestors(Channel, tenant).select(Channel, Tenant).join(Tenant).order_by(Channel.name)
+    )
+    return render_template("admin/channels.html", own=own, inherited=inherited, kinds=CHANNEL_KINDS,
+                           form=form or {}), status
+
+
+@admin.route("/channels")
+@helpers.tenant_view("admin")
+def channels(tenant):
+    return _render_channels(tenant)
+
+
+@admin.route("/channels", methods=["POST"])
+@helpers.tenant_view("admin")
+def create_channel(tenant):
+    form = {"name": form_text("name", 200), "kind": request.form.get("kind", ""), "shared": form_bool("shared")}
+    try:
+        channel = catalogue.create_channel(tenant, kind=form["kind"], name=form["name"], shared=form["shared"])
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_channels(tenant, exc.status, form)
+    record("channel.create", actor_id=_actor(), tenant_id=tenant.id, target=f"channel:{channel.id}")
+    flash(f"Channel {channel.name} created.", "info")
+    return redirect(url_for("admin.channels", tenant_id=tenant.id))
+
+
+@admin.route("/channels/<id:channel_id>", methods=["POST"])
+@helpers.tenant_view("admin")
+def update_channel(tenant, channel_id):
+    channel = owned_or_404(Channel, channel_id, tenant, "admin")
+    try:
+        catalogue.update_channel(channel, shared=form_bool("shared"), is_active=form_bool("is_active"))
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_channels(tenant, exc.status)
+    record("channel.update", actor_id=_actor(), tenant_id=tenant.id, target=f"channel:{channel.id}")
+    flash(f"Channel {channel.name} saved.", "info")
+    return redirect(url_for("admin.channels", tenant_id=tenant.id))
+
+
+# --- API tokens --------------------------------------------------------------------------
+
+def _render_tokens(tenant, status=200, new_token_value=None, form=None):
+    rows = list(ApiToken.select().where(ApiToken.tenant == tenant.id).order_by(ApiToken.id.desc()))
+    return render_template("admin/tokens.html", tokens=rows, roles=ROLES, new_token=new_token_value,
+                           form=form or {}), status
+
+
+@admin.route("/tokens")
+@helpers.tenant_view("admin")
+def tokens(tenant):
+    return _render_tokens(tenant)
+
+
+@admin.route("/tokens", methods=["POST"])
+@helpers.tenant_view("admin")
+def create_token(tenant):
+    name = form_text("name", 200).strip()
+    role = request.form.get("role", "agent")
+    try:
+        _row, token = token_service.create_token(tenant, name=name, role=role, creator_role=g.role,
+                                                  actor_id=_actor())
+    except ServiceError as exc:
+        if exc.status == 403:
+            abort(403, description=str(exc))
+        flash(str(exc), "error")
+        return _render_tokens(tenant, exc.status, form={"name": name, "role": role})
+    # Rendered, not flashed: a flash would put the secret into the session cookie.
+    flash(f"Token {name} created. Copy it now: it is not shown again.", "info")
+    return _render_tokens(tenant, 201, new_token_value=token)
+
+
+@admin.route("/tokens/<id:token_id>/revoke", methods=["POST"])
+@helpers.tenant_view("admin")
+def revoke_token(tenant, token_id):
+    row = token_service.revoke_token(owned_or_404(ApiToken, token_id, tenant, "admin"), actor_id=_actor())
+    flash(f"Token {row.name} revoked.", "info")
+    return redirect(url_for("admin.tokens", tenant_id=tenant.id))
+
+
+# --- branding ----------------------------------------------------------------------------
+
+def logo_data_url(upload) -> str:
+    """A small raster image as a data: URL; raises ServiceError for anything else."""
+    data = upload.read(LOGO_MAX_BYTES + 1)
+    if len(data) > LOGO_MAX_BYTES:
+        raise ServiceError(f"The logo is limited to {LOGO_MAX_BYTES // 1000} kB; use a smaller image.", 413)
+    mime = next((m for magic, m in LOGO_MAGIC.items() if data.startswith(magic)), None)
+    if mime is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        mime = "image/webp"
+    if mime is None:
+        raise ServiceError("The logo must be a PNG, JPEG, GIF or WebP image.", 415)
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+@admin.route("/branding", methods=["GET", "POST"])
+@helpers.tenant_view("admin")
+def branding(tenant):
+    if request.method == "GET":
+        return render_template("admin/branding.html")
+    logo = None
+    try:
+        upload = request.files.get("logo")
+        if form_bool("remove_logo"):
+            logo = ""
+        elif upload is not None and upload.filename:
+            logo = logo_data_url(upload)
+        tenants.update_branding(tenant, name=form_text("name", 200), brand_color=request.form.get("brand_color", ""),
+                                logo=logo, actor_id=_actor())
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        tenant = Tenant.get_by_id(tenant.id)  # forget the unsaved changes
+        g.tenant = tenant
+        return render_template("admin/branding.html", tenant=tenant), exc.status
+    flash("Branding saved.", "info")
+    return redirect(url_for("admin.branding", tenant_id=tenant.id))

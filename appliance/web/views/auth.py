@@ -1,0 +1,82 @@
+"""Login, logout, the landing redirect and the organisation switcher."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from peewee import DatabaseError
+
+from appliance.web.auth import authenticate, load_user, login_required, login_user, seconds_locked
+
+auth = Blueprint("auth", __name__)
+
+
+def _safe_next(target: str | None) -> str | None:
+    # Only local paths: an open redirect would make our login page a phishing aid.
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None
+
+
+@auth.route("/login", methods=["GET", "POST"])
+def login():
+    if request.method == "GET":
+        return render_template("login.html", next=request.args.get("next", ""))
+    email = (request.form.get("email") or "").strip()[:254]
+    password = request.form.get("password") or ""
+    wait = seconds_locked(email) if email else 0
+    if wait:
+        flash(f"Too many failed logins for this account. Try again in {wait // 60 + 1} minute(s).", "error")
+        return render_template("login.html", next=request.form.get("next", "")), 429
+    user = authenticate(email, password) if email and password else None
+    if user is None:
+        flash("Wrong e-mail or password.", "error")
+        return render_template("login.html", next=request.form.get("next", "")), 401
+    login_user(user)
+    return redirect(_safe_next(request.form.get("next")) or url_for("auth.home"))
+
+
+@auth.route("/logout", methods=["POST"])
+def logout():
+    session.clear()
+    flash("You are logged out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@auth.route("/")
+@login_required
+def home():
+    tenants = list(g.principal.reachable_tenants())
+    if not tenants:
+        return render_template("no_tenant.html"), 403
+    remembered = session.get("tenant_id")
+    target = next((t for t in tenants if t.id == remembered), tenants[0])
+    return redirect(url_for("inbox.index", tenant_id=target.id))
+
+
+@auth.route("/switch", methods=["POST"])
+@login_required
+def switch():
+    try:
+        tenant_id = int(request.form.get("tenant_id", ""))
+    except ValueError:
+        abort(400, description="Pick an organisation from the list.")
+    return redirect(url_for("inbox.index", tenant_id=tenant_id))
+
+
+@auth.app_context_processor
+def _layout_context():
+    try:
+        return _user_context()
+    except DatabaseError:  # the error page for "database down" must still render
+        return {"current_user": None, "tenant": None, "role": None}
+
+
+def _user_context():
+    user = load_user() if request.endpoint and not request.endpoint.startswith("public.") else None
+    context = {"current_user": user, "tenant": g.get("tenant"), "role": g.get("role")}
+    if user is not None:
+        context["switcher"] = list(g.principal.reachable_tenants().limit(200))
+        context["provider_admin"] = any(
+            grant.role == "admin" and grant.path.count("/") == 2 for grant in g.principal.grants
+        )
+    return context

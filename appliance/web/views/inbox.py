@@ -1,0 +1,258 @@
+"""The operator's daily work: inbox, conversation view with reply, contacts."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from appliance.web.access import require_role, shared_from_ancestors
+from appliance.web.models.contact_center import (
+    STATUSES,
+    CannedAnswer,
+    Channel,
+    Contact,
+    Conversation,
+    Message,
+)
+from appliance.web.models.tenancy import Membership, Tenant, User
+from appliance.web.services import ServiceError, contacts, conversations
+from appliance.web.views import helpers
+from appliance.web.views.helpers import arg_id, form_text, owned_or_404
+
+inbox = Blueprint("inbox", __name__)
+helpers.install(inbox)
+
+ASSIGNEE_FILTERS = ("all", "me", "unassigned")
+MESSAGES_SHOWN = 200
+CONTACTS_PAGE = 50
+
+
+def _by_id(model, ids) -> dict:
+    """One query for every row a page refers to (no N+1 over the table)."""
+    ids = {i for i in ids if i is not None}
+    if not ids:
+        return {}
+    return {row.id: row for row in model.select().where(model.id.in_(ids))}
+
+
+def _status_counts(tenant: Tenant, include_sub: bool) -> dict:
+    return {s: conversations.count_label(n)
+            for s, n in conversations.status_counts(tenant, include_subaccounts=include_sub).items()}
+
+
+def _filter_channels(tenant: Tenant, include_sub: bool) -> list:
+    if include_sub:
+        own = Channel.select().join(Tenant).where(Tenant.path.startswith(tenant.path))
+    else:
+        own = Channel.select().where(Channel.tenant == tenant.id)
+    return list(own.order_by(Channel.name)) + list(shared_from_ancestors(Channel, tenant).order_by(Channel.name))
+
+
+@inbox.route("/t/<id:tenant_id>/inbox")
+@helpers.tenant_view("agent")
+def index(tenant):
+    status = request.args.get("status", "open")
+    if status not in (*STATUSES, "all"):
+        status = "open"
+    assignee = request.args.get("assignee", "all")
+    if assignee not in ASSIGNEE_FILTERS:
+        assignee = "all"
+    channel_id = arg_id("channel")
+    include_sub = request.args.get("sub") == "1"
+    cursor = request.args.get("cursor") or None
+    try:
+        rows, next_cursor = conversations.inbox(
+            tenant,
+            status=None if status == "all" else status,
+            assignee=None if assignee == "all" else assignee,
+            channel_id=channel_id,
+            include_subaccounts=include_sub,
+            cursor=cursor,
+            viewer_id=g.principal.user_id,
+        )
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        rows, next_cursor, cursor = [], None, None
+    contact_map = _by_id(Contact, (r.contact_id for r in rows))
+    channel_map = _by_id(Channel, (r.channel_id for r in rows))
+    user_map = _by_id(User, (r.assignee_id for r in rows))
+    tenant_map = _by_id(Tenant, (r.tenant_id for r in rows)) if include_sub else {tenant.id: tenant}
+    filters = {"status": status, "assignee": assignee, "channel": channel_id or "", "sub": "1" if include_sub else ""}
+    return render_template(
+        "inbox/index.html",
+        rows=rows,
+        contacts=contact_map,
+        channels=channel_map,
+        users=user_map,
+        tenants=tenant_map,
+        counts=_status_counts(tenant, include_sub),
+        filters=filters,
+        channel_choices=_filter_channels(tenant, include_sub),
+        has_children=Tenant.select().where(Tenant.parent == tenant.id).exists(),
+        next_cursor=next_cursor,
+        paged=bool(cursor),
+        statuses=STATUSES,
+    )
+
+
+def _conversation(tenant, conversation_id) -> Conversation:
+    return owned_or_404(Conversation, conversation_id, tenant)
+
+
+def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
+    # The newest page of the thread; ?before=<message id> walks back through long ones.
+    query = Message.select().where(Message.conversation == conv.id)
+    before = arg_id("before")
+    if before:
+        query = query.where(Message.id < before)
+    recent = list(query.order_by(Message.id.desc()).limit(MESSAGES_SHOWN + 1))
+    earlier = recent[MESSAGES_SHOWN - 1].id if len(recent) > MESSAGES_SHOWN else None
+    recent = recent[:MESSAGES_SHOWN]
+    recent.reverse()
+    authors = _by_id(User, [m.author_id for m in recent] + [conv.assignee_id])
+    agents = []
+    if helpers.can("supervisor"):
+        seen = set()
+        for member in conversations.agents_for(tenant).select(Membership, User).order_by(User.name):
+            if member.user_id not in seen:
+                seen.add(member.user_id)
+                agents.append(member.user)
+    return render_template(
+        "inbox/conversation.html",
+        conv=conv,
+        messages=recent,
+        earlier=earlier,
+        paged=bool(before),
+        authors=authors,
+        contact=Contact.get_by_id(conv.contact_id),
+        channel=Channel.get_by_id(conv.channel_id),
+        canned=list(CannedAnswer.select().where(CannedAnswer.tenant == tenant.id).order_by(CannedAnswer.shortcut)),
+        agents=agents,
+        statuses=STATUSES,
+        draft=draft,
+        draft_kind=draft_kind,
+    ), status
+
+
+@inbox.route("/t/<id:tenant_id>/conversations/<id:conversation_id>")
+@helpers.tenant_view("agent")
+def conversation(tenant, conversation_id):
+    return _render_conversation(tenant, _conversation(tenant, conversation_id))
+
+
+@inbox.route("/t/<id:tenant_id>/conversations/<id:conversation_id>/reply", methods=["POST"])
+@helpers.tenant_view("agent")
+def reply(tenant, conversation_id):
+    conv = _conversation(tenant, conversation_id)
+    kind = request.form.get("kind", "out")
+    body = form_text("body", conversations.MAX_BODY + 1)
+    if kind not in ("out", "note"):
+        kind = "out"
+    try:
+        conversations.add_message(conv, kind, body, author=g.principal.user_id)
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_conversation(tenant, conv, exc.status, draft=body, draft_kind=kind)
+    flash("Note added." if kind == "note" else "Reply sent.", "info")
+    return redirect(url_for("inbox.conversation", tenant_id=tenant.id, conversation_id=conv.id) + "#latest")
+
+
+@inbox.route("/t/<id:tenant_id>/conversations/<id:conversation_id>/status", methods=["POST"])
+@helpers.tenant_view("agent")
+def set_status(tenant, conversation_id):
+    conv = _conversation(tenant, conversation_id)
+    try:
+        conversations.set_status(conv, request.form.get("status", ""))
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_conversation(tenant, conv, exc.status)
+    flash(f"Status set to {conv.status}.", "info")
+    return redirect(url_for("inbox.conversation", tenant_id=tenant.id, conversation_id=conv.id))
+
+
+@inbox.route("/t/<id:tenant_id>/conversations/<id:conversation_id>/assign", methods=["POST"])
+@helpers.tenant_view("agent")
+def assign(tenant, conversation_id):
+    """Agents take a conversation or give back their own; supervisors assign anyone."""
+    conv = _conversation(tenant, conversation_id)
+    me = g.principal.user_id
+    choice = request.form.get("assignee", "")
+    if choice == "me":
+        target = me
+    elif choice == "none":
+        target = None
+    elif choice.isdigit() and len(choice) <= 18:
+        target = int(choice)
+    else:
+        abort(400, description="Pick someone to assign the conversation to.")
+    touches_other = target not in (None, me) or (target is None and conv.assignee_id not in (None, me))
+    if touches_other:
+        require_role(g.principal, tenant, "supervisor")
+    try:
+        conversations.assign(conv, target)
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_conversation(tenant, conv, exc.status)
+    flash("Unassigned." if target is None else "Assigned.", "info")
+    return redirect(url_for("inbox.conversation", tenant_id=tenant.id, conversation_id=conv.id))
+
+
+# --- contacts ----------------------------------------------------------------------------
+
+@inbox.route("/t/<id:tenant_id>/contacts")
+@helpers.tenant_view("agent")
+def contact_list(tenant):
+    q = (request.args.get("q") or "").strip()[:254]
+    if "@" in q:
+        query = contacts.find_contacts(tenant, email=q)
+    elif q:
+        query = contacts.find_contacts(tenant, phone=q)
+    else:
+        query = contacts.find_contacts(tenant)
+    after = arg_id("after")
+    if after:
+        query = query.where(Contact.id < after)
+    rows = list(query.limit(CONTACTS_PAGE + 1))
+    more = len(rows) > CONTACTS_PAGE
+    rows = rows[:CONTACTS_PAGE]
+    return render_template("inbox/contacts.html", rows=rows, q=q, after=after,
+                           next_after=rows[-1].id if more else None)
+
+
+def _render_contact(tenant, contact, status=200):
+    convs = list(
+        Conversation.select().where(Conversation.contact == contact.id)
+        .order_by(Conversation.last_message_at.desc()).limit(50)
+    )
+    channel_map = _by_id(Channel, (c.channel_id for c in convs))
+    return render_template("inbox/contact.html", contact=contact, convs=convs, channels=channel_map), status
+
+
+@inbox.route("/t/<id:tenant_id>/contacts/<id:contact_id>")
+@helpers.tenant_view("agent")
+def contact(tenant, contact_id):
+    return _render_contact(tenant, owned_or_404(Contact, contact_id, tenant))
+
+
+@inbox.route("/t/<id:tenant_id>/contacts/<id:contact_id>", methods=["POST"])
+@helpers.tenant_view("agent")
+def contact_update(tenant, contact_id):
+    contact = owned_or_404(Contact, contact_id, tenant)
+    fields = {key: form_text(key, contacts.LIMITS[key] + 1) for key in ("name", "email", "phone", "notes")}
+    try:
+        contacts.update_contact(contact, **fields)
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        for key, value in fields.items():
+            setattr(contact, key, value)
+        return _render_contact(tenant, contact, exc.status)
+    flash("Contact saved.", "info")
+    return redirect(url_for("inbox.contact", tenant_id=tenant.id, contact_id=contact.id))

@@ -1,0 +1,258 @@
+"""Endpoints without a login: health, metrics, the chat widget and inbound webhooks.
+
+Everything here answers JSON on bad input (4xx), never a 500: these URLs face
+monitoring systems, anonymous visitors and third-party gateways.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+from importlib import metadata
+
+from flask import Blueprint, abort, current_app, jsonify, render_template, request
+from itsdangerous import BadSignature, URLSafeSerializer
+from peewee import DatabaseError, InterfaceError, OperationalError, fn
+from werkzeug.exceptions import HTTPException
+
+from appliance.web.models.contact_center import Channel, Conversation, Message
+from appliance.web.models.tenancy import Tenant, User
+from appliance.web.services import ServiceError, conversations, licence
+
+public = Blueprint("public", __name__)
+
+WIDGET_FIELDS = {"name": 200, "email": 254, "body": conversations.MAX_BODY, "token": 400}
+HOOK_FIELDS = {"name": 200, "email": 254, "phone": 40, "body": conversations.MAX_BODY}
+WIDGET_POLL_LIMIT = 200
+
+
+def _version() -> str:
+    try:
+        return metadata.version("contact-appliance")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _error(status: int, message: str):
+    names = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+             413: "Payload Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
+             503: "Service Unavailable"}
+    return jsonify(error=names.get(status, "Error"), message=message, status=status), status
+
+
+@public.errorhandler(OperationalError)
+@public.errorhandler(InterfaceError)
+def _database_down(exc):
+    # Registered on the blueprint so that it also covers the app's connect hook, which
+    # runs before our views: monitoring gets JSON, not the HTML error page.
+    if request.endpoint == "public.health":
+        return jsonify(status="error", database="unreachable", version=_version()), 503
+    return _error(503, "The service is temporarily unavailable; try again shortly.")
+
+
+@public.errorhandler(ServiceError)
+def _service_error(exc: ServiceError):
+    return _error(exc.status, str(exc))
+
+
+@public.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    return jsonify(error=exc.name, message=exc.description, status=exc.code), exc.code
+
+
+# --- health and metrics ------------------------------------------------------------------
+
+@public.route("/health")
+def health():
+    from appliance.web.migrations import current_version
+
+    database = current_app.extensions["database"]
+    try:
+        database.connect(reuse_if_open=True)
+        database.execute_sql("SELECT 1")
+        schema = current_version(database)
+    except DatabaseError:
+        return jsonify(status="error", database="unreachable", version=_version()), 503
+    return jsonify(status="ok", database="ok", version=_version(), schema_version=schema)
+
+
+def _metrics_allowed() -> bool:
+    """Loopback callers, or a bearer token when ``metrics_token`` is configured.
+
+    A request that came through a reverse proxy (X-Forwarded-For) is not treated as
+    local even though the proxy connects from loopback.
+    """
+    token = str(current_app.extensions["appliance_instance"].settings.get("metrics_token") or "")
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return True
+    if request.headers.get("X-Forwarded-For") or request.headers.get("X-Real-IP"):
+        return False
+    try:
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        return False
+
+
+@public.route("/metrics")
+def metrics():
+    if not _metrics_allowed():
+        abort(403, description="Metrics are served to loopback, or with the configured metrics token.")
+    by_status = dict(
+        Conversation.select(Conversation.status, fn.COUNT(Conversation.id)).group_by(Conversation.status).tuples()
+    )
+    messages = Conversation.select(fn.COALESCE(fn.SUM(Conversation.message_count), 0)).scalar() or 0
+    lines = [
+        "# HELP appliance_conversations Conversations by status.",
+        "# TYPE appliance_conversations gauge",
+    ]
+    for status in ("open", "pending", "resolved"):
+        lines.append(f'appliance_conversations{{status="{status}"}} {int(by_status.get(status, 0))}')
+    lines += [
+        "# HELP appliance_messages_total Messages stored (in, out and notes).",
+        "# TYPE appliance_messages_total counter",
+        f"appliance_messages_total {int(messages)}",
+        "# HELP appliance_tenants Active tenants.",
+        "# TYPE appliance_tenants gauge",
+        f"appliance_tenants {Tenant.select().where(Tenant.is_active == True).count()}",
+        "# HELP appliance_users Active users.",
+        "# TYPE appliance_users gauge",
+        f"appliance_users {User.select().where(User.is_active == True).count()}",
+        f'appliance_build_info{{version="{_version()}"}} 1',
+    ]
+    return "\n".join(lines) + "\n", 200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+
+
+# --- shared input handling ---------------------------------------------------------------
+
+def _channel(key: str, kinds: tuple) -> Channel:
+    if len(key) > 64:
+        abort(404)
+    channel = Channel.get_or_none(Channel.public_key == key)
+    if channel is None or not channel.is_active or channel.kind not in kinds:
+        abort(404, description="No active channel has this key.")
+    tenant = Tenant.get_by_id(channel.tenant_id)
+    if not tenant.is_active:
+        abort(404, description="No active channel has this key.")
+    # Web chat, messenger and e-mail channels need the tenant's program (403 says why).
+    licence.require_program_for_channel(tenant, channel.kind)
+    return channel
+
+
+def _json_object(raw: bytes, fields: dict) -> dict:
+    """A JSON object with only the known string fields, each within its limit."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        abort(400, description="The body must be a JSON object.")
+    if not isinstance(data, dict):
+        abort(400, description="The body must be a JSON object.")
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        abort(422, description=f"Unknown field(s): {', '.join(unknown)}.")
+    for name, value in data.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            abort(422, description=f"{name} must be a string.")
+        if len(value) > fields[name]:
+            abort(422, description=f"{name} is limited to {fields[name]} characters.")
+    return {k: (v.strip() or None) if isinstance(v, str) and k != "body" else v for k, v in data.items()}
+
+
+# --- chat widget -------------------------------------------------------------------------
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.secret_key, salt="widget")
+
+
+def _widget_conversation(channel: Channel, token: str | None) -> Conversation | None:
+    """The visitor's conversation from their signed token, bound to this channel."""
+    if not token:
+        return None
+    try:
+        data = _serializer().loads(token)
+    except BadSignature:
+        abort(403, description="This conversation token is not valid here.")
+    if not isinstance(data, dict) or data.get("k") != channel.id or not isinstance(data.get("c"), int):
+        abort(403, description="This conversation token is not valid here.")
+    conv = Conversation.get_or_none(Conversation.id == data["c"], Conversation.channel == channel.id)
+    if conv is None:
+        abort(404, description="That conversation no longer exists.")
+    return conv
+
+
+def _widget_headers(response):
+    # The widget is meant to be framed by the customer's own site; the app's
+    # X-Frame-Options DENY is overridden for browsers by CSP frame-ancestors.
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; frame-ancestors *"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@public.route("/widget/<key>")
+def widget(key):
+    channel = _channel(key, ("webchat",))
+    tenant = Tenant.get_by_id(channel.tenant_id)
+    response = current_app.make_response(render_template("public/widget.html", channel=channel, brand=tenant))
+    return _widget_headers(response)
+
+
+@public.route("/widget/<key>/messages", methods=["POST"])
+def widget_post(key):
+    channel = _channel(key, ("webchat",))
+    data = _json_object(request.get_data(cache=False), WIDGET_FIELDS)
+    conv = _widget_conversation(channel, data.get("token"))
+    if conv is not None:
+        conv = conversations.ingest_inbound(channel, body=data.get("body"), conversation=conv)
+    else:
+        # Always a new conversation without a token: continuing "the open conversation
+        # of this e-mail" would hand anyone who types a customer's address their history.
+        if not (data.get("body") or "").strip():
+            abort(422, description="A message needs a non-empty body.")
+        tenant = Tenant.get_by_id(channel.tenant_id)
+        contact = conversations.find_or_create_contact(tenant, name=data.get("name"), email=data.get("email"))
+        conv = conversations.start_conversation(channel, tenant, contact, data.get("body"))
+    token = _serializer().dumps({"c": conv.id, "k": channel.id})
+    return _widget_headers(jsonify(token=token, conversation_id=conv.id)), 201
+
+
+@public.route("/widget/<key>/messages")
+def widget_messages(key):
+    channel = _channel(key, ("webchat",))
+    conv = _widget_conversation(channel, request.args.get("token", "")[:400])
+    if conv is None:
+        abort(400, description="Pass the token from your first message as ?token=.")
+    after = request.args.get("after", "0")
+    after = int(after) if after.isdigit() and len(after) <= 18 else 0
+    rows = (
+        Message.select().where(Message.conversation == conv.id, Message.direction != "note", Message.id > after)
+        .order_by(Message.id).limit(WIDGET_POLL_LIMIT)
+    )
+    items = [{"id": m.id, "direction": m.direction, "body": m.body, "created_at": m.created_at.isoformat() + "Z"}
+             for m in rows]
+    return _widget_headers(jsonify(conversation_id=conv.id, status=conv.status, items=items))
+
+
+# --- inbound webhook ---------------------------------------------------------------------
+
+@public.route("/hooks/<key>", methods=["POST"])
+def hook(key):
+    """Messenger and e-mail gateways: JSON signed with the channel's secret."""
+    channel = _channel(key, ("webhook", "email"))
+    raw = request.get_data(cache=False)
+    given = request.headers.get("X-Signature", "")
+    expected = "sha256=" + hmac.new(channel.secret.encode(), raw, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        abort(401, description="X-Signature must be sha256=<hex HMAC-SHA256 of the body with the channel secret>.")
+    data = _json_object(raw, HOOK_FIELDS)
+    conv = conversations.ingest_inbound(
+        channel, body=data.get("body"), name=data.get("name"), email=data.get("email"), phone=data.get("phone")
+    )
+    return jsonify(conversation_id=conv.id), 202

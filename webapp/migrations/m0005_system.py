@@ -1,7 +1,0 @@
-"""Worker heartbeats for the system status page."""
-
-from webapp.models.system import WorkerHeartbeat
-
-
-def up(db, migrator):
-    db.create_tables([WorkerHeartbeat], safe=True)
