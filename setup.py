@@ -1,13 +1,16 @@
 from glob import glob
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     name="contact-appliance",
     version="0.1.0",
     description="On-premise contact-center appliance: web app, operator and vendor tooling",
     python_requires=">=3.11",
-    packages=find_packages(include=["appliance", "appliance.*"]),
+    # Namespace discovery lists the data directories (templates, static, trust) as the
+    # packages Python sees them as; plain find_packages leaves them out and setuptools
+    # warns, once per directory, that their files are shipped outside any package.
+    packages=find_namespace_packages(include=["appliance", "appliance.*"], exclude=["*.__pycache__"]),
     include_package_data=True,
     package_data={
         "appliance.web": ["templates/*.html", "templates/*/*.html", "static/*"],

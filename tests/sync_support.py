@@ -1,9 +1,8 @@
-"""Test helpers for sync: a real receiver on loopback with fault injection, a bare
-listener that records connections, a controllable clock."""
+"""Test helpers for sync: a real receiver on loopback with fault injection, and a bare
+listener that records connections. (Time is the ``clock`` fixture's, as in every test.)"""
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import os
 import socket
@@ -142,23 +141,6 @@ class Listener:
         self._stop.set()
         self.thread.join(2)
         self.sock.close()
-
-
-class Clock:
-    """Naive-UTC clock the tests move by hand (backoff is in hours, tests in seconds)."""
-
-    def __init__(self, start: dt.datetime | None = None):
-        # Default: early in today's UTC day, so a test moving the clock by hours never
-        # crosses midnight by accident (which would queue one more day's report).
-        self.now = start or dt.datetime.now(dt.UTC).replace(tzinfo=None, hour=0, minute=30, second=0,
-                                                            microsecond=0)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **kwargs) -> dt.datetime:
-        self.now += dt.timedelta(**kwargs)
-        return self.now
 
 
 SLOW_RECEIVER = r"""

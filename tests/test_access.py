@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from appliance.web.access import Principal
 from appliance.web.models.tenancy import Membership
-from tests.conftest import login
+from tests.helpers import login
 
 
 def test_rights_flow_up_not_sideways(app, world):

@@ -3,6 +3,8 @@ conversations, messages, assignment, canned answers, knowledge base, tokens."""
 
 from __future__ import annotations
 
+import pytest
+
 from appliance.web.models.contact_center import Channel, Conversation
 from appliance.web.models.tenancy import Membership
 
@@ -22,6 +24,35 @@ def test_openapi_lists_every_api_route(app, client):
                 assert f"{rule.endpoint[4:]}_{method.lower()}" in operations
     body = doc["paths"]["/tenants/{tenant_id}/children"]["post"]["requestBody"]
     assert body["content"]["application/json"]["schema"]["additionalProperties"] is False
+    # The access each route declares is in the document: provider-only routes say so.
+    assert doc["paths"]["/tenants/{tenant_id}/members"]["get"]["x-access"] == {"role": "supervisor", "scope": "tenant"}
+    install = doc["paths"]["/licence"]["post"]
+    assert install["x-access"] == {"role": "admin", "scope": "provider"} and "provider" in install["description"]
+
+
+def test_spec_refuses_unknown_roles_and_scopes():
+    from appliance.web.api.schema import spec
+
+    with pytest.raises(ValueError, match="role"):
+        spec("x", role="owner")
+    with pytest.raises(ValueError, match="scope"):
+        spec("x", scope="everyone")
+
+
+def test_role_is_enforced_from_spec_with_404_before_403(client, world):
+    a1 = world.tenants["A1"]
+    canned = {"shortcut": "welcome", "title": "Welcome", "body": "Hello!"}
+    # Too small a role in a tenant it reaches: 403, before the body is even looked at.
+    refused = client.post(f"/api/v1/tenants/{a1.id}/canned-answers", headers=world.headers("A1", "agent"),
+                          json={"not": "a valid body"})
+    assert refused.status_code == 403 and "supervisor" in refused.get_json()["message"]
+    # A tenant it cannot reach at all: 404, whatever its role.
+    hidden = client.post(f"/api/v1/tenants/{world.tenants['B'].id}/canned-answers",
+                         headers=world.headers("A", "admin"), json=canned)
+    assert hidden.status_code == 404
+    # Rights flow down: a parent's supervisor may.
+    assert client.post(f"/api/v1/tenants/{a1.id}/canned-answers", headers=world.headers("A", "supervisor"),
+                       json=canned).status_code == 201
 
 
 def test_tenant_tree_via_api(client, world):

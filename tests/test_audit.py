@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 
 from appliance.web.models.audit import AuditEvent, record, verify_chain
+from appliance.web.models.contact_center import Channel
+from tests.helpers import csrf_token, login
 
 
 def test_concurrent_writers_keep_one_chain(app):
@@ -47,3 +49,34 @@ def test_no_personal_data_in_audit_details(app, client, world):
     text = " ".join(f"{e.action} {e.target} {e.details}" for e in AuditEvent.select())
     assert "member.add" in text
     assert "secret.person" not in text and "Secret Person" not in text
+
+
+def _channel_events(channel_id):
+    return [(e.action, e.tenant_id, e.actor_id)
+            for e in AuditEvent.select().where(AuditEvent.target == f"channel:{channel_id}").order_by(AuditEvent.id)]
+
+
+def test_channels_made_through_the_api_are_audited(client, world):
+    b = world.tenants["B"]
+    headers = world.headers("B", "admin")
+    made = client.post(f"/api/v1/tenants/{b.id}/channels", headers=headers, json={"kind": "email", "name": "Mail"})
+    assert made.status_code == 201
+    channel_id = made.get_json()["id"]
+    assert client.patch(f"/api/v1/channels/{channel_id}", headers=headers,
+                        json={"is_active": False}).status_code == 200
+    actor = world.users[("B", "admin")].id  # an API token acts for the user who created it
+    assert _channel_events(channel_id) == [("channel.create", b.id, actor), ("channel.update", b.id, actor)]
+    assert verify_chain() == []
+
+
+def test_channels_made_in_the_ui_leave_the_same_events(app, world):
+    client = app.test_client()
+    assert login(client, world.email("B", "admin")).status_code == 302
+    b = world.tenants["B"]
+    token = csrf_token(client, f"/t/{b.id}/inbox")
+    made = client.post(f"/t/{b.id}/admin/channels", data={"name": "Mail", "kind": "email", "csrf_token": token})
+    assert made.status_code == 302
+    channel = Channel.get(Channel.name == "Mail", Channel.tenant == b.id)
+    assert client.post(f"/t/{b.id}/admin/channels/{channel.id}", data={"csrf_token": token}).status_code == 302
+    actor = world.users[("B", "admin")].id
+    assert _channel_events(channel.id) == [("channel.create", b.id, actor), ("channel.update", b.id, actor)]

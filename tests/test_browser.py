@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver") or (
@@ -37,8 +37,6 @@ pytestmark = [
     pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                        reason="headless Chromium not installed: apt-get install chromium chromium-driver"),
     pytest.mark.skipif(not HAVE_SELENIUM, reason="selenium not installed: pip install selenium"),
-    # One database is enough here: the SQL is the same as in the test-client tests.
-    pytest.mark.parametrize("db_url", ["sqlite"], indirect=True),
 ]
 
 

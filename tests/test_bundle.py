@@ -11,7 +11,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from appliance.cli import main
 from appliance.cli.bundle import BundleError, build_bundle, verify_bundle
@@ -53,7 +52,7 @@ def test_project_wheel_carries_the_sizing_files_unchanged(bundle):
             assert zf.read(member) == (root / "sizing" / f"{profile}.yml").read_bytes()
 
 
-def test_tampering_is_detected(bundle, tmp_path):
+def test_tampering_is_detected(bundle, tmp_path, runner):
     out, manifest = bundle
     assert verify_bundle(out) == []
     copy = tmp_path / "copy"
@@ -66,7 +65,7 @@ def test_tampering_is_detected(bundle, tmp_path):
     problems = verify_bundle(copy)
     assert f"{victim.name}: checksum mismatch" in problems
     assert "stray-1.0-py3-none-any.whl: not listed in SHA256SUMS" in problems
-    result = CliRunner().invoke(main, ["bundle", "--out", str(copy), "--verify"])
+    result = runner.invoke(main, ["bundle", "--out", str(copy), "--verify"])
     assert result.exit_code != 0 and "bundle damaged" in result.output
 
 

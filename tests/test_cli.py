@@ -9,18 +9,25 @@ import subprocess
 import sys
 import urllib.request
 
-from click.testing import CliRunner
+import pytest
 
 from appliance.cli import main
+from tests.helpers import make_instance
 from tests.pg import free_port, wait_port
 
 
-def run(*args, home=None):
-    base = ["--home", str(home)] if home else []
-    return CliRunner().invoke(main, [*base, *args], catch_exceptions=False)
+@pytest.fixture
+def run(runner):
+    """``appliance [--home HOME] ARGS...``; what a command raises is raised here."""
+
+    def invoke(*args, home=None, **kwargs):
+        base = ["--home", str(home)] if home else []
+        return runner.invoke(main, [*base, *args], catch_exceptions=False, **kwargs)
+
+    return invoke
 
 
-def test_init_is_idempotent_and_keeps_secrets_private(tmp_path):
+def test_init_is_idempotent_and_keeps_secrets_private(tmp_path, run):
     home = tmp_path / "inst"
     first = run("init", "--admin-email", "Root@Example.test", "--admin-password", "a-long-password", home=home)
     assert first.exit_code == 0, first.output
@@ -37,26 +44,26 @@ def test_init_is_idempotent_and_keeps_secrets_private(tmp_path):
     assert run("migrate", home=home).output.strip() == "schema up to date"
 
 
-def test_init_without_admin_says_what_to_pass(tmp_path):
-    result = CliRunner().invoke(main, ["--home", str(tmp_path / "x"), "init"], input="")
+def test_init_without_admin_says_what_to_pass(tmp_path, runner):
+    result = runner.invoke(main, ["--home", str(tmp_path / "x"), "init"], input="")
     assert result.exit_code != 0
     assert "--admin-email" in result.output and "--admin-password" in result.output
 
 
-def test_init_refuses_a_weak_password(tmp_path):
+def test_init_refuses_a_weak_password(tmp_path, run):
     result = run("init", "--admin-email", "a@example.test", "--admin-password", "short", home=tmp_path / "x")
     assert result.exit_code != 0 and "10 characters" in result.output
 
 
-def test_commands_without_home_explain(tmp_path, monkeypatch):
+def test_commands_without_home_explain(tmp_path, monkeypatch, run, runner):
     monkeypatch.delenv("APPLIANCE_HOME", raising=False)
-    result = CliRunner().invoke(main, ["migrate"])
+    result = runner.invoke(main, ["migrate"])
     assert result.exit_code != 0 and "--home" in result.output
     result = run("migrate", home=tmp_path / "missing")
     assert result.exit_code != 0 and "init" in result.output
 
 
-def test_database_down_is_a_clear_error(tmp_path):
+def test_database_down_is_a_clear_error(tmp_path, run):
     home = tmp_path / "inst"
     result = run("init", "--admin-email", "a@example.test", "--admin-password", "a-long-password",
                  "--database-url", f"postgresql://nobody:pw@127.0.0.1:{free_port()}/none", home=home)
@@ -64,15 +71,19 @@ def test_database_down_is_a_clear_error(tmp_path):
     assert "Migration failed" in result.output and "OperationalError" in result.output
 
 
-def test_worker_runs_a_round(tmp_path):
+def test_worker_runs_a_round(tmp_path, run):
     home = tmp_path / "inst"
     run("init", "--admin-email", "a@example.test", "--admin-password", "a-long-password", home=home)
     result = run("worker", "--once", home=home)
     assert result.exit_code == 0, result.output
     assert "worker started" in result.output and "worker stopped" in result.output
+    # ``status`` sees that round, and nothing in a fresh installation is an error (exit 0).
+    status = run("status", home=home)
+    assert status.exit_code == 0, status.output
+    assert "OK     Background worker" in status.output, status.output
 
 
-def test_serve_answers_over_http_and_stops_on_sigterm(tmp_path):
+def test_serve_answers_over_http_and_stops_on_sigterm(tmp_path, run):
     home = tmp_path / "inst"
     run("init", "--admin-email", "a@example.test", "--admin-password", "a-long-password", home=home)
     port = free_port()
@@ -93,7 +104,6 @@ def test_serve_answers_over_http_and_stops_on_sigterm(tmp_path):
 
 def test_secure_cookie_when_configured(tmp_path):
     from appliance.web import create_app
-    from tests.conftest import make_instance
 
     instance = make_instance(tmp_path / "h", "sqlite:///appliance.db")
     text = instance.config_path.read_text() + "session_cookie_secure: true\n"
@@ -105,9 +115,7 @@ def test_secure_cookie_when_configured(tmp_path):
     assert "Secure" in resp.headers["Set-Cookie"]
 
 
-def test_missing_session_key_refuses_to_start(tmp_path):
-    from tests.conftest import make_instance
-
+def test_missing_session_key_refuses_to_start(tmp_path, run):
     instance = make_instance(tmp_path / "h", "sqlite:///appliance.db")
     (instance.home / "keys" / "session.key").unlink()
     result = run("serve", "--port", str(free_port()), home=instance.home)
@@ -115,7 +123,7 @@ def test_missing_session_key_refuses_to_start(tmp_path):
     assert "session.key" in result.output and "init" in result.output
 
 
-def test_migrate_refuses_a_wrong_master_key_and_changes_nothing(tmp_path):
+def test_migrate_refuses_a_wrong_master_key_and_changes_nothing(tmp_path, run):
     home = tmp_path / "inst"
     run("init", "--admin-email", "a@example.test", "--admin-password", "a-long-password", home=home)
     key = home / "keys" / "master.key"
@@ -126,7 +134,7 @@ def test_migrate_refuses_a_wrong_master_key_and_changes_nothing(tmp_path):
     assert (home / "appliance.db").read_bytes() == db_before
 
 
-def test_init_takes_the_admin_password_from_the_environment(tmp_path, monkeypatch):
+def test_init_takes_the_admin_password_from_the_environment(tmp_path, monkeypatch, run):
     monkeypatch.setenv("APPLIANCE_ADMIN_PASSWORD", "from-the-environment")
     result = run("init", "--admin-email", "env@example.test", home=tmp_path / "inst")
     assert result.exit_code == 0 and "provider admin" in result.output

@@ -4,14 +4,13 @@ the app refusing a wrong master key, and the ``appliance keys`` commands."""
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
 
 from appliance.cli import main
 from appliance.core.config import ConfigError
 from appliance.web.crypto import key_file_path, master
 from appliance.web.crypto.master import encode_key_file, generate_key
 from appliance.web.db import database_proxy
-from tests.conftest import login
+from tests.helpers import login
 
 
 @pytest.fixture(autouse=True)
@@ -19,11 +18,10 @@ def cheap_scrypt(monkeypatch):
     monkeypatch.setattr(master, "SCRYPT_N", 2**12)
 
 
-@pytest.fixture
-def db_url():
-    # These tests are about the app and commands, not the engine: SQLite is enough
-    # (the at-rest scan and the field tests cover PostgreSQL).
-    return "sqlite:///appliance.db"
+def raw_update(table: str, column: str, value: bytes, row_id: int) -> None:
+    """Write stored bytes as they are, past the field's encryption (on either engine)."""
+    p = database_proxy.param
+    database_proxy.execute_sql(f'UPDATE "{table}" SET {column} = {p} WHERE id = {p}', [value, row_id])
 
 
 def test_ui_contact_search_uses_blind_indexes(app, client, world):
@@ -48,7 +46,7 @@ def test_tampered_message_shows_an_integrity_error_and_the_page_still_works(app,
         msg = Message.get(Message.conversation == conv.id)
         blob = bytearray(msg.__data__["body"])
         blob[-1] ^= 0x01
-        database_proxy.execute_sql('UPDATE "message" SET body = ? WHERE id = ?', [bytes(blob), msg.id])
+        raw_update("message", "body", bytes(blob), msg.id)
     login(client, world.email("A", "agent"))
     page = client.get(f"/t/{tenant.id}/conversations/{conv.id}")
     html = page.get_data(as_text=True)
@@ -81,7 +79,7 @@ def test_app_refuses_a_missing_master_key(app, instance):
         create_app(instance=instance)
 
 
-def test_keys_commands(app, world, instance, monkeypatch, tmp_path):
+def test_keys_commands(app, world, instance, monkeypatch, tmp_path, runner):
     import yaml
 
     from appliance.core.config import write_config
@@ -89,7 +87,7 @@ def test_keys_commands(app, world, instance, monkeypatch, tmp_path):
     settings = yaml.safe_load(instance.config_path.read_text())
     write_config(instance.home, {**settings, "crypto_key_cache_seconds": 0.2})  # short rotation settle
     home = ["--home", str(instance.home)]
-    run = CliRunner().invoke
+    run = runner.invoke
     status = run(main, [*home, "keys", "status"])
     assert status.exit_code == 0, status.output
     assert "master key:" in status.output and f"tenant {world.tenants['A'].id}:" in status.output
@@ -126,7 +124,7 @@ def test_keys_commands(app, world, instance, monkeypatch, tmp_path):
     assert wrong.exit_code != 0 and str(key_file_path(instance)) in wrong.output
 
 
-def test_keys_verify_reports_failures_and_finishes(app, world, instance):
+def test_keys_verify_reports_failures_and_finishes(app, world, instance, runner):
     from appliance.web.models.contact_center import Contact
 
     with app.app_context():
@@ -135,9 +133,9 @@ def test_keys_verify_reports_failures_and_finishes(app, world, instance):
             c = Contact.get_by_id(world.objects[key]["contact"].id)
             blob = bytearray(c.__data__["name"])
             blob[-2] ^= 0x10
-            database_proxy.execute_sql('UPDATE "contact" SET name = ? WHERE id = ?', [bytes(blob), c.id])
+            raw_update("contact", "name", bytes(blob), c.id)
         database_proxy.close()
-    result = CliRunner().invoke(main, ["--home", str(instance.home), "keys", "verify"])
+    result = runner.invoke(main, ["--home", str(instance.home), "keys", "verify"])
     assert result.exit_code == 1
     assert "2 failed" in result.output
     assert result.output.count("column=name") == 2

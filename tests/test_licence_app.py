@@ -1,17 +1,18 @@
 """The licence inside the app: limits at their boundaries, program gating, every state.
 
-The world (tests/conftest.py) is P > A > (A1, A2), P > B > B1 with an admin, a
+The world (tests/helpers.py) is P > A > (A1, A2), P > B > B1 with an admin, a
 supervisor and an agent in each: 5 tenants and 15 operator seats below the provider.
 Licences are signed by a throwaway key made a trust root through the environment
-variable, as vendor engineers would in a lab. Time travel replaces
-``appliance.web.services.licence.utcnow``; it only goes forward, like the clock mark.
+variable, as vendor engineers would in a lab. Time is the test's own (the ``clock``
+fixture, standing at ``NOW`` until a test moves it); moves go forward, like the clock
+mark, except where a test sets the clock back on purpose.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -21,9 +22,9 @@ from appliance.core.licence.trust import TRUST_ROOT_ENV
 from appliance.web.models.licence import LicenceClock
 from appliance.web.models.tenancy import Membership, Tenant
 from appliance.web.services import licence
-from tests.conftest import csrf_token, login, make_instance, running_app, trust_test_signer
+from tests.helpers import START, csrf_token, login, make_instance, running_app, trust_test_signer
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+NOW = START  # where every test's clock starts
 DAY = timedelta(days=1)
 
 
@@ -33,24 +34,10 @@ def signer():
 
 
 @pytest.fixture
-def app(tmp_path, monkeypatch, signer):
-    """SQLite only: these tests are about the licence, the core's own tests cover PostgreSQL."""
+def app(tmp_path, monkeypatch, signer, db_url):
     trust_test_signer(signer, tmp_path / "trust", monkeypatch)
-    with running_app(make_instance(tmp_path / "home", "sqlite:///appliance.db")) as app:
+    with running_app(make_instance(tmp_path / "home", db_url)) as app:
         yield app
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """Set the app's idea of now; forward only."""
-
-    class Clock:
-        def set(self, when):
-            monkeypatch.setattr(licence, "utcnow", lambda: when)
-
-    clock = Clock()
-    clock.set(NOW)
-    return clock
 
 
 def install(app, signer, **fields):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import stat
 
 import pytest
-from click.testing import CliRunner
 
 from appliance.cli import main
 from appliance.core.licence.format import verify_licence
@@ -15,11 +14,11 @@ PASS = "correct horse battery staple"
 
 
 @pytest.fixture()
-def keys(tmp_path, monkeypatch):
+def keys(tmp_path, monkeypatch, runner):
     monkeypatch.delenv("APPLIANCE_VENDOR_PASSPHRASE", raising=False)
     pw = tmp_path / "pw"
     pw.write_text(PASS + "\n")
-    result = CliRunner().invoke(main, ["vendor", "keygen", "--out", str(tmp_path / "k"), "--passphrase-file", str(pw)])
+    result = runner.invoke(main, ["vendor", "keygen", "--out", str(tmp_path / "k"), "--passphrase-file", str(pw)])
     assert result.exit_code == 0, result.output
     key = next((tmp_path / "k").glob("*.key"))
     return key, key.with_suffix(".pub"), pw
@@ -51,21 +50,21 @@ def test_keygen_writes_encrypted_private_key_0600(keys):
     assert key.stem in pub.read_text()
 
 
-def test_keygen_refuses_short_passphrase(tmp_path):
+def test_keygen_refuses_short_passphrase(tmp_path, runner):
     pw = tmp_path / "pw"
     pw.write_text("short")
-    result = CliRunner().invoke(main, ["vendor", "keygen", "--out", str(tmp_path / "k"), "--passphrase-file", str(pw)])
+    result = runner.invoke(main, ["vendor", "keygen", "--out", str(tmp_path / "k"), "--passphrase-file", str(pw)])
     assert result.exit_code != 0 and "at least 12" in result.output
 
 
-def test_issue_licence_from_spec_verifies_on_the_appliance(keys, tmp_path, monkeypatch):
+def test_issue_licence_from_spec_verifies_on_the_appliance(keys, tmp_path, monkeypatch, runner):
     key, pub, _pw = keys
     spec = tmp_path / "spec.yml"
     spec.write_text(SPEC)
     out = tmp_path / "acme.lic"
     monkeypatch.setenv("APPLIANCE_VENDOR_PASSPHRASE", PASS)
     args = ["vendor", "issue-licence", "--key", str(key), "--spec", str(spec), "--out", str(out)]
-    result = CliRunner().invoke(main, args)
+    result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     licence = verify_licence(out.read_text(), TrustStore.load(extra=str(pub)))
     assert licence.customer == "ACME Bank" and licence.max_seats == 50
@@ -73,21 +72,21 @@ def test_issue_licence_from_spec_verifies_on_the_appliance(keys, tmp_path, monke
     assert licence.valid_from.isoformat() == "2026-01-01T00:00:00+00:00"
     assert licence.grace_days == 30  # the default
     # A second run does not clobber the file.
-    again = CliRunner().invoke(main, args)
+    again = runner.invoke(main, args)
     assert again.exit_code != 0 and "already exists" in again.output
     # inspect-licence reads it back through the trust root variable.
     monkeypatch.setenv(TRUST_ROOT_ENV, str(pub))
-    shown = CliRunner().invoke(main, ["vendor", "inspect-licence", str(out)])
+    shown = runner.invoke(main, ["vendor", "inspect-licence", str(out)])
     assert shown.exit_code == 0 and '"production_key": false' in shown.output
 
 
-def test_issue_licence_wrong_passphrase(keys, tmp_path):
+def test_issue_licence_wrong_passphrase(keys, tmp_path, runner):
     key, _, _ = keys
     spec = tmp_path / "spec.yml"
     spec.write_text(SPEC)
     bad = tmp_path / "bad"
     bad.write_text("not the passphrase")
-    result = CliRunner().invoke(main, issue_args(key, spec, tmp_path / "x", bad))
+    result = runner.invoke(main, issue_args(key, spec, tmp_path / "x", bad))
     assert result.exit_code != 0 and "wrong passphrase" in result.output
     assert not (tmp_path / "x").exists()
 
@@ -96,11 +95,11 @@ def test_issue_licence_wrong_passphrase(keys, tmp_path):
     "extra, words",
     [("colour: blue\n", "Unknown field(s) in the spec: colour"), ("grace_days: many\n", "'grace_days'")],
 )
-def test_issue_licence_rejects_bad_spec(keys, tmp_path, extra, words):
+def test_issue_licence_rejects_bad_spec(keys, tmp_path, extra, words, runner):
     key, _, pw = keys
     spec = tmp_path / "spec.yml"
     spec.write_text(SPEC + extra)
-    result = CliRunner().invoke(main, issue_args(key, spec, tmp_path / "x", pw))
+    result = runner.invoke(main, issue_args(key, spec, tmp_path / "x", pw))
     assert result.exit_code != 0 and words in result.output
 
 

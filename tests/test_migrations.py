@@ -1,47 +1,282 @@
-"""Migrations upgrade an existing database in place and record the schema version."""
+"""Migrations upgrade a real older database in place, with its data, to the schema a fresh install gets;
+that schema is the one today's models expect; a failing migration leaves nothing behind."""
 
 from __future__ import annotations
+
+import datetime as dt
+import importlib
+import uuid
+from decimal import Decimal
+
+import pytest
+from peewee import CharField
 
 from appliance.core.config import Instance
 from appliance.web import db as dbmod
 from appliance.web import migrations
 from appliance.web import provisioning as setup
+from tests.schema_support import (
+    app_models,
+    create_from_models,
+    exact_schema,
+    logical_schema,
+    schema_differences,
+    table_rows,
+)
+
+EVERYTHING = migrations.available()
+LATEST = EVERYTHING[-1][0]
+T0 = dt.datetime(2025, 3, 4, 9, 30, 15)  # the old release's data is from a fixed past, not the wall clock
+CONTACT_UID = uuid.UUID("8f2d7c3a-56b1-4e0f-9a7d-1c2b3a4d5e6f")
+CONVERSATION_UID = uuid.UUID("0b6c1f9e-2a3d-4c5b-8e7f-6a5b4c3d2e1f")
+EMAIL_BIDX = bytes(range(32))
 
 
-def test_upgrade_in_place_keeps_data(tmp_path, db_url, monkeypatch):
+def frozen(version: int):
+    """The migration module of ``version``: its classes are that step's tables."""
+    return importlib.import_module(f"{migrations.__name__}.{dict(EVERYTHING)[version]}")
+
+
+def ciphertext(label: str) -> bytes:
+    """Bytes shaped like a stored value (5-byte header, 12-byte nonce, body); the test never decrypts them."""
+    return b"\x01\x00\x00\x03\xe9" + label.encode().ljust(12, b".")[:12] + label.encode() * 3
+
+
+# Rows an installation of each release would hold, written through that release's own tables.
+# One function per migration: a new migration adds its own, so its tables are upgraded with data too.
+
+def seed_core(db, ids, instance):
+    m = frozen(1)
+    with db.bind_ctx(m.MODELS):
+        provider = m.Tenant.create(level=1, kind="provider", name="Provider", slug="provider", path="/",
+                                   brand_color="#1f6feb", credit_limit=Decimal("0"), is_active=True, created_at=T0)
+        m.Tenant.update(path=f"/{provider.id}/").where(m.Tenant.id == provider.id).execute()
+        acme = m.Tenant.create(parent=provider.id, level=2, kind="customer", name="Acme", slug="acme", path="/",
+                               brand_color="#aa3300", logo="data:image/png;base64,iVBORw0KGgo=",
+                               credit_limit=Decimal("1500.50"), partner_level="gold", is_active=True, created_at=T0)
+        m.Tenant.update(path=f"/{provider.id}/{acme.id}/").where(m.Tenant.id == acme.id).execute()
+        admin = m.User.create(email="admin@provider.test", name="Ada Admin", password_hash="$argon2id$v=19$old",
+                              is_active=True, created_at=T0, last_login_at=T0 + dt.timedelta(days=3))
+        agent = m.User.create(email="agent@acme.test", name="Bo Agent", password_hash="$argon2id$v=19$old2",
+                              is_active=True, created_at=T0)
+        m.Membership.create(user=admin.id, tenant=provider.id, role="admin", shared=False, available=True,
+                            created_at=T0)
+        m.Membership.create(user=agent.id, tenant=acme.id, role="agent", shared=True, available=True,
+                            last_assigned_at=T0, created_at=T0)
+        m.ApiToken.create(tenant=acme.id, created_by=admin.id, name="crm", role="supervisor", prefix="ctk_4f2a",
+                          token_hash="ab" * 32, created_at=T0, revoked=False)
+        m.LoginAttempt.create(key="cd" * 32, at=T0)
+        team = m.Team.create(tenant=acme.id, name="Support")
+        m.TeamMember.create(team=team.id, user=agent.id)
+        channel = m.Channel.create(tenant=acme.id, kind="webchat", name="Website", public_key="pk_" + "x" * 32,
+                                   secret="s" * 32, team=team.id, shared=False, is_active=True, created_at=T0)
+        contact = m.Contact.create(tenant=acme.id, uid=CONTACT_UID, name=ciphertext("name"),
+                                   email=ciphertext("email"), phone=ciphertext("phone"), email_bidx=EMAIL_BIDX,
+                                   phone_bidx=bytes(range(32, 64)), created_at=T0)
+        conversation = m.Conversation.create(tenant=acme.id, uid=CONVERSATION_UID, channel=channel.id,
+                                             contact=contact.id, status="pending", assignee=agent.id, team=team.id,
+                                             subject=ciphertext("subject"), message_count=2, created_at=T0,
+                                             last_message_at=T0 + dt.timedelta(minutes=5))
+        first = m.Message.create(conversation=conversation.id, tenant=acme.id, uid=uuid.UUID(int=1),
+                                 direction="in", body=ciphertext("hello"), created_at=T0)
+        m.Message.create(conversation=conversation.id, tenant=acme.id, uid=uuid.UUID(int=2), direction="out",
+                         author=agent.id, body=ciphertext("hi there"), created_at=T0 + dt.timedelta(minutes=5))
+        m.Attachment.create(message=first.id, tenant=acme.id, uid=uuid.UUID(int=3), filename=ciphertext("a.png"),
+                            content_type="image/png", size=8, data=b"\x89PNG\r\n\x1a\n")
+        m.CannedAnswer.create(tenant=acme.id, shortcut="thanks", title="Thanks", body="Thank you!")
+        m.Article.create(tenant=acme.id, title="Opening hours", body="9 to 5", shared=True, published=True,
+                         created_at=T0, updated_at=T0)
+        m.AuditEvent.create(at=T0, tenant=acme.id, actor_id=admin.id, action="channel.create",
+                            target=f"channel:{channel.id}", details="{}", prev_hash="0" * 64, hash="e" * 64)
+    ids.update(provider=provider.id, acme=acme.id, admin=admin.id, agent=agent.id)
+
+
+def seed_keys(db, ids, instance):
+    from appliance.web.crypto import load_master_key
+
+    m = frozen(2)
+    with db.bind_ctx(m.MODELS):
+        # The id the first start recorded: the instance's own master key, so migrate accepts it.
+        m.CryptoMaster.create(master_key_id=load_master_key(instance).key_id, created_at=T0)
+        for key_id, purpose in ((1001, "data"), (1002, "index")):
+            m.TenantKey.create(key_id=key_id, tenant_id=ids["acme"], purpose=purpose, version=1, status="active",
+                               wrapped=bytes(range(60)), created_at=T0)
+        m.KeyRotationJob.create(tenant_id=ids["acme"], new_key_id=1001, old_key_ids="[]", state="done",
+                                progress="{}", rows_done=0, failures=0, started_at=T0, activated_at=T0,
+                                finished_at=T0)
+
+
+def seed_licences(db, ids, instance):
+    m = frozen(3)
+    with db.bind_ctx(m.MODELS):
+        m.InstalledLicence.create(fingerprint="0123456789abcdef", licence_id="LIC-2025-0042", key_id="vendor-2025",
+                                  customer="Provider GmbH", valid_from=T0, expires_at=T0 + dt.timedelta(days=365),
+                                  text="-----BEGIN APPLIANCE LICENCE-----\nAAAA\n-----END APPLIANCE LICENCE-----",
+                                  installed_at=T0, installed_by=ids["admin"])
+        m.TenantProgram.create(tenant=ids["acme"], program="webchat", assigned_at=T0, effective_from=T0,
+                               assigned_by=ids["admin"])
+        m.LicenceClock.update(high_water="2025-03-04T09:30:15Z", high_water_mac="f" * 64).execute()
+
+
+def seed_sync(db, ids, instance):
+    m = frozen(4)
+    with db.bind_ctx(m.MODELS):
+        m.SyncOutbox.create(report_day=T0.date(), report_id=str(uuid.UUID(int=7)), payload='{"signed":"..."}',
+                            state="sent", attempts=1, next_attempt_at=T0, idempotency_key="k" * 64,
+                            created_at=T0, sent_at=T0)
+        m.SyncState.create(key="enabled", value="1", updated_at=T0)
+        m.SyncRequestDay.create(day=T0.date(), requests=3)
+
+
+def seed_system(db, ids, instance):
+    m = frozen(5)
+    with db.bind_ctx(m.MODELS):
+        m.WorkerHeartbeat.create(host="app1.internal", pid=4242, last_round_at=T0, last_failures="")
+
+
+SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system}
+
+
+def test_every_migration_has_seed_rows():
+    assert sorted(SEEDS) == [version for version, _ in EVERYTHING], (
+        "tests/test_migrations.py: add a seed function (rows for the new tables) to SEEDS for each new migration")
+
+
+@pytest.fixture
+def fresh_url(request, tmp_path, db_url):
+    """A second, empty database on the engine under test."""
+    if db_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    server = request.getfixturevalue("pg_server")
+    name = server.create_database()
+    yield server.url(name)
+    server.drop_database(name)
+
+
+def fully_migrated_schema(url) -> dict:
+    database = dbmod.bind(url)
+    with database.connection_context():
+        migrations.upgrade(database)
+        return exact_schema(database)
+
+
+def new_instance(tmp_path, db_url) -> Instance:
     home = tmp_path / "home"
     home.mkdir()
     setup.ensure_config(home, {"database_url": db_url})
     instance = Instance.load(home)
     setup.ensure_keys(instance)
-    everything = migrations.available()
-    assert everything[0] == (1, "m0001_core") and len(everything) >= 1
-    # An older release knew only the first migration.
-    monkeypatch.setattr(migrations, "available", lambda: everything[:1])
-    assert setup.migrate(instance) == ["m0001_core"]
+    return instance
+
+
+@pytest.mark.parametrize("release", [version for version, _ in EVERYTHING[:-1]])
+def test_upgrade_from_older_release_keeps_its_data(release, tmp_path, db_url, fresh_url, monkeypatch):
+    instance = new_instance(tmp_path, db_url)
+    # The older release knew only the migrations up to its own.
+    monkeypatch.setattr(migrations, "available", lambda: EVERYTHING[:release])
+    assert setup.migrate(instance) == [name for _, name in EVERYTHING[:release]]
+    database = dbmod.bind(instance.database_url)
+    ids = {}
+    with database.connection_context():
+        for version in range(1, release + 1):
+            SEEDS[version](database, ids, instance)
+        before = table_rows(database)
+        assert migrations.current_version(database) == release
+    empty = [table for table, (_, rows) in before.items() if not rows]
+    assert not empty, f"the seeds leave tables of release {release} empty: {empty}"
+
+    monkeypatch.setattr(migrations, "available", lambda: EVERYTHING)
+    assert setup.migrate(instance) == [name for _, name in EVERYTHING[release:]]
+
     database = dbmod.bind(instance.database_url)
     with database.connection_context():
-        from appliance.web.models.tenancy import Tenant
-
-        Tenant.insert(level=1, kind="provider", name="Old data", slug="old", path="/1/").execute()
-        assert migrations.current_version(database) == 1
-    monkeypatch.setattr(migrations, "available", lambda: everything)
-    applied = setup.migrate(instance)
-    assert applied == [name for _, name in everything[1:]]
-    with database.connection_context():
-        assert Tenant.get(Tenant.slug == "old").name == "Old data"
-        assert migrations.current_version(database) == everything[-1][0]
+        after = table_rows(database)
+        for table, (columns, rows) in before.items():
+            names, now = after[table]
+            kept = sorted((tuple(row[names.index(c)] for c in columns) for row in now), key=repr)
+            assert kept == rows, f"{table}: rows changed by the upgrade"
         versions = [r.version for r in migrations.SchemaVersion.select().order_by(migrations.SchemaVersion.version)]
-        assert versions == [v for v, _ in everything]
+        assert versions == [v for v, _ in EVERYTHING]
+
+        # Today's models read the old rows and write new ones (sequences carried on).
+        from appliance.web.models.contact_center import Contact, Conversation, Message
+        from appliance.web.models.tenancy import Tenant, User
+
+        acme = Tenant.get(Tenant.slug == "acme")
+        assert (acme.name, acme.parent_id, acme.credit_limit) == ("Acme", ids["provider"], Decimal("1500.50"))
+        conversation = Conversation.get(Conversation.uid == CONVERSATION_UID)
+        assert (conversation.status, conversation.assignee_id) == ("pending", ids["agent"])
+        assert Message.select().where(Message.conversation == conversation).count() == 2
+        assert Contact.select(Contact.email_bidx).where(Contact.uid == CONTACT_UID).scalar() == EMAIL_BIDX
+        newcomer = User.create(email="new@acme.test", name="New", password_hash="x")
+        assert newcomer.id > ids["agent"]
+
+        upgraded = exact_schema(database)
     assert setup.migrate(instance) == []  # a second run does nothing
+    assert upgraded == fully_migrated_schema(fresh_url)
 
 
-def test_failed_migration_rolls_back_and_says_so(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    setup.ensure_config(home, {})
-    instance = Instance.load(home)
-    setup.ensure_keys(instance)
+def test_blind_index_columns_are_added_where_an_early_build_lacked_them(db_url, tmp_path, fresh_url, monkeypatch):
+    instance = new_instance(tmp_path, db_url)
+    monkeypatch.setattr(migrations, "available", lambda: EVERYTHING[:1])
+    setup.migrate(instance)
+    database = dbmod.bind(instance.database_url)
+    with database.connection_context():
+        for column in ("email_bidx", "phone_bidx"):
+            database.execute_sql(f'DROP INDEX "contact_{column}"')
+            database.execute_sql(f'ALTER TABLE "contact" DROP COLUMN "{column}"')
+        assert "email_bidx" not in {c.name for c in database.get_columns("contact")}
+    monkeypatch.setattr(migrations, "available", lambda: EVERYTHING)
+    setup.migrate(instance)
+    with database.connection_context():
+        contact = logical_schema(database)["contact"]
+    fully_migrated_schema(fresh_url)
+    fresh = dbmod.open_database(fresh_url)
+    with fresh.connection_context():
+        assert contact == logical_schema(fresh)["contact"]
+
+
+def test_migrated_schema_is_what_the_models_expect(instance, fresh_url):
+    models = app_models()
+    migrated = dbmod.open_database(instance.database_url)
+    with migrated.connection_context():
+        found = logical_schema(migrated)
+    scratch = dbmod.open_database(fresh_url)
+    with scratch.connection_context():
+        create_from_models(scratch, models)
+        wanted = logical_schema(scratch)
+    assert {m._meta.table_name for m in models} == set(wanted)
+    problems = schema_differences(wanted, found)
+    assert not problems, (
+        "today's models and the migrated schema disagree; add a migration under appliance/web/migrations/:\n  "
+        + "\n  ".join(problems))
+
+
+def test_model_check_notices_a_change_without_a_migration(tmp_path):
+    from appliance.web.models.system import WorkerHeartbeat
+
+    class ChangedHeartbeat(WorkerHeartbeat):
+        note = CharField(max_length=40, null=True)
+
+        class Meta:
+            table_name = "worker_heartbeat"
+
+    models = [ChangedHeartbeat if m is WorkerHeartbeat else m for m in app_models()]
+    migrated = dbmod.open_database(f"sqlite:///{tmp_path / 'migrated.db'}")
+    scratch = dbmod.open_database(f"sqlite:///{tmp_path / 'scratch.db'}")
+    dbmod.database_proxy.initialize(migrated)  # upgrade records versions through the proxy
+    with migrated.connection_context():
+        migrations.upgrade(migrated)
+        found = logical_schema(migrated)
+    with scratch.connection_context():
+        create_from_models(scratch, models)
+        wanted = logical_schema(scratch)
+    assert [line.split(":")[0] for line in schema_differences(wanted, found)] == ["worker_heartbeat.note"]
+
+
+def test_failed_migration_rolls_back_and_says_so(tmp_path, db_url, monkeypatch):
+    instance = new_instance(tmp_path, db_url)
     setup.migrate(instance)
     database = dbmod.bind(instance.database_url)
 
@@ -51,18 +286,13 @@ def test_failed_migration_rolls_back_and_says_so(tmp_path, monkeypatch):
             db.execute_sql("CREATE TABLE half_done (id INTEGER)")
             raise RuntimeError("disk full")
 
-    import importlib
-
     real_import = importlib.import_module
     monkeypatch.setattr(migrations, "available", lambda: [(9999, "m9999_broken")])
     monkeypatch.setattr(importlib, "import_module",
                         lambda name, *a: Broken if name.endswith("m9999_broken") else real_import(name, *a))
     with database.connection_context():
-        try:
+        with pytest.raises(RuntimeError, match="disk full"):
             migrations.upgrade(database)
-        except RuntimeError as exc:
-            assert "disk full" in str(exc)
-        else:
-            raise AssertionError("the broken migration should raise")
         assert not database.table_exists("half_done")
         assert 9999 not in {r.version for r in migrations.SchemaVersion.select()}
+        assert migrations.current_version(database) == LATEST

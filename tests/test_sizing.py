@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
 from appliance.cli import main
-from appliance.core.sizing import PROFILES, SizingError, load_all, load_profile, recommend, sizing_dir
+from appliance.core.sizing import SIZED_PROFILES, SizingError, load_all, load_profile, recommend, sizing_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_three_profiles_load_from_the_repository():
     assert sizing_dir() == ROOT / "sizing"
     profiles = load_all()
-    assert list(profiles) == list(PROFILES)
+    assert list(profiles) == list(SIZED_PROFILES)
     for name, data in profiles.items():
         assert data["profile"] == name
 
@@ -43,12 +42,12 @@ def test_profiles_carry_the_product_table():
     assert {"lb", "db_standby", "backup"} <= set(maximal)
     assert p["maximal"]["postgresql"]["replication"] is True
     # Capacity grows with the profile, or recommend() would be meaningless.
-    caps = [p[n]["capacity"]["conversations_per_day"] for n in PROFILES]
+    caps = [p[n]["capacity"]["conversations_per_day"] for n in SIZED_PROFILES]
     assert caps == sorted(caps) and caps[0] == 2000
 
 
 def test_a_broken_profile_is_reported_with_its_file(tmp_path):
-    for name in PROFILES:
+    for name in SIZED_PROFILES:
         shutil.copy(ROOT / "sizing" / f"{name}.yml", tmp_path)
     data = yaml.safe_load((tmp_path / "medium.yml").read_text())
     data["hosts"]["app"]["minimum"]["vcpus"] = "four"
@@ -81,8 +80,7 @@ def test_recommend_explains_and_scales_out_beyond_the_largest_profile():
     assert next(h for h in normal["hosts"] if h["kind"] == "app")["count"] == 2
 
 
-def test_cli_recommend_prints_profile_hosts_and_why():
-    runner = CliRunner()
+def test_cli_recommend_prints_profile_hosts_and_why(runner):
     result = runner.invoke(main, ["sizing", "recommend", "--conversations-per-day", "5000", "--operators", "40"])
     assert result.exit_code == 0, result.output
     assert "Recommended profile: medium" in result.output

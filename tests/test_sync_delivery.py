@@ -9,10 +9,10 @@ import threading
 from dataclasses import dataclass
 
 import pytest
-from click.testing import CliRunner
 
 from appliance.core.identity import load_identity
-from tests.sync_support import Clock, Receiver, ReceiverProcess, free_port
+from tests.helpers import FakeClock
+from tests.sync_support import Receiver, ReceiverProcess, free_port
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -34,32 +34,33 @@ def receiver(tmp_path):
 class Site:
     instance: object
     identity: object
-    clock: Clock
+    clock: FakeClock
     database: object
 
 
-def make_site(app, vendor_url, **sync_settings) -> Site:
+def make_site(app, clock, vendor_url, *, at=dt.time(0, 30), **sync_settings) -> Site:
     from appliance.web.sync import service
 
     instance = app.extensions["appliance_instance"]
     settings = {"connect_timeout": 1, "read_timeout": 2, "backoff_base": 60, "backoff_max": 3600}
     settings.update(sync_settings, vendor_url=vendor_url)
     instance.settings["sync"].update(settings)
+    # Early in a UTC day (the next one: time only goes forward): tests move the clock by
+    # up to a day, and crossing midnight would (rightly) queue one more day's report.
+    # Sync is turned on that day, so only its yesterday is due.
+    clock.set(dt.datetime.combine(clock().date() + dt.timedelta(days=1), at, tzinfo=dt.UTC))
     service.set_enabled(instance, True, via="test")
-    # Early in today's UTC day, whatever the wall clock says: tests move the clock by up
-    # to a day, and crossing midnight would (rightly) queue one more day's report.
-    start = dt.datetime.now(dt.UTC).replace(tzinfo=None, hour=0, minute=30, second=0, microsecond=0)
-    return Site(instance, load_identity(instance), Clock(start), app.extensions["database"])
+    return Site(instance, load_identity(instance), clock, app.extensions["database"])
 
 
 def queue_days(site: Site, n: int) -> list[str]:
     from appliance.web.sync import service
 
-    today = site.clock.now.date()
+    today = site.clock().date()
     ids = []
     for k in range(n, 0, -1):
         day = today - dt.timedelta(days=k)
-        assert service.enqueue_day(site.instance, day, identity=site.identity, now=site.clock.now)
+        assert service.enqueue_day(site.instance, day, identity=site.identity, now=site.clock.naive())
     from appliance.web.models.sync import SyncOutbox
 
     ids = [r.report_id for r in SyncOutbox.select().order_by(SyncOutbox.report_day)]
@@ -72,17 +73,17 @@ def queue_days_before(site: Site, n: int, before: int) -> list[str]:
     from appliance.web.models.sync import SyncOutbox
     from appliance.web.sync import service
 
-    today = site.clock.now.date()
+    today = site.clock().date()
     days = [today - dt.timedelta(days=before + k) for k in range(n, 0, -1)]
     for day in days:
-        assert service.enqueue_day(site.instance, day, identity=site.identity, now=site.clock.now)
+        assert service.enqueue_day(site.instance, day, identity=site.identity, now=site.clock.naive())
     return [r.report_id for r in SyncOutbox.select().where(SyncOutbox.report_day.in_(days))]
 
 
 def run(site: Site):
     from appliance.web.sync import service
 
-    return service.run_once(site.instance, clock=site.clock)
+    return service.run_once(site.instance)  # reads the time through the appliance's clock
 
 
 def outbox_states() -> dict:
@@ -100,8 +101,8 @@ def stored_ids(receiver: Receiver) -> list[str]:
     return receiver.query(lambda: [r.report_id for r in Report.select(Report.report_id)])
 
 
-def test_reports_arrive_exactly_once_despite_500s_lost_answers_and_timeouts(app, receiver):
-    site = make_site(app, receiver.url)
+def test_reports_arrive_exactly_once_despite_500s_lost_answers_and_timeouts(app, receiver, clock):
+    site = make_site(app, clock, receiver.url)
     expected = queue_days(site, 40)  # two batches: 31 + 9
     receiver.front.faults = ["500", "lost", ("slow", 3), "500"]
     for _ in range(10):
@@ -126,9 +127,9 @@ def test_reports_arrive_exactly_once_despite_500s_lost_answers_and_timeouts(app,
     assert len(posts) == 6  # 4 faults + 2 successes: one request per batch, not per report
 
 
-def test_connection_refused_keeps_everything_for_later(app, receiver):
+def test_connection_refused_keeps_everything_for_later(app, receiver, clock):
     closed = f"http://127.0.0.1:{free_port()}"
-    site = make_site(app, closed)
+    site = make_site(app, clock, closed)
     expected = queue_days(site, 3)
     result = run(site)
     assert result.status == "retry"
@@ -138,7 +139,7 @@ def test_connection_refused_keeps_everything_for_later(app, receiver):
     assert {r.state for r in rows} == {"pending"}
     assert all(r.attempts == 1 and "cannot reach" in r.last_error for r in rows)
     first_retry = rows[0].next_attempt_at
-    assert dt.timedelta(seconds=30) <= first_retry - site.clock.now <= dt.timedelta(seconds=60)
+    assert dt.timedelta(seconds=30) <= first_retry - site.clock.naive() <= dt.timedelta(seconds=60)
 
     # Not due yet: nothing is sent even though the vendor is back.
     site.instance.settings["sync"]["vendor_url"] = receiver.url
@@ -157,7 +158,7 @@ def processes():
         proc.kill()
 
 
-def test_receiver_killed_mid_batch_loses_and_duplicates_nothing(app, tmp_path, processes):
+def test_receiver_killed_mid_batch_loses_and_duplicates_nothing(app, tmp_path, processes, clock, runner):
     from appliance.cli import main
 
     vendor_db = tmp_path / "vendor-proc.db"
@@ -165,7 +166,7 @@ def test_receiver_killed_mid_batch_loses_and_duplicates_nothing(app, tmp_path, p
     instance = app.extensions["appliance_instance"]
     identity = load_identity(instance)
     pub.write_text(identity.public_key_pem())
-    registered = CliRunner().invoke(
+    registered = runner.invoke(
         main,
         ["vendor", "register-installation", "--db", str(vendor_db), "--id", identity.installation_id,
          "--public-key", str(pub), "--label", "Test site"],
@@ -176,7 +177,7 @@ def test_receiver_killed_mid_batch_loses_and_duplicates_nothing(app, tmp_path, p
     slow = ReceiverProcess(vendor_db, port, slow=True)
     processes.append(slow)
     slow.start()
-    site = make_site(app, slow.url, read_timeout=30)
+    site = make_site(app, clock, slow.url, read_timeout=30)
     expected = queue_days(site, 5)
     results = []
 
@@ -211,14 +212,14 @@ def test_receiver_killed_mid_batch_loses_and_duplicates_nothing(app, tmp_path, p
     assert outbox_states() == {"sent": 5}
 
 
-def test_a_day_is_queued_once(app, receiver):
+def test_a_day_is_queued_once(app, receiver, clock):
     from appliance.web.models.sync import SyncOutbox
     from appliance.web.sync import service
 
-    site = make_site(app, receiver.url)
-    yesterday = site.clock.now.date() - dt.timedelta(days=1)
-    assert service.enqueue_day(site.instance, yesterday, now=site.clock.now) is True
-    assert service.enqueue_day(site.instance, yesterday, now=site.clock.now) is False
+    site = make_site(app, clock, receiver.url)
+    yesterday = site.clock().date() - dt.timedelta(days=1)
+    assert service.enqueue_day(site.instance, yesterday, now=site.clock.naive()) is True
+    assert service.enqueue_day(site.instance, yesterday, now=site.clock.naive()) is False
     run(site)
     run(site)
     site.clock.advance(hours=3)
@@ -227,12 +228,12 @@ def test_a_day_is_queued_once(app, receiver):
     assert len(stored_ids(receiver)) == 1
 
 
-def test_daily_request_cap_holds_under_a_vendor_outage(app, receiver):
+def test_daily_request_cap_holds_under_a_vendor_outage(app, receiver, clock):
     """A day of worker rounds every 5 minutes (288) against a failing vendor: at most the cap."""
-    site = make_site(app, receiver.url, max_requests_per_day=24, backoff_base=1, backoff_max=2)
+    site = make_site(app, clock, receiver.url, at=dt.time(0, 0), max_requests_per_day=24, backoff_base=1,
+                     backoff_max=2)
     queue_days(site, 3)
     receiver.front.faults = ["500"] * 10_000
-    site.clock.now = site.clock.now.replace(hour=0, minute=0, second=0)
     for _ in range(24 * 12):
         run(site)
         site.clock.advance(minutes=5)
@@ -245,8 +246,8 @@ def test_daily_request_cap_holds_under_a_vendor_outage(app, receiver):
     assert len(stored_ids(receiver)) == 4  # the three queued + the day enqueue_due added
 
 
-def test_a_backlog_goes_out_in_a_few_batches(app, receiver):
-    site = make_site(app, receiver.url)
+def test_a_backlog_goes_out_in_a_few_batches(app, receiver, clock):
+    site = make_site(app, clock, receiver.url)
     queue_days(site, 200)
     for _ in range(3):
         run(site)  # four batches per worker round
@@ -255,17 +256,17 @@ def test_a_backlog_goes_out_in_a_few_batches(app, receiver):
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_two_hosts_send_a_batch_once(backend, tmp_path, receiver, request):
+def test_two_hosts_send_a_batch_once(backend, tmp_path, receiver, request, clock):
     """Two workers (threads with their own connections) race for the same outbox."""
     from appliance.web import create_app
-    from tests.conftest import make_instance
+    from tests.helpers import make_instance
 
     url = "sqlite:///appliance.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
     instance = make_instance(tmp_path / f"home-{backend}", url)
     app = create_app(instance=instance)
     database = app.extensions["database"]
     with database.connection_context():
-        site = make_site(app, receiver.url)
+        site = make_site(app, clock, receiver.url)
         receiver.register(site.identity)
         # A first, uncontended send: the day's counter row exists, as in steady state.
         expected = queue_days(site, 1)
@@ -300,10 +301,10 @@ def _register(request, receiver):
         receiver.register(load_identity(app.extensions["appliance_instance"]))
 
 
-def test_a_remote_plain_http_url_is_refused_before_any_connection(app):
+def test_a_remote_plain_http_url_is_refused_before_any_connection(app, clock):
     from appliance.web.sync import service
 
-    site = make_site(app, "http://sync.vendor.invalid")
+    site = make_site(app, clock, "http://sync.vendor.invalid")
     queue_days(site, 1)
     result = run(site)
     assert result.status == "error" and "use https" in result.messages[0]

@@ -8,10 +8,9 @@ import json
 import uuid
 
 import pytest
-from click.testing import CliRunner
 
 from appliance.core.identity import load_identity
-from tests.sync_support import Clock, Listener, Receiver
+from tests.sync_support import Listener, Receiver
 
 SECRETS = {
     "contact_name": "Zoltan Quixbyrne",
@@ -25,11 +24,6 @@ SECRETS = {
     "tenant_name": "Hollowmere Trust Banking",
     "subject": "complaint about loan 77-31-99",
 }
-
-
-@pytest.fixture
-def db_url():
-    return "sqlite:///appliance.db"
 
 
 @pytest.fixture
@@ -92,7 +86,7 @@ def decoded(text: str) -> str:
     return text
 
 
-def test_no_seeded_personal_data_leaves_in_any_form(app, world, receiver, tmp_path):
+def test_no_seeded_personal_data_leaves_in_any_form(app, world, receiver, tmp_path, clock, runner):
     from appliance.cli import main
     from appliance.web.models.sync import SyncOutbox
     from appliance.web.sync import service
@@ -103,7 +97,7 @@ def test_no_seeded_personal_data_leaves_in_any_form(app, world, receiver, tmp_pa
     receiver.register(identity)
     instance.settings["sync"]["vendor_url"] = receiver.url
     service.set_enabled(instance, True)
-    today = dt.datetime.now(dt.UTC).date()
+    today = clock().date()  # the day seed_personal_data wrote to
     service.enqueue_day(instance, today)
 
     # The report is not empty: the seeded day is counted (so the scan below means something).
@@ -120,7 +114,6 @@ def test_no_seeded_personal_data_leaves_in_any_form(app, world, receiver, tmp_pa
     for body in bodies:
         assert_clean(body, "the request body")
 
-    runner = CliRunner()
     for args in (["--armor"], []):
         out = tmp_path / f"export{len(args)}.txt"
         result = runner.invoke(main, ["--home", str(instance.home), "sync", "export", str(out),
@@ -132,13 +125,13 @@ def test_no_seeded_personal_data_leaves_in_any_form(app, world, receiver, tmp_pa
     assert_clean(result.output, "sync preview")
 
 
-def test_tenant_names_appear_only_when_the_installer_allows_it(app, world):
+def test_tenant_names_appear_only_when_the_installer_allows_it(app, world, clock):
     """Positive control for the scanner: the one allowed free-text field is caught when on."""
     from appliance.web.sync import service
 
     seed_personal_data(world)
     instance = app.extensions["appliance_instance"]
-    today = dt.datetime.now(dt.UTC).date()
+    today = clock().date()  # the day seed_personal_data wrote to
     plain = service.export(instance, today)
     assert_clean(plain, "the export")
     instance.settings["sync"]["share_tenant_names"] = True
@@ -147,7 +140,7 @@ def test_tenant_names_appear_only_when_the_installer_allows_it(app, world):
     assert_clean(named, "the named export", allow={"tenant_name"})
 
 
-def test_with_sync_off_nothing_connects_anywhere(app, world, tmp_path):
+def test_with_sync_off_nothing_connects_anywhere(app, world, tmp_path, runner):
     """A listener on the vendor URL records any connection: there must be none."""
     from appliance.cli import main
     from appliance.web.jobs import run_round
@@ -161,7 +154,6 @@ def test_with_sync_off_nothing_connects_anywhere(app, world, tmp_path):
         # Turned off (the default), a due day, every path that could send:
         assert service.run_once(instance).status == "disabled"
         assert [name for name, _ in run_round(app) if name == "sync_job"] == []
-        runner = CliRunner()
         home = ["--home", str(instance.home)]
         for args in (["sync", "run-once"], ["sync", "status"], ["sync", "preview"],
                      ["sync", "export", str(tmp_path / "x.json")]):
@@ -210,20 +202,19 @@ def seed_events(tenant, conversation, author, day: dt.date, count: int):
             table.insert(rows[i : i + 5000], columns=[getattr(table, c) for c in columns]).execute()
 
 
-def test_100k_events_in_a_day_make_one_request(app, world, receiver):
+def test_100k_events_in_a_day_make_one_request(app, world, receiver, clock):
     from appliance.web.sync import service
 
     instance = app.extensions["appliance_instance"]
     receiver.register(load_identity(instance))
     instance.settings["sync"]["vendor_url"] = receiver.url
     service.set_enabled(instance, True)
-    clock = Clock()
-    yesterday = clock.now.date() - dt.timedelta(days=1)
+    yesterday = clock().date() - dt.timedelta(days=1)
     tenant = world.tenants["A1"]
     seed_events(tenant, world.objects["A1"]["conversation"], world.users[("A1", "agent")], yesterday, 100_000)
 
     for _ in range(5):  # five worker rounds
-        service.run_once(instance, clock=clock)
+        service.run_once(instance)
         clock.advance(minutes=1)
     posts = receiver.front.posts()
     assert len(posts) == 1

@@ -8,7 +8,6 @@ import json
 
 import pytest
 import requests
-from click.testing import CliRunner
 
 from appliance.core.identity import ensure_identity, load_identity
 from appliance.core.sync.report import (
@@ -20,7 +19,7 @@ from appliance.core.sync.report import (
     export_text,
     sign_report,
 )
-from tests.sync_support import Clock, Receiver
+from tests.sync_support import Receiver
 
 TOKEN = "vendor-admin-token-0123456789"
 KEY = {"Idempotency-Key": "k" * 10}
@@ -218,13 +217,12 @@ def test_a_late_older_report_does_not_overwrite_fresher_counts(receiver, ident):
     assert stored_count(receiver) == 2  # both kept as received; the summary takes the fresher
 
 
-def test_vendor_cli_imports_lists_and_announces(tmp_path, ident, stranger):
+def test_vendor_cli_imports_lists_and_announces(tmp_path, ident, stranger, runner):
     from appliance.cli import main
 
     db = str(tmp_path / "cli.db")
     pub = tmp_path / "a.pub"
     pub.write_text(ident.public_key_pem())
-    runner = CliRunner()
     assert runner.invoke(main, ["vendor", "register-installation", "--db", db, "--id", ident.installation_id,
                                 "--public-key", str(pub)]).exit_code == 0
     good = tmp_path / "good.asc"
@@ -245,11 +243,6 @@ def test_vendor_cli_imports_lists_and_announces(tmp_path, ident, stranger):
 
 
 @pytest.fixture
-def db_url():
-    return "sqlite:///appliance.db"
-
-
-@pytest.fixture
 def site(app, receiver):
     from appliance.web.sync import service
 
@@ -261,28 +254,27 @@ def site(app, receiver):
         yield instance
 
 
-def test_unregistered_site_keeps_its_reports_until_the_vendor_registers_it(site, tmp_path):
+def test_unregistered_site_keeps_its_reports_until_the_vendor_registers_it(site, tmp_path, clock):
     from appliance.web.models.sync import SyncOutbox
     from appliance.web.sync import service
 
     r = Receiver(tmp_path / "fresh.db")
     try:
         site.settings["sync"]["vendor_url"] = r.url
-        clock = Clock()
-        assert service.run_once(site, clock=clock).status == "retry"
+        assert service.run_once(site).status == "retry"
         row = SyncOutbox.get()
         assert row.state == "pending" and "not registered" in row.last_error
         assert "not registered" in service.status(site)["last_error"]
         r.register(load_identity(site))
         clock.advance(hours=1)
-        second = service.run_once(site, clock=clock)
+        second = service.run_once(site)
         assert second.status == "sent", second
         assert SyncOutbox.get().state == "sent"
     finally:
         r.stop()
 
 
-def test_vendor_answer_brings_the_latest_version_and_a_verified_licence(site, receiver, tmp_path, monkeypatch):
+def test_vendor_answer_brings_the_latest_version_and_a_verified_licence(site, receiver, tmp_path, monkeypatch, runner):
     from appliance.cli import main
     from appliance.core.licence.testing import TestSigner
     from appliance.web.models.licence import InstalledLicence
@@ -296,7 +288,6 @@ def test_vendor_answer_brings_the_latest_version_and_a_verified_licence(site, re
     licence_file = tmp_path / "renewed.lic"
     licence_file.write_text(signer.issue(licence_id="LIC-RENEWED-2", installation_id=identity.installation_id))
     vendor_db = str(receiver.db.database)
-    runner = CliRunner()
     result = runner.invoke(main, ["vendor", "sync-set-licence", "--db", vendor_db, "--id", identity.installation_id,
                                   "--licence", str(licence_file), "--pub", str(trust_dir)])
     assert result.exit_code == 0, result.output

@@ -220,7 +220,7 @@ def test_report_signed_by_another_installation_key_is_rejected(identity, tmp_pat
 
 def test_signature_over_free_text_still_fails_validation(identity):
     """Even a genuinely signed report is refused if it carries free text (vendor-side guard)."""
-    from appliance.sync import report as mod
+    from appliance.core.sync import report as mod
 
     report = a_report(identity)
     report["days"][0]["tenants"][0]["note"] = "Ivan Petrov"

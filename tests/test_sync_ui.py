@@ -5,14 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from tests.conftest import csrf_token, login
-
-
-@pytest.fixture
-def db_url():
-    return "sqlite:///appliance.db"
+from tests.helpers import csrf_token, login
 
 
 @pytest.fixture
@@ -92,13 +86,12 @@ def test_page_shows_the_version_the_vendor_announced(app, client, world):
     assert "3.2.1" in client.get("/admin/sync/").get_data(as_text=True)
 
 
-def test_cli_status_identity_switch_and_export(app, world, instance_of_app, tmp_path):
+def test_cli_status_identity_switch_and_export(app, world, instance_of_app, tmp_path, runner):
     from appliance.cli import main
     from appliance.core.identity import load_public_key
     from appliance.core.sync.report import parse_export
 
     home = ["--home", str(instance_of_app.home)]
-    runner = CliRunner()
     status = json.loads(runner.invoke(main, [*home, "sync", "status", "--json"]).output)
     assert status["enabled"] is False and status["locked_off"] is False
     assert status["outbox"] == {"pending": 0, "sending": 0, "sent": 0, "failed": 0}

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from click.testing import CliRunner
-
 from appliance.cli import main
-from tests.conftest import login
+from tests.helpers import login
 
 
 def test_system_page_for_provider_admins_only(app, client, world):
@@ -34,7 +32,19 @@ def test_worker_round_and_tampered_audit_show_up(app, client, world):
     assert "do not chain" in page and f"id {first.id}" in page
 
 
-def test_status_command(app, instance):
-    result = CliRunner().invoke(main, ["--home", str(instance.home), "status"])
+def test_status_command(app, instance, runner):
+    result = runner.invoke(main, ["--home", str(instance.home), "status"])
+    assert result.exit_code == 0, result.output  # warnings only: no worker yet, evaluation licence
     assert "Database" in result.output and "schema version" in result.output
-    assert "Background worker" in result.output
+    assert "WARN   Background worker" in result.output
+
+
+def test_status_command_fails_when_a_check_is_an_error(app, instance, runner):
+    from appliance.web.models.audit import AuditEvent, record
+
+    with app.app_context():
+        record("test.event", actor_id=1, note="x")
+        AuditEvent.update(action="forged").where(AuditEvent.id == AuditEvent.select().first().id).execute()
+    result = runner.invoke(main, ["--home", str(instance.home), "status"])
+    assert result.exit_code == 1, result.output
+    assert "ERROR  Audit trail" in result.output and "do not chain" in result.output

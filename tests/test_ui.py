@@ -20,7 +20,7 @@ import pytest
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import Channel, Conversation, Message
 from appliance.web.services import contacts, conversations
-from tests.conftest import PASSWORD, csrf_token, login
+from tests.helpers import PASSWORD, csrf_token, login
 
 CONV_LINK = re.compile(r'href="/t/(\d+)/conversations/(\d+)"')
 OLDER_LINK = re.compile(r'<a rel="next" class="older" href="([^"]+)"')

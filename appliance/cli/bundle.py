@@ -32,6 +32,8 @@ from pathlib import Path
 
 import click
 
+from appliance.core import clock
+
 PROJECT = "contact-appliance"
 DEFAULT_EXTRAS = ("production",)
 
@@ -109,7 +111,7 @@ def build_bundle(out: Path, source: Path | None = None, extras=DEFAULT_EXTRAS, l
             "extras": list(extras),
             "python": f"{sys.version_info.major}.{sys.version_info.minor}",
             "platform": f"{platform.system().lower()}_{platform.machine()}",
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "built_at": f"{clock.now():%Y-%m-%dT%H:%M:%SZ}",
             "wheels": entries,
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -99,20 +103,65 @@ def _build_app(instance: Instance):
         _fail(str(exc))
 
 
+PORT = click.IntRange(1, 65535)
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> str:
+    """One line saying why (host, port) cannot be listened on and what to pass instead."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"Port {port} on {host} is in use: pass --port N (or stop what holds it)."
+    if exc.errno == errno.EACCES:
+        return f"Port {port} on {host} needs privileges this user does not have: pass --port N (1024 or above)."
+    return f"Cannot listen on {host} port {port} ({exc.strerror or exc}): check --host and --port."
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why serving on (host, port) would fail, found by binding and releasing a socket.
+
+    The demo asks before it spends time building and seeding an instance. Binding
+    with SO_REUSEADDR as waitress does keeps a port that is only in TIME_WAIT usable.
+    """
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+    except OSError as exc:
+        return _cannot_listen(host, port, exc)
+    return None
+
+
+def _listen(app, host: str, port: int, threads: int):
+    """A waitress server bound to (host, port), or a one-line error naming the port.
+
+    Binding before anything prints a URL means a busy port is never announced as
+    served; the port can also be taken between a check and this bind.
+    """
+    import logging
+
+    from waitress import create_server
+
+    logging.basicConfig()  # waitress's warnings (queue depth, bad requests) reach the terminal
+    try:
+        return create_server(app, host=host, port=port, threads=threads, ident="appliance")
+    except OSError as exc:
+        _fail(_cannot_listen(host, port, exc))
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=8080, show_default=True, type=PORT)
 @click.option("--threads", default=8, show_default=True, type=int)
 @pass_ctx
 def serve(ctx, host, port, threads):
     """Serve the web app with waitress (the embedded default)."""
-    from waitress import serve as waitress_serve
-
     instance = ctx.instance()
     app = _build_app(instance)
     _check_schema(instance)
+    server = _listen(app, host, port, threads)
     click.echo(f"Serving {instance.home} on http://{host}:{port}/ (Ctrl+C stops)")
-    waitress_serve(app, host=host, port=port, threads=threads, ident="appliance")
+    server.run()
 
 
 def _check_schema(instance: Instance):
@@ -153,41 +202,95 @@ def worker(ctx, interval, once):
     click.echo("worker stopped")
 
 
+@contextmanager
+def _stop_signals_interrupt():
+    """SIGTERM and SIGHUP (the terminal closing) end the command as Ctrl+C does.
+
+    Python turns only SIGINT into an exception; the other two would end the process
+    without running `finally`, and the demo removes its instance in one.
+    """
+    def _stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _remove_tree(path: Path):
+    """Remove a directory with stop signals held off: a second Ctrl+C would leave half of it."""
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in stops}
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=8080, show_default=True, type=PORT)
 @click.option("--conversations", default=300, show_default=True, type=int)
-@click.option("--no-serve", is_flag=True, help="Create the demo instance and exit.")
+@click.option("--no-serve", is_flag=True, help="Create the demo instance, keep it and exit.")
 @click.pass_context
 def demo(click_ctx, host, port, conversations, no_serve):
-    """A throwaway instance with a 3-level tenant tree, users of each role and demo data."""
+    """A throwaway instance with a 3-level tenant tree, users of each role and demo data.
+
+    Without --home it lives in a new temporary directory that is removed when the
+    demo stops (Ctrl+C, SIGTERM, an error); --no-serve keeps it. A --home given by
+    the user is never removed.
+    """
+    if not no_serve:
+        problem = _port_problem(host, port)
+        if problem:
+            _fail(problem)
+    home_arg = click_ctx.obj.home_arg
+    if home_arg:
+        home = Path(home_arg)
+        if (home / "config.yml").exists():
+            _fail(f"{home} already holds an instance; demo wants a fresh directory (or none).")
+        home.mkdir(parents=True, exist_ok=True)
+        _run_demo(home, host, port, conversations, no_serve)
+        return
+    with _stop_signals_interrupt():
+        home = Path(tempfile.mkdtemp(prefix="appliance-demo-"))
+        kept = False
+        try:
+            _run_demo(home, host, port, conversations, no_serve)
+            kept = no_serve
+        finally:
+            if kept:
+                click.echo(f"Kept {home}: serve it with 'appliance --home {home} serve'; remove it when done.")
+            else:
+                _remove_tree(home)
+                click.echo(f"Removed the demo instance {home}", err=True)
+
+
+def _run_demo(home: Path, host: str, port: int, conversations: int, no_serve: bool):
     from appliance.web import provisioning as setup
     from appliance.web.demo import DEMO_PASSWORD, seed
 
-    home_arg = click_ctx.obj.home_arg
-    home = Path(home_arg) if home_arg else Path(tempfile.mkdtemp(prefix="appliance-demo-"))
-    if (home / "config.yml").exists():
-        _fail(f"{home} already holds an instance; demo wants a fresh directory (or none).")
-    home.mkdir(parents=True, exist_ok=True)
-    setup.ensure_config(home, {"profile": "embedded"})
+    setup.ensure_config(home)  # the defaults: SQLite, the embedded profile
     instance = Instance.load(home)
     setup.ensure_keys(instance)
     setup.migrate(instance)
     app = _build_app(instance)
     with app.app_context():
         logins = seed(count=conversations)
+    server = None if no_serve else _listen(app, host, port, threads=8)
     click.echo(f"Demo instance: {home}")
     click.echo(f"Password for every demo login: {DEMO_PASSWORD}")
     for email, what in logins:
         click.echo(f"  {email:38} {what}")
-    if no_serve:
+    if server is None:
         return
-    from waitress import serve as waitress_serve
-
-    click.echo(f"Open http://{host}:{port}/login  (Ctrl+C stops)", )
+    click.echo(f"Open http://{host}:{port}/login  (Ctrl+C stops)")
     sys.stdout.flush()
-    waitress_serve(app, host=host, port=port, threads=8, ident="appliance")
-
+    server.run()
 
 
 @click.command()

@@ -232,10 +232,8 @@ def _import_models():
 def _tenant_id(text: str) -> int:
     if text.isdigit():
         return int(text)
-    try:
-        from appliance.web.models.tenancy import Tenant
-    except ImportError:
-        raise click.BadParameter("give the numeric tenant id") from None
+    from appliance.web.models.tenancy import Tenant
+
     tenant = Tenant.get_or_none(Tenant.slug == text)
     if tenant is None:
         raise click.BadParameter(f"no tenant with slug {text!r}")

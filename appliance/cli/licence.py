@@ -14,8 +14,8 @@ from appliance.core.licence.format import MAX_LICENCE_BYTES, LicenceError
 
 def _service(ctx):
     """The licence service of this instance (refused with a message when its state is unreadable)."""
-    from appliance.web.licence import Licensing
     from appliance.web.services import ServiceError
+    from appliance.web.services.licence import Licensing
 
     try:
         return Licensing.for_instance(ctx.instance())

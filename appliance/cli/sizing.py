@@ -7,7 +7,7 @@ import json
 import click
 import yaml
 
-from appliance.core.sizing import PROFILES, SizingError, format_recommendation, load_profile, recommend
+from appliance.core.sizing import SIZED_PROFILES, SizingError, format_recommendation, load_profile, recommend
 
 
 @click.group("sizing")
@@ -31,7 +31,7 @@ def recommend_command(conversations_per_day, operators, as_json):
 
 
 @sizing.command("show")
-@click.argument("profile", type=click.Choice(PROFILES))
+@click.argument("profile", type=click.Choice(SIZED_PROFILES))
 def show_command(profile):
     """Print a profile as Ansible and the tools read it."""
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from appliance.cli.context import open_database, pass_ctx
+from appliance.core import clock
 from appliance.core.config import write_secret_file
 
 
@@ -22,7 +23,7 @@ def _date(value: str | None, default: dt.date) -> dt.date:
 
 
 def _yesterday() -> dt.date:
-    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+    return clock.now().date() - dt.timedelta(days=1)
 
 
 @click.group("sync")

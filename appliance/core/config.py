@@ -19,12 +19,14 @@ from pathlib import Path
 
 import yaml
 
+from appliance.core.sizing import EMBEDDED, PROFILES
+
 CONFIG_FILE = "config.yml"
 
 DEFAULTS: dict = {
     # sqlite:///<path> (relative paths are under home) or postgresql://user:pw@host:port/db
     "database_url": "sqlite:///appliance.db",
-    "profile": "embedded",
+    "profile": EMBEDDED,  # or one of the sized profiles (appliance.core.sizing)
     # Session signing secret; generated into a 0600 file at init, never shipped.
     "secret_key_file": "keys/session.key",
     "master_key_file": "keys/master.key",
@@ -41,11 +43,25 @@ DEFAULTS: dict = {
     "metrics_token": "",
     "login_throttle_attempts": 5,
     "login_throttle_window_seconds": 300,
+    # Usage reports to the vendor (docs/SYNC.md). An admin's on/off switch, kept in the
+    # database, overrides "enabled"; "locked_off" is the installer's and wins over both.
     "sync": {
         "enabled": False,
         "locked_off": False,
         "vendor_url": "",
         "share_tenant_names": False,
+        # Plain HTTP only to loopback, unless this is set (a lab).
+        "allow_http": False,
+        # A CA bundle file for a private CA in front of the vendor; empty: the system's CAs.
+        "ca_bundle": "",
+        "max_requests_per_day": 24,  # shared by every app host of the installation
+        "max_reports_per_batch": 31,
+        "max_batches_per_run": 4,
+        "connect_timeout": 5.0,
+        "read_timeout": 30.0,
+        # Retry delay: uniform(d/2, d) with d = min(backoff_max, backoff_base * 2^(attempts-1)).
+        "backoff_base": 60.0,
+        "backoff_max": 6 * 3600.0,
     },
 }
 
@@ -104,6 +120,11 @@ class Instance:
             if env is not None and not isinstance(value, dict):
                 settings[key] = _coerce(env, value)
         settings = _merge(settings, overrides or {})
+        if settings["profile"] not in PROFILES:
+            raise ConfigError(
+                f"Unknown profile {settings['profile']!r} (set in {cfg_path} or APPLIANCE_PROFILE): "
+                f"use one of {', '.join(PROFILES)}."
+            )
         return cls(home=path, settings=settings)
 
     def path(self, relative: str) -> Path:

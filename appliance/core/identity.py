@@ -119,7 +119,7 @@ def load_identity(instance) -> Identity:
     key_path, id_path = _paths(home)
     if not key_path.exists() or not id_path.exists():
         raise IdentityError(
-            f"No installation identity in {home / 'keys'}: run 'appliance --home {home} init'."
+            f"No installation identity in {key_path.parent}: run 'appliance --home {home} init'."
         )
     mode = stat.S_IMODE(key_path.stat().st_mode)
     if mode & 0o077:

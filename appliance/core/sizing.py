@@ -1,4 +1,4 @@
-"""Deployment profiles: load sizing/*.yml and recommend one for a site's load.
+"""Deployment profiles: their names, the sizing/*.yml files, and a recommendation for a site's load.
 
 The YAML files in ``sizing/`` are the single source of truth; Ansible reads
 the very same files (playbooks/tasks/load_profile.yml). Nothing here repeats a
@@ -20,7 +20,13 @@ from pathlib import Path
 
 import yaml
 
-PROFILES = ("minimal", "medium", "maximal")
+# The profile names: what config.yml's ``profile`` and a usage report may say.
+# The embedded default (SQLite and waitress on one host, what ``appliance init``
+# sets up) is not installed by Ansible, so it has no sizing file; the sized
+# profiles are ordered smallest first.
+EMBEDDED = "embedded"
+SIZED_PROFILES = ("minimal", "medium", "maximal")
+PROFILES = (EMBEDDED, *SIZED_PROFILES)
 REQUIRED_KEYS = ("profile", "capacity", "hosts", "web", "postgresql", "backup", "firewall", "security")
 
 
@@ -44,8 +50,8 @@ def sizing_dir() -> Path:
 
 
 def load_profile(name: str, directory: Path | None = None) -> dict:
-    if name not in PROFILES:
-        raise SizingError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    if name not in SIZED_PROFILES:
+        raise SizingError(f"unknown profile {name!r}; choose one of {', '.join(SIZED_PROFILES)}")
     path = (directory or sizing_dir()) / f"{name}.yml"
     try:
         data = yaml.safe_load(path.read_text())
@@ -66,7 +72,7 @@ def load_profile(name: str, directory: Path | None = None) -> dict:
 
 
 def load_all(directory: Path | None = None) -> dict[str, dict]:
-    return {name: load_profile(name, directory) for name in PROFILES}
+    return {name: load_profile(name, directory) for name in SIZED_PROFILES}
 
 
 def recommend(conversations_per_day: int, operators: int, directory: Path | None = None) -> dict:
@@ -80,7 +86,7 @@ def recommend(conversations_per_day: int, operators: int, directory: Path | None
     profiles = load_all(directory)
     reasons = []
     chosen = None
-    for name in PROFILES:
+    for name in SIZED_PROFILES:
         cap = profiles[name]["capacity"]
         fits_conv = conversations_per_day <= cap["conversations_per_day"]
         fits_ops = operators <= cap["operators"]
@@ -101,7 +107,7 @@ def recommend(conversations_per_day: int, operators: int, directory: Path | None
         reasons.append(f"not {name}: " + " and ".join(over) + ".")
     beyond = chosen is None
     if beyond:
-        chosen = PROFILES[-1]
+        chosen = SIZED_PROFILES[-1]
     profile = profiles[chosen]
     cap = profile["capacity"]
     hosts = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from appliance.core import clock
 from appliance.core.licence.format import (
     FIELDS,
     LicenceError,
@@ -103,7 +104,7 @@ def keygen(out_dir, passphrase_file):
     kid = key_id_for(key.public_key())
     private_pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(passphrase))
     _write_new(out / f"{kid}.key", private_pem, 0o600)
-    _write_new(out / f"{kid}.pub", public_key_pem(key, datetime.now(UTC)), 0o644)
+    _write_new(out / f"{kid}.pub", public_key_pem(key, clock.now()), 0o644)
     click.echo(f"Key id: {kid}")
     click.echo(f"Private key: {out / (kid + '.key')} (keep it secret; it signs licences)")
     click.echo(f"Public key:  {out / (kid + '.pub')} (ship in appliance/trust/)")
@@ -168,7 +169,7 @@ def issue_licence(key_file, spec_file, out_file, passphrase_file, force):
         raise click.ClickException(f"{spec_file} is not valid YAML: {exc}") from exc
     key = load_signing_key(key_file, _passphrase(passphrase_file, confirm=False))
     try:
-        payload = payload_from_spec(spec, datetime.now(UTC).replace(microsecond=0))
+        payload = payload_from_spec(spec, clock.now().replace(microsecond=0))
         text = sign_payload(payload, key)
         # Read it back exactly as an appliance would before handing it out.
         kid = key_id_for(key.public_key())

@@ -1,10 +1,13 @@
 """Who may do what in which tenant: the tenant-tree rules in one place.
 
-Rights flow up the tree: a membership at tenant T grants its role in T and in every
-descendant of T (provider staff therefore reach everyone). Resources flow down: an
-object flagged ``shared`` in T can be read, not changed, from T's descendants.
-Objects a principal cannot reach at all answer 404, so ids in other tenants are not
-even confirmed to exist; reachable objects with too little role answer 403.
+Rights flow down the tree: a membership at tenant T grants its role in T and in every
+descendant of T (provider staff therefore reach everyone; :func:`is_provider_admin`
+says who may run the installation). Resources are shared down too: an object flagged
+``shared`` in T can be read, not changed, from T's descendants, and an agent shared
+in T takes conversations of T's descendants (:func:`shared_down` states that rule
+for every model). Objects a principal cannot reach at all answer 404, so
+ids in other tenants are not even confirmed to exist; reachable objects with too
+little role answer 403.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from functools import reduce
 
 from flask import abort
 
-from appliance.web.models.tenancy import Membership, Tenant, role_rank
+from appliance.web.models.tenancy import PROVIDER, Membership, Tenant, role_rank
 
 
 @dataclass(frozen=True)
@@ -57,10 +60,6 @@ class Principal:
     def reaches(self, tenant: Tenant) -> bool:
         return self.role_in(tenant) is not None
 
-    def can_read_shared_of(self, owner: Tenant) -> bool:
-        """True when one of our tenants sits below ``owner`` (shared objects flow down)."""
-        return any(g.path.startswith(owner.path) and g.path != owner.path for g in self.grants)
-
     def tenant_condition(self):
         """A peewee expression selecting every tenant this principal reaches."""
         if not self.grants:
@@ -99,7 +98,7 @@ def object_or_404(principal: Principal, model, object_id: int, minimum: str = "a
     tenant = Tenant.get_by_id(obj.tenant_id)
     role = principal.role_in(tenant)
     if role is None:
-        if allow_shared_read and getattr(obj, "shared", False) and principal.can_read_shared_of(tenant):
+        if allow_shared_read and getattr(obj, "shared", False) and _shared_down_to_principal(obj, principal):
             return obj
         abort(404)
     if role_rank(role) < role_rank(minimum):
@@ -107,9 +106,40 @@ def object_or_404(principal: Principal, model, object_id: int, minimum: str = "a
     return obj
 
 
+def shared_down(model, tenant: Tenant):
+    """Where-clause: the objects of ``model`` (channels, articles, memberships) that
+    ``tenant`` gets from above, i.e. flagged ``shared`` at one of its ancestors.
+
+    Never the tenant's own objects, and never a sibling's or a descendant's.
+    """
+    ancestors = [tid for tid in tenant.ancestor_ids() if tid != tenant.id]
+    return model.tenant.in_(ancestors) & (model.shared == True)
+
+
 def shared_from_ancestors(model, tenant: Tenant):
     """Objects of ``model`` that ancestors of ``tenant`` share down to it."""
-    ancestors = [tid for tid in tenant.ancestor_ids() if tid != tenant.id]
-    if not ancestors:
-        return model.select().where(model.id == -1)
-    return model.select().where(model.tenant.in_(ancestors), model.shared == True)
+    return model.select().where(shared_down(model, tenant))
+
+
+def is_shared_down(obj, tenant: Tenant) -> bool:
+    """True when ``obj`` is shared down to ``tenant`` from one of its ancestors."""
+    model = type(obj)
+    return shared_from_ancestors(model, tenant).where(model.id == obj.id).exists()
+
+
+def _shared_down_to_principal(obj, principal: Principal) -> bool:
+    """True when ``obj`` is shared down to a tenant the principal has a grant in."""
+    tenants = Tenant.select().where(Tenant.id.in_([g.tenant_id for g in principal.grants]))
+    return any(is_shared_down(obj, tenant) for tenant in tenants)
+
+
+def provider_tenant() -> Tenant | None:
+    """The root of the tree: the company running this installation (None before init)."""
+    return Tenant.select().where(Tenant.level == PROVIDER).order_by(Tenant.id).first()
+
+
+def is_provider_admin(principal: Principal | None) -> bool:
+    """An admin of the provider tenant: may run the installation (licence, sync, system)."""
+    provider = provider_tenant()
+    return (provider is not None and principal is not None
+            and role_rank(principal.role_in(provider)) >= role_rank("admin"))

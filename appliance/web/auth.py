@@ -8,9 +8,9 @@ import hashlib
 
 from flask import abort, current_app, g, redirect, request, session, url_for
 
-from appliance.web.access import Principal, require_role, tenant_or_404
+from appliance.web.access import Principal, provider_tenant, require_role, tenant_or_404
 from appliance.web.models.base import utcnow
-from appliance.web.models.tenancy import PROVIDER, LoginAttempt, Tenant, User
+from appliance.web.models.tenancy import LoginAttempt, User
 from appliance.web.services.passwords import hash_password, needs_rehash, verify_password
 
 # A hash computed once so that unknown e-mails cost as much as wrong passwords.
@@ -113,7 +113,7 @@ def provider_view(minimum: str = "admin"):
         def wrapped(*args, **kwargs):
             if load_user() is None:
                 return redirect(url_for("auth.login", next=request.path))
-            provider = Tenant.select().where(Tenant.level == PROVIDER).order_by(Tenant.id).first()
+            provider = provider_tenant()
             if provider is None:
                 abort(404)
             require_role(g.principal, provider, minimum)

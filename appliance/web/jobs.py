@@ -1,22 +1,37 @@
 """Background jobs run by ``appliance worker``: each is ``job(app)``, idempotent, and
-safe to run on several hosts at once (they take database row locks where it matters)."""
+safe to run on several hosts at once (they take database row locks where it matters).
+
+A feature with periodic work adds its job to :func:`all_jobs`.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+from collections.abc import Callable, Sequence
+
+from appliance.web.models.base import utcnow
+from appliance.web.models.system import WorkerHeartbeat
+from appliance.web.services.licence import licence_clock_job
+from appliance.web.sync.service import sync_job
 
 log = logging.getLogger("appliance.web.jobs")
 
-JOBS: list = []  # features append their job callables here
+
+def all_jobs() -> list[Callable]:
+    """Every job, in the order a round runs them."""
+    return [
+        sync_job,  # daily usage reports to the vendor (does nothing while sync is off)
+        licence_clock_job,  # keeps the licence clock high-water mark moving on idle appliances
+    ]
 
 
-def run_round(app) -> list[tuple[str, str]]:
-    """Run every job once; a failing job is reported and does not stop the others."""
+def run_round(app, jobs: Sequence[Callable] | None = None) -> list[tuple[str, str]]:
+    """Run every job once (or only ``jobs``); a failing job is reported and does not stop the others."""
     failures = []
     database = app.extensions["database"]
-    for job in JOBS:
+    for job in all_jobs() if jobs is None else jobs:
         with app.app_context():
             try:
                 with database.connection_context():
@@ -30,9 +45,6 @@ def run_round(app) -> list[tuple[str, str]]:
 
 def _heartbeat(database, failures) -> None:
     """Record that this host's worker is alive (the system page shows it)."""
-    from appliance.web.models.base import utcnow
-    from appliance.web.models.system import WorkerHeartbeat
-
     summary = ", ".join(f"{name}: {error.split(':', 1)[0]}" for name, error in failures)[:1000]
     try:
         with database.connection_context():
@@ -44,14 +56,3 @@ def _heartbeat(database, failures) -> None:
              .execute())
     except Exception:  # the database being down is what the next round will report
         log.warning("could not record the worker heartbeat")
-
-
-# issue 6: daily usage reports to the vendor (does nothing while sync is off)
-from appliance.web.sync.service import sync_job  # noqa: E402
-
-JOBS.append(sync_job)
-
-# issue 4: keep the licence clock high-water mark moving on idle appliances
-from appliance.web.services.licence import licence_clock_job  # noqa: E402
-
-JOBS.append(licence_clock_job)

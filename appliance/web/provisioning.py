@@ -5,12 +5,18 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from appliance.core.config import DEFAULTS, Instance, write_config, write_secret_file
+from appliance.core.config import CONFIG_FILE, DEFAULTS, Instance, write_config, write_secret_file
+from appliance.core.identity import ensure_identity
+from appliance.web import db as dbmod
+from appliance.web.crypto import ensure_master_key, open_keyring
+from appliance.web.migrations import upgrade
+from appliance.web.models.tenancy import PROVIDER, Membership, Tenant, User
+from appliance.web.services import tenants
 
 
 def ensure_config(home: Path, settings: dict | None = None) -> bool:
     """Write config.yml unless one exists (Ansible may have templated it already)."""
-    if (home / "config.yml").exists():
+    if (home / CONFIG_FILE).exists():
         return False
     base = {k: v for k, v in DEFAULTS.items() if k in ("database_url", "profile")}
     base.update(settings or {})
@@ -27,25 +33,14 @@ def ensure_keys(instance: Instance) -> list[str]:
     created = []
     if ensure_session_key(instance):
         created.append("session key")
-    try:
-        from appliance.web.crypto import ensure_master_key
-    except ImportError:
-        ensure_master_key = None
-    if ensure_master_key and ensure_master_key(instance):
+    if ensure_master_key(instance):
         created.append("master key")
-    try:
-        from appliance.core.identity import ensure_identity
-    except ImportError:
-        ensure_identity = None
-    if ensure_identity and ensure_identity(instance):
+    if ensure_identity(instance):
         created.append("installation identity")
     return created
 
 
 def migrate(instance: Instance, progress=None) -> list[str]:
-    from appliance.web import db as dbmod
-    from appliance.web.migrations import upgrade
-
     database = dbmod.bind(instance.database_url)
     check_master_key(instance)  # a wrong key must stop us before any schema change
     with database.connection_context():
@@ -54,22 +49,16 @@ def migrate(instance: Instance, progress=None) -> list[str]:
 
 def check_master_key(instance: Instance) -> None:
     """Raise the crypto module's clear error when the master key is missing or wrong."""
-    from appliance.web.crypto import open_keyring
-
     open_keyring(instance, install=False)
 
 
 def ensure_provider_admin(instance: Instance, email: str, password: str, provider_name: str) -> bool:
     """Create the provider tenant and its first admin when the database has no user yet."""
-    from appliance.web import db as dbmod
-    from appliance.web.models.tenancy import Membership, Tenant, User
-    from appliance.web.services import tenants
-
     database = dbmod.bind(instance.database_url)
     with database.connection_context(), database.atomic():
         if User.select().exists():
             return False
-        provider = Tenant.get_or_none(Tenant.level == 1) or tenants.create_provider(provider_name)
+        provider = Tenant.get_or_none(Tenant.level == PROVIDER) or tenants.create_provider(provider_name)
         user = tenants.create_user(email, "Provider admin", password)
         Membership.create(user=user, tenant=provider, role="admin")
     return True

@@ -3,7 +3,8 @@
 # playbooks over SSH. Needs root on a Debian/Ubuntu machine; installs what
 # it needs from the distribution's repositories. The host image is cached
 # in /var/cache/appliance-lab (override: APPLIANCE_LAB_CACHE) and rebuilt
-# when missing. Extra arguments go to pytest, e.g. -k preflight.
+# when missing. Runs the virtualenv's python and ansible (.venv, made by
+# tests/setup.sh). Extra arguments go to pytest, e.g. -k preflight.
 set -eu
 cd "$(dirname "$0")/../.."
 
@@ -23,9 +24,19 @@ if [ -n "$need" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need
 fi
 
-command -v ansible-playbook >/dev/null 2>&1 || {
-    echo "run_lab.sh: ansible-playbook missing: pip install '.[lab]' (the ansible package, not only ansible-core)" >&2
+# The virtualenv's tools, not whatever python or ansible is first on PATH: the lab
+# tests the ansible and the appliance code that tests/setup.sh installed in .venv.
+VENV="$PWD/.venv"
+[ -x "$VENV/bin/python" ] || {
+    echo "run_lab.sh: no virtualenv in $VENV: run 'bash tests/setup.sh' first" >&2
     exit 2
 }
+[ -x "$VENV/bin/ansible-playbook" ] || {
+    echo "run_lab.sh: $VENV/bin/ansible-playbook missing: $VENV/bin/pip install -e '.[lab]'" \
+         "(the ansible package, not only ansible-core)" >&2
+    exit 2
+}
+PATH="$VENV/bin:$PATH"
+export PATH
 
-exec timeout --signal=TERM --kill-after=60 3600 python -m pytest -m lab tests/lab -v "$@"
+exec timeout --signal=TERM --kill-after=60 3600 "$VENV/bin/python" -m pytest -m lab tests/lab -v "$@"

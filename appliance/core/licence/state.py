@@ -27,11 +27,9 @@ from typing import Protocol
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from appliance.core import clock
 from appliance.core.licence.format import Licence, format_timestamp, parse_timestamp
-
-# Programs the appliance knows how to gate (PRODUCT.md, "Programs and contracts").
-# A licence may name others (a newer vendor catalogue); they are shown but gate nothing.
-KNOWN_PROGRAMS = ("webchat", "messengers", "email", "voice", "chatbot", "analytics", "api")
+from appliance.core.licence.programs import KNOWN_PROGRAMS
 
 EVALUATION_DAYS = 30
 # Enough for `appliance demo` and a proof of concept (6 tenants, 9 seats), small
@@ -66,7 +64,7 @@ STATUS_TITLES = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 @dataclass(frozen=True)

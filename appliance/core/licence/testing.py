@@ -7,14 +7,16 @@ will say that a non-production trust root is in use.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from appliance.core import clock
 from appliance.core.licence.format import format_timestamp, key_id_for, sign_payload
 from appliance.core.licence.trust import TrustedKey, TrustStore
+from appliance.core.sizing import EMBEDDED, SIZED_PROFILES
 
 
 class TestSigner:
@@ -43,7 +45,7 @@ class TestSigner:
 
 def payload(now: datetime | None = None, days: int = 365, **fields) -> dict:
     """A valid payload from ``now`` for ``days``; keyword arguments override fields."""
-    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    now = (now or clock.now()).replace(microsecond=0)
     base = {
         "licence_id": "LIC-TEST-1",
         "customer": "Test Customer",
@@ -54,7 +56,7 @@ def payload(now: datetime | None = None, days: int = 365, **fields) -> dict:
         "max_tenants": 3,
         "max_seats": 4,
         "programs": ["webchat", "email", "api"],
-        "profiles": ["embedded", "minimal"],
+        "profiles": [EMBEDDED, SIZED_PROFILES[0]],  # the default and the smallest sized profile
     }
     for key, value in fields.items():
         if isinstance(value, datetime):

@@ -17,7 +17,7 @@ Three guards hold whatever happens:
   by a trickle of retries, not a storm from every installation at once.
 
 The outbox is storage-agnostic (see :class:`Outbox`); the web app provides one
-over its database (``appliance.web.sync_outbox``) whose claim is a database row lock.
+over its database (``appliance.web.sync.outbox``) whose claim is a database row lock.
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ import re
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from appliance.core import clock as core_clock
 from appliance.core.sync.report import BATCH_FORMAT, canonical_json
 
-log = logging.getLogger("appliance.sync")
+log = logging.getLogger("appliance.core.sync")
 
 REPORTS_PATH = "/api/v1/reports"
 USER_AGENT = "contact-appliance-sync/1"
@@ -54,19 +55,20 @@ class SyncConfigError(ValueError):
 
 @dataclass
 class SyncSettings:
-    enabled: bool = False
-    locked_off: bool = False
-    vendor_url: str = ""
-    # Plain HTTP only to loopback, or when the installer sets this explicitly.
-    allow_http: bool = False
-    ca_bundle: str | None = None
-    max_requests_per_day: int = 24
-    max_reports_per_batch: int = 31
-    max_batches_per_run: int = 4
-    connect_timeout: float = 5.0
-    read_timeout: float = 30.0
-    backoff_base: float = 60.0
-    backoff_max: float = 6 * 3600.0
+    """What the sender reads from the ``sync`` settings (their defaults: DEFAULTS in appliance.core.config)."""
+
+    enabled: bool
+    locked_off: bool
+    vendor_url: str
+    allow_http: bool
+    ca_bundle: str | None
+    max_requests_per_day: int
+    max_reports_per_batch: int
+    max_batches_per_run: int
+    connect_timeout: float
+    read_timeout: float
+    backoff_base: float
+    backoff_max: float
 
     @property
     def active(self) -> bool:
@@ -74,10 +76,16 @@ class SyncSettings:
 
     @classmethod
     def from_config(cls, sync_cfg: dict, *, enabled: bool | None = None) -> SyncSettings:
-        """Build from the ``sync`` section of config.yml; ``enabled`` (the DB setting) wins."""
-        cfg = dict(sync_cfg or {})
-        known = {f for f in cls.__dataclass_fields__}
-        values = {k: v for k, v in cfg.items() if k in known}
+        """Build from the resolved ``sync`` section (``Instance.load`` fills in every default);
+        ``enabled`` (the admin's switch in the database) wins over the file's."""
+        names = [f.name for f in fields(cls)]
+        missing = [name for name in names if name not in sync_cfg]
+        if missing:
+            raise SyncConfigError(
+                f"the sync settings lack {', '.join(missing)}: pass the 'sync' section of a loaded "
+                "Instance, which has every key of DEFAULTS['sync'] in appliance/core/config.py"
+            )
+        values = {name: sync_cfg[name] for name in names}
         if enabled is not None:
             values["enabled"] = enabled
         return cls(**values)
@@ -202,7 +210,7 @@ class SyncClient:
         self._session_factory = session_factory
         self.on_version = on_version
         self.on_licence = on_licence
-        self.clock = clock or (lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
+        self.clock = clock or core_clock.naive_now
         self.rng = rng
 
     def _session(self):

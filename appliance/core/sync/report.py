@@ -32,6 +32,9 @@ from collections.abc import Callable
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from appliance.core import clock
+from appliance.core.sizing import PROFILES
+
 SCHEMA = 1
 ENVELOPE_FORMAT = "appliance-sync-report"
 ENVELOPE_VERSION = 1
@@ -43,7 +46,6 @@ SIGNING_CONTEXT = b"appliance-sync-report/v1\n"
 ARMOR_BEGIN = "-----BEGIN APPLIANCE SYNC REPORT-----"
 ARMOR_END = "-----END APPLIANCE SYNC REPORT-----"
 
-PROFILES = frozenset({"embedded", "minimal", "medium", "maximal"})
 COUNT_FIELDS = ("conversations", "messages", "active_operators", "seats_used")
 MAX_COUNT = 10**12
 MAX_DAYS = 400
@@ -89,7 +91,7 @@ def report_id_for(installation_id: str, first_day: dt.date | str, last_day: dt.d
 
 
 def utc_timestamp(now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.now()
     if now.tzinfo is not None:
         now = now.astimezone(dt.UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -210,7 +212,7 @@ def validate_report(report, *, allow_names: bool | None = None) -> dict:
     if not isinstance(report["version"], str) or not _VERSION_RE.match(report["version"]):
         _fail("report.version", "must be a version string")
     if report["profile"] not in PROFILES:
-        _fail("report.profile", f"must be one of {', '.join(sorted(PROFILES))}")
+        _fail("report.profile", f"must be one of {', '.join(PROFILES)}")
     declared = report.get("tenant_names", False)
     if declared is not False and declared is not True:
         _fail("report.tenant_names", "must be true or false")

@@ -21,13 +21,15 @@ from peewee import (
     TextField,
 )
 
+from appliance.core import clock
+
 vendor_db = DatabaseProxy()
 
 PRAGMAS = {"journal_mode": "wal", "foreign_keys": 1, "synchronous": "normal", "busy_timeout": 10000}
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return clock.naive_now()
 
 
 class VendorModel(Model):

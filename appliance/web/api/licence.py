@@ -3,9 +3,8 @@
 Imported by the API package itself, so token auth, the JSON error handler and the
 OpenAPI document cover them whatever order the factory registers blueprints in.
 Reading is open to every token (a client should be able to learn why something
-is refused); installing a licence and assigning programs need a provider admin.
-Bodies are validated before that check, so a malformed request says what is
-wrong whoever sends it.
+is refused); installing a licence and assigning programs are ``scope="provider"``:
+``@spec`` lets only the provider's admins through, before it looks at the body.
 """
 
 from __future__ import annotations
@@ -14,23 +13,14 @@ from datetime import UTC, datetime
 
 from flask import abort, g, jsonify, request
 
-from appliance.core.licence.format import LicenceError
-from appliance.web.access import require_role, tenant_or_404
+from appliance.core.licence.format import MAX_LICENCE_BYTES, LicenceError
+from appliance.web.access import is_provider_admin
 from appliance.web.api import api
-from appliance.web.api.schema import F, json_body, spec
+from appliance.web.api.schema import spec
 from appliance.web.models.licence import TenantProgram
-from appliance.web.models.tenancy import PROVIDER, Tenant
+from appliance.web.models.tenancy import Tenant
 from appliance.web.services import ServiceError, licence
-
-
-def provider_admin(principal) -> bool:
-    provider = Tenant.get_or_none(Tenant.level == PROVIDER)
-    return provider is not None and principal is not None and principal.role_in(provider) == "admin"
-
-
-def _require_provider_admin(what: str) -> None:
-    if not provider_admin(g.principal):
-        abort(403, description=f"Only the provider's admins can {what}.")
+from appliance.web.validation import F
 
 
 def parse_when(text: str | None, name: str = "effective_from") -> datetime | None:
@@ -49,7 +39,7 @@ def parse_when(text: str | None, name: str = "effective_from") -> datetime | Non
 @spec("Licence state; provider admins also get limits, use and history", tag="licence")
 def licence_state():
     tenant = Tenant.get_by_id(g.token.tenant_id)
-    if provider_admin(g.principal):
+    if is_provider_admin(g.principal):
         data = licence.service().report()
     else:
         state = licence.current_state()
@@ -64,15 +54,13 @@ def licence_state():
     return jsonify(data)
 
 
-INSTALL_BODY = {"text": F("string", required=True, max_length=32 * 1024, description="The armoured licence")}
+INSTALL_BODY = {"text": F("string", required=True, max_length=MAX_LICENCE_BYTES, description="The armoured licence")}
 
 
 @api.route("/licence", methods=["POST"])
-@spec("Install a licence (provider admins)", role="admin", body=INSTALL_BODY, tag="licence", status=201)
-def licence_install():
-    require_role(g.principal, Tenant.get_by_id(g.token.tenant_id), "admin")
-    data = json_body(INSTALL_BODY)
-    _require_provider_admin("install a licence")
+@spec("Install a licence (provider admins)", role="admin", scope="provider", body=INSTALL_BODY, tag="licence",
+      status=201)
+def licence_install(data):
     try:
         installed, created = licence.service().install(data["text"], actor_id=g.principal.user_id)
     except LicenceError as exc:
@@ -89,30 +77,24 @@ PROGRAM_BODY = {
 
 @api.route("/tenants/<id:tenant_id>/programs")
 @spec("Programs of a tenant: assigned (with dates) and usable now", tag="licence")
-def list_programs(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id)
+def list_programs(tenant):
     rows = TenantProgram.select().where(TenantProgram.tenant == tenant.id).order_by(TenantProgram.program)
     return jsonify(items=[r.to_json() for r in rows], usable=sorted(licence.tenant_programs(tenant)))
 
 
 @api.route("/tenants/<id:tenant_id>/programs", methods=["POST"])
-@spec("Assign a program to a tenant (provider admins, within the licence)", role="admin",
+@spec("Assign a program to a tenant (provider admins, within the licence)", role="admin", scope="provider",
       body=PROGRAM_BODY, tag="licence", status=201)
-def assign_program(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id, "admin")
-    data = json_body(PROGRAM_BODY)
-    _require_provider_admin("assign programs")
+def assign_program(tenant, data):
     row = licence.assign_program(tenant, data["program"], effective_from=parse_when(data.get("effective_from")),
                                    actor_id=g.principal.user_id)
     return jsonify(row.to_json()), 201
 
 
 @api.route("/tenants/<id:tenant_id>/programs", methods=["DELETE"])
-@spec("Take a program away from a tenant (?program=NAME; provider admins)", role="admin",
+@spec("Take a program away from a tenant (?program=NAME; provider admins)", role="admin", scope="provider",
       query={"program": F("string")}, tag="licence")
-def unassign_program(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id, "admin")
-    _require_provider_admin("take programs away")
+def unassign_program(tenant):
     program = request.args.get("program", "")
     if not licence.unassign_program(tenant, program, actor_id=g.principal.user_id):
         abort(404, description=f"{tenant.name} has no '{program}' program.")

@@ -1,13 +1,14 @@
-"""API routes. Every view declares ``@spec`` (role, body) and checks access through
-appliance.web.access, so the OpenAPI document and the isolation tests see the same rules."""
+"""API routes. Every view declares ``@spec`` (role, scope, body), which loads what the URL
+names, enforces the role and checks the body before the handler runs, so the handlers,
+the OpenAPI document and the isolation tests all read the same rules."""
 
 from __future__ import annotations
 
 from flask import abort, g, jsonify, request
 
-from appliance.web.access import object_or_404, require_role, shared_from_ancestors, tenant_or_404
+from appliance.web.access import is_shared_down, require_role, shared_from_ancestors
 from appliance.web.api import api
-from appliance.web.api.schema import F, json_body, query_int, spec
+from appliance.web.api.schema import query_int, spec
 from appliance.web.models.contact_center import (
     CHANNEL_KINDS,
     DIRECTIONS,
@@ -16,12 +17,12 @@ from appliance.web.models.contact_center import (
     CannedAnswer,
     Channel,
     Contact,
-    Conversation,
     Message,
     Team,
 )
 from appliance.web.models.tenancy import ACCOUNT_KINDS, ROLES, SUBACCOUNT_KINDS, ApiToken, Membership, Tenant
 from appliance.web.services import catalogue, contacts, conversations, tenants, tokens
+from appliance.web.validation import F
 
 
 def _actor():
@@ -49,8 +50,8 @@ def list_tenants():
 
 @api.route("/tenants/<id:tenant_id>")
 @spec("One tenant", tag="tenants")
-def get_tenant(tenant_id):
-    return jsonify(tenant_or_404(g.principal, tenant_id).to_json())
+def get_tenant(tenant):
+    return jsonify(tenant.to_json())
 
 
 TENANT_PATCH = {
@@ -62,9 +63,7 @@ TENANT_PATCH = {
 
 @api.route("/tenants/<id:tenant_id>", methods=["PATCH"])
 @spec("Change a tenant's name and branding", role="admin", body=TENANT_PATCH, tag="tenants")
-def patch_tenant(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id, "admin")
-    data = json_body(TENANT_PATCH)
+def patch_tenant(tenant, data):
     return jsonify(tenants.update_branding(tenant, actor_id=_actor(), **data).to_json())
 
 
@@ -76,17 +75,14 @@ CHILD_BODY = {
 
 @api.route("/tenants/<id:tenant_id>/children")
 @spec("Accounts or sub-accounts directly below a tenant", tag="tenants")
-def list_children(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id)
+def list_children(tenant):
     return _page(Tenant.select().where(Tenant.parent == tenant.id).order_by(Tenant.name))
 
 
 @api.route("/tenants/<id:tenant_id>/children", methods=["POST"])
 @spec("Create an account (under the provider) or a sub-account (under an account)",
       role="admin", body=CHILD_BODY, tag="tenants", status=201)
-def create_child(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id, "admin")
-    data = json_body(CHILD_BODY)
+def create_child(tenant, data):
     return jsonify(tenants.create_child(tenant, data["name"], data["kind"], actor_id=_actor()).to_json()), 201
 
 
@@ -108,16 +104,13 @@ MEMBER_PATCH = {
 
 @api.route("/tenants/<id:tenant_id>/members")
 @spec("Members of a tenant", role="supervisor", tag="members")
-def list_members(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id, "supervisor")
+def list_members(tenant):
     return _page(Membership.select().where(Membership.tenant == tenant.id).order_by(Membership.id))
 
 
 @api.route("/tenants/<id:tenant_id>/members", methods=["POST"])
 @spec("Add a member (creating the user when new)", role="admin", body=MEMBER_BODY, tag="members", status=201)
-def add_member(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id, "admin")
-    data = json_body(MEMBER_BODY)
+def add_member(tenant, data):
     member = tenants.invite_member(
         tenant, email=data["email"], name=data.get("name"), password=data.get("password"),
         role=data["role"], shared=data.get("shared", False), actor_id=_actor(),
@@ -127,24 +120,21 @@ def add_member(tenant_id):
 
 @api.route("/members/<id:member_id>")
 @spec("One membership", role="supervisor", tag="members")
-def get_member(member_id):
-    return jsonify(object_or_404(g.principal, Membership, member_id, "supervisor").to_json())
+def get_member(member):
+    return jsonify(member.to_json())
 
 
 @api.route("/members/<id:member_id>", methods=["PATCH"])
 @spec("Change a member's role, sharing or availability", role="admin", body=MEMBER_PATCH, tag="members")
-def patch_member(member_id):
-    member = object_or_404(g.principal, Membership, member_id, "admin")
-    data = json_body(MEMBER_PATCH)
+def patch_member(member, data):
     return jsonify(tenants.update_member(member, actor_id=_actor(), **data).to_json())
 
 
 @api.route("/members/<id:member_id>", methods=["DELETE"])
 @spec("Remove a member from a tenant", role="admin", tag="members")
-def delete_member(member_id):
-    member = object_or_404(g.principal, Membership, member_id, "admin")
+def delete_member(member):
     tenants.remove_member(member, actor_id=_actor())
-    return jsonify(deleted=member_id)
+    return jsonify(deleted=member.id)
 
 
 TOKEN_BODY = {"name": F("string", required=True, max_length=80), "role": F("string", required=True, enum=ROLES)}
@@ -152,17 +142,14 @@ TOKEN_BODY = {"name": F("string", required=True, max_length=80), "role": F("stri
 
 @api.route("/tenants/<id:tenant_id>/tokens")
 @spec("API tokens of a tenant (never the secrets)", role="admin", tag="members")
-def list_tokens(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id, "admin")
+def list_tokens(tenant):
     return _page(ApiToken.select().where(ApiToken.tenant == tenant.id).order_by(ApiToken.id))
 
 
 @api.route("/tenants/<id:tenant_id>/tokens", methods=["POST"])
 @spec("Create an API token; the secret is in this answer only", role="admin", body=TOKEN_BODY,
       tag="members", status=201)
-def create_token(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id, "admin")
-    data = json_body(TOKEN_BODY)
+def create_token(tenant, data):
     row, token = tokens.create_token(tenant, name=data["name"], role=data["role"],
                                      creator_role=g.principal.role_in(tenant), actor_id=_actor())
     return jsonify(row.to_json() | {"token": token}), 201
@@ -170,9 +157,8 @@ def create_token(tenant_id):
 
 @api.route("/tokens/<id:token_id>", methods=["DELETE"])
 @spec("Revoke an API token", role="admin", tag="members")
-def revoke_token(token_id):
-    row = object_or_404(g.principal, ApiToken, token_id, "admin")
-    return jsonify(tokens.revoke_token(row, actor_id=_actor()).to_json())
+def revoke_token(token):
+    return jsonify(tokens.revoke_token(token, actor_id=_actor()).to_json())
 
 
 # --- channels and teams ----------------------------------------------------------------
@@ -193,34 +179,29 @@ CHANNEL_PATCH = {
 
 @api.route("/tenants/<id:tenant_id>/channels")
 @spec("Channels of a tenant, and those its parents share down", tag="channels")
-def list_channels(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id)
+def list_channels(tenant):
     own = list(Channel.select().where(Channel.tenant == tenant.id).order_by(Channel.id))
     return _page(own + list(shared_from_ancestors(Channel, tenant)))
 
 
 @api.route("/tenants/<id:tenant_id>/channels", methods=["POST"])
 @spec("Create a channel", role="admin", body=CHANNEL_BODY, tag="channels", status=201)
-def create_channel(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id, "admin")
-    data = json_body(CHANNEL_BODY)
-    return jsonify(catalogue.create_channel(tenant, **data).to_json()), 201
+def create_channel(tenant, data):
+    return jsonify(catalogue.create_channel(tenant, actor_id=_actor(), **data).to_json()), 201
 
 
 @api.route("/channels/<id:channel_id>")
-@spec("One channel (shared channels of a parent can be read)", tag="channels")
-def get_channel(channel_id):
-    return jsonify(object_or_404(g.principal, Channel, channel_id, allow_shared_read=True).to_json())
+@spec("One channel (shared channels of a parent can be read)", tag="channels", shared_read=True)
+def get_channel(channel):
+    return jsonify(channel.to_json())
 
 
 @api.route("/channels/<id:channel_id>", methods=["PATCH"])
 @spec("Change a channel", role="admin", body=CHANNEL_PATCH, tag="channels")
-def patch_channel(channel_id):
-    channel = object_or_404(g.principal, Channel, channel_id, "admin")
-    data = json_body(CHANNEL_PATCH)
+def patch_channel(channel, data):
     if "team_id" not in data:
         data["team_id"] = ...
-    return jsonify(catalogue.update_channel(channel, **data).to_json())
+    return jsonify(catalogue.update_channel(channel, actor_id=_actor(), **data).to_json())
 
 
 TEAM_BODY = {"name": F("string", required=True, max_length=80)}
@@ -228,16 +209,14 @@ TEAM_BODY = {"name": F("string", required=True, max_length=80)}
 
 @api.route("/tenants/<id:tenant_id>/teams")
 @spec("Teams of a tenant", tag="channels")
-def list_teams(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id)
+def list_teams(tenant):
     return _page(Team.select().where(Team.tenant == tenant.id).order_by(Team.name))
 
 
 @api.route("/tenants/<id:tenant_id>/teams", methods=["POST"])
 @spec("Create a team", role="admin", body=TEAM_BODY, tag="channels", status=201)
-def create_team(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id, "admin")
-    return jsonify(catalogue.create_team(tenant, json_body(TEAM_BODY)["name"]).to_json()), 201
+def create_team(tenant, data):
+    return jsonify(catalogue.create_team(tenant, data["name"]).to_json()), 201
 
 
 # --- contacts --------------------------------------------------------------------------
@@ -253,8 +232,7 @@ CONTACT_QUERY = {"email": F("string"), "phone": F("string"), "limit": F("integer
 
 @api.route("/tenants/<id:tenant_id>/contacts")
 @spec("Contacts; exact-match search with ?email= or ?phone=", query=CONTACT_QUERY, tag="contacts")
-def list_contacts(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id)
+def list_contacts(tenant):
     email, phone = request.args.get("email"), request.args.get("phone")
     query = contacts.find_contacts(tenant, email=email, phone=phone)
     after = query_int("after", 0, 0, 2**62)
@@ -266,22 +244,20 @@ def list_contacts(tenant_id):
 
 @api.route("/tenants/<id:tenant_id>/contacts", methods=["POST"])
 @spec("Create a contact", body=CONTACT_BODY, tag="contacts", status=201)
-def create_contact(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id)
-    return jsonify(contacts.create_contact(tenant, **json_body(CONTACT_BODY)).to_json()), 201
+def create_contact(tenant, data):
+    return jsonify(contacts.create_contact(tenant, **data).to_json()), 201
 
 
 @api.route("/contacts/<id:contact_id>")
 @spec("One contact", tag="contacts")
-def get_contact(contact_id):
-    return jsonify(object_or_404(g.principal, Contact, contact_id).to_json())
+def get_contact(contact):
+    return jsonify(contact.to_json())
 
 
 @api.route("/contacts/<id:contact_id>", methods=["PATCH"])
 @spec("Change a contact", body=CONTACT_BODY, tag="contacts")
-def patch_contact(contact_id):
-    contact = object_or_404(g.principal, Contact, contact_id)
-    return jsonify(contacts.update_contact(contact, **json_body(CONTACT_BODY)).to_json())
+def patch_contact(contact, data):
+    return jsonify(contacts.update_contact(contact, **data).to_json())
 
 
 # --- conversations and messages ---------------------------------------------------------
@@ -316,8 +292,7 @@ MESSAGE_BODY = {
 @api.route("/tenants/<id:tenant_id>/conversations")
 @spec("The inbox: newest first, filtered, keyset-paginated with next_cursor", query=INBOX_QUERY,
       tag="conversations")
-def list_conversations(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id)
+def list_conversations(tenant):
     rows, cursor = conversations.inbox(
         tenant,
         status=request.args.get("status"),
@@ -335,16 +310,14 @@ def list_conversations(tenant_id):
 @api.route("/tenants/<id:tenant_id>/conversations", methods=["POST"])
 @spec("Start a conversation with a contact on a channel", body=CONVERSATION_BODY,
       tag="conversations", status=201)
-def create_conversation(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id)
-    data = json_body(CONVERSATION_BODY)
+def create_conversation(tenant, data):
     contact = Contact.get_or_none(Contact.id == data["contact_id"], Contact.tenant == tenant.id)
     if contact is None:
         abort(422, description="contact_id is not a contact of this tenant.")
     channel = Channel.get_or_none(Channel.id == data["channel_id"])
     usable = channel is not None and (
         channel.tenant_id == tenant.id
-        or (channel.shared and channel.tenant_id in tenant.ancestor_ids())
+        or is_shared_down(channel, tenant)
     )
     if not usable:
         abort(422, description="channel_id is not a channel of this tenant or shared with it.")
@@ -357,42 +330,40 @@ def create_conversation(tenant_id):
 
 @api.route("/conversations/<id:conversation_id>")
 @spec("One conversation", tag="conversations")
-def get_conversation(conversation_id):
-    return jsonify(object_or_404(g.principal, Conversation, conversation_id).to_json())
+def get_conversation(conversation):
+    return jsonify(conversation.to_json())
 
 
 @api.route("/conversations/<id:conversation_id>", methods=["PATCH"])
 @spec("Change status, assignee or team", body=CONVERSATION_PATCH, tag="conversations")
-def patch_conversation(conversation_id):
-    conv = object_or_404(g.principal, Conversation, conversation_id)
-    data = json_body(CONVERSATION_PATCH)
+def patch_conversation(conversation, data):
     if "assignee_id" in data or "team_id" in data:
-        tenant = Tenant.get_by_id(conv.tenant_id)
-        wanted = data.get("assignee_id", conv.assignee_id)
+        tenant = Tenant.get_by_id(conversation.tenant_id)
+        wanted = data.get("assignee_id", conversation.assignee_id)
         # Agents take work or hand back their own; moving anyone else's is a supervisor's job.
         reassigning_other = (
             wanted not in (None, g.principal.user_id)
-            or conv.assignee_id not in (None, g.principal.user_id)
+            or conversation.assignee_id not in (None, g.principal.user_id)
             or "team_id" in data
         )
         if reassigning_other:
             require_role(g.principal, tenant, "supervisor")
         conversations.assign(
-            conv, data.get("assignee_id", conv.assignee_id), data.get("team_id"), set_team="team_id" in data
+            conversation, data.get("assignee_id", conversation.assignee_id), data.get("team_id"),
+            set_team="team_id" in data,
         )
     if "status" in data:
-        conversations.set_status(conv, data["status"])
-    return jsonify(conv.to_json())
+        conversations.set_status(conversation, data["status"])
+    return jsonify(conversation.to_json())
 
 
 @api.route("/conversations/<id:conversation_id>/messages")
 @spec("Messages of a conversation, oldest first", query={"after": F("integer"), "limit": F("integer")},
       tag="conversations")
-def list_messages(conversation_id):
-    conv = object_or_404(g.principal, Conversation, conversation_id)
+def list_messages(conversation):
     after = query_int("after", 0, 0, 2**62)
     rows = list(
-        Message.select().where(Message.conversation == conv.id, Message.id > after)
+        Message.select().where(Message.conversation == conversation.id, Message.id > after)
         .order_by(Message.id).limit(query_int("limit", 100, 1, 500))
     )
     return _page(rows, str(rows[-1].id) if rows else None)
@@ -401,11 +372,10 @@ def list_messages(conversation_id):
 @api.route("/conversations/<id:conversation_id>/messages", methods=["POST"])
 @spec("Reply (out), add an internal note, or record an inbound message", body=MESSAGE_BODY,
       tag="conversations", status=201)
-def create_message(conversation_id):
-    conv = object_or_404(g.principal, Conversation, conversation_id)
-    data = json_body(MESSAGE_BODY)
+def create_message(conversation, data):
     direction = data.get("direction", "out")
-    msg = conversations.add_message(conv, direction, data["body"], author=_actor() if direction != "in" else None)
+    author = _actor() if direction != "in" else None
+    msg = conversations.add_message(conversation, direction, data["body"], author=author)
     return jsonify(msg.to_json()), 201
 
 
@@ -427,57 +397,50 @@ ARTICLE_PATCH = {k: F(f.type, max_length=f.max_length) for k, f in ARTICLE_BODY.
 
 @api.route("/tenants/<id:tenant_id>/canned-answers")
 @spec("Canned answers of a tenant", tag="knowledge")
-def list_canned(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id)
+def list_canned(tenant):
     return _page(CannedAnswer.select().where(CannedAnswer.tenant == tenant.id).order_by(CannedAnswer.shortcut))
 
 
 @api.route("/tenants/<id:tenant_id>/canned-answers", methods=["POST"])
 @spec("Create a canned answer", role="supervisor", body=CANNED_BODY, tag="knowledge", status=201)
-def create_canned(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id, "supervisor")
-    return jsonify(catalogue.create_canned(tenant, **json_body(CANNED_BODY)).to_json()), 201
+def create_canned(tenant, data):
+    return jsonify(catalogue.create_canned(tenant, **data).to_json()), 201
 
 
 @api.route("/canned-answers/<id:canned_id>", methods=["DELETE"])
 @spec("Delete a canned answer", role="supervisor", tag="knowledge")
-def delete_canned(canned_id):
-    canned = object_or_404(g.principal, CannedAnswer, canned_id, "supervisor")
-    canned.delete_instance()
-    return jsonify(deleted=canned_id)
+def delete_canned(canned):
+    catalogue.delete_canned(canned)
+    return jsonify(deleted=canned.id)
 
 
 @api.route("/tenants/<id:tenant_id>/articles")
 @spec("Knowledge-base articles of a tenant and those its parents share down", tag="knowledge")
-def list_articles(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id)
+def list_articles(tenant):
     own = list(Article.select().where(Article.tenant == tenant.id).order_by(Article.id))
     return _page(own + list(shared_from_ancestors(Article, tenant)))
 
 
 @api.route("/tenants/<id:tenant_id>/articles", methods=["POST"])
 @spec("Create an article", role="supervisor", body=ARTICLE_BODY, tag="knowledge", status=201)
-def create_article(tenant_id):
-    tenant = tenant_or_404(g.principal, tenant_id, "supervisor")
-    return jsonify(catalogue.create_article(tenant, **json_body(ARTICLE_BODY)).to_json()), 201
+def create_article(tenant, data):
+    return jsonify(catalogue.create_article(tenant, **data).to_json()), 201
 
 
 @api.route("/articles/<id:article_id>")
-@spec("One article (shared articles of a parent can be read)", tag="knowledge")
-def get_article(article_id):
-    return jsonify(object_or_404(g.principal, Article, article_id, allow_shared_read=True).to_json())
+@spec("One article (shared articles of a parent can be read)", tag="knowledge", shared_read=True)
+def get_article(article):
+    return jsonify(article.to_json())
 
 
 @api.route("/articles/<id:article_id>", methods=["PATCH"])
 @spec("Change an article", role="supervisor", body=ARTICLE_PATCH, tag="knowledge")
-def patch_article(article_id):
-    article = object_or_404(g.principal, Article, article_id, "supervisor")
-    return jsonify(catalogue.update_article(article, **json_body(ARTICLE_PATCH)).to_json())
+def patch_article(article, data):
+    return jsonify(catalogue.update_article(article, **data).to_json())
 
 
 @api.route("/articles/<id:article_id>", methods=["DELETE"])
 @spec("Delete an article", role="supervisor", tag="knowledge")
-def delete_article(article_id):
-    article = object_or_404(g.principal, Article, article_id, "supervisor")
-    article.delete_instance()
-    return jsonify(deleted=article_id)
+def delete_article(article):
+    catalogue.delete_article(article)
+    return jsonify(deleted=article.id)

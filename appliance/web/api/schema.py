@@ -1,93 +1,100 @@
-"""Strict request bodies and the OpenAPI document, from one declaration per route.
+"""Access, strict request bodies and the OpenAPI document, from one declaration per route.
 
-Each API view is decorated with ``@spec(...)``: its summary, the minimum role, and the
-fields its JSON body accepts. The same declaration validates requests (unknown fields,
-wrong types and missing fields are refused with a 4xx JSON error) and is rendered into
-``/api/v1/openapi.json``, so the document cannot drift from the code.
+Each API view is decorated with ``@spec(...)``: its summary, the minimum role, who may
+use it at all (``scope``) and the fields its JSON body accepts. The same declaration is
+enforced on every request and rendered into ``/api/v1/openapi.json``, so neither the
+handlers nor the document can drift from it. For each request, in this order:
+
+1. what the URL names is loaded: ``tenant_id`` becomes the ``tenant`` argument of the
+   handler, ``channel_id`` the ``channel``, and so on (see ``TARGETS``); a route without
+   URL arguments concerns the token's own tenant;
+2. the principal needs ``role`` in that tenant (the object's owner for objects): a tenant
+   or object it cannot reach at all answers 404, too small a role 403;
+3. ``scope="provider"`` routes also need an admin of the provider tenant (403);
+4. the body, when one is declared, is checked (appliance.web.validation) and passed as ``data``.
+
+Handlers only add the checks finer than the declared minimum (for example, a
+supervisor-only field inside an agent route).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 
-from flask import abort, request
+from flask import abort, g, request
 
+from appliance.web.access import is_provider_admin, object_or_404, require_role, tenant_or_404
+from appliance.web.models.contact_center import Article, CannedAnswer, Channel, Contact, Conversation
+from appliance.web.models.tenancy import ROLES, ApiToken, Membership, Tenant
+from appliance.web.validation import request_json
 
-@dataclass(frozen=True)
-class F:
-    """One body field."""
-
-    type: str  # string | integer | boolean
-    required: bool = False
-    max_length: int | None = None
-    enum: tuple | None = None
-    nullable: bool = False
-    description: str = ""
-
-    def check(self, name, value):
-        if value is None:
-            if self.nullable:
-                return None
-            abort(422, description=f"{name} must not be null.")
-        if self.type == "string":
-            if not isinstance(value, str):
-                abort(422, description=f"{name} must be a string.")
-            if self.max_length and len(value) > self.max_length:
-                abort(422, description=f"{name} is limited to {self.max_length} characters.")
-        elif self.type == "integer":
-            if isinstance(value, bool) or not isinstance(value, int) or not (0 < value < 2**62):
-                abort(422, description=f"{name} must be a positive integer.")
-        elif self.type == "boolean" and not isinstance(value, bool):
-            abort(422, description=f"{name} must be true or false.")
-        if self.enum and value not in self.enum:
-            abort(422, description=f"{name} must be one of: {', '.join(map(str, self.enum))}.")
-        return value
-
-    def openapi(self) -> dict:
-        out = {"type": self.type}
-        if self.max_length:
-            out["maxLength"] = self.max_length
-        if self.enum:
-            out["enum"] = list(self.enum)
-        if self.nullable:
-            out["nullable"] = True
-        if self.description:
-            out["description"] = self.description
-        return out
+# URL argument -> the model it names; the handler gets the loaded row under the name without "_id".
+TARGETS = {
+    "member_id": Membership,
+    "token_id": ApiToken,
+    "channel_id": Channel,
+    "contact_id": Contact,
+    "conversation_id": Conversation,
+    "canned_id": CannedAnswer,
+    "article_id": Article,
+}
+# "tenant": the role in the tenant concerned is enough; "provider": an admin of the provider, too.
+SCOPES = ("tenant", "provider")
 
 
-def spec(summary: str, *, role: str = "agent", body: dict | None = None, query: dict | None = None,
-         tag: str = "general", status: int = 200):
+def spec(summary: str, *, role: str = "agent", scope: str = "tenant", body: dict | None = None,
+         query: dict | None = None, tag: str = "general", status: int = 200, shared_read: bool = False):
+    """Declare and enforce an API route's access and body (see the module docstring).
+
+    ``shared_read`` lets a principal below the owner read an object its owner shares down.
+    """
+    if role not in ROLES:
+        raise ValueError(f"@spec role must be one of {', '.join(ROLES)}, not {role!r}.")
+    if scope not in SCOPES:
+        raise ValueError(f"@spec scope must be one of {', '.join(SCOPES)}, not {scope!r}.")
+
     def decorate(view):
-        view.api_spec = {
+        meta = {
             "summary": summary,
             "role": role,
+            "scope": scope,
             "body": body,
             "query": query or {},
             "tag": tag,
             "status": status,
+            "shared_read": shared_read,
         }
-        return view
+
+        @functools.wraps(view)
+        def enforced(**url_args):
+            kwargs = _load_and_check(meta, url_args)
+            if body is not None:
+                kwargs["data"] = request_json(body)
+            return view(**kwargs)
+
+        enforced.api_spec = meta
+        return enforced
 
     return decorate
 
 
-def json_body(fields: dict) -> dict:
-    """The request's JSON object, checked against ``fields``; abort with 4xx otherwise."""
-    if not request.is_json:
-        abort(415, description="Send the body as JSON with Content-Type: application/json.")
-    data = request.get_json(silent=True)
-    if data is None:
-        abort(400, description="The body is not valid JSON.")
-    if not isinstance(data, dict):
-        abort(400, description="The body must be a JSON object.")
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        abort(400, description=f"Unknown field(s): {', '.join(unknown)}. Allowed: {', '.join(sorted(fields))}.")
-    missing = sorted(k for k, f in fields.items() if f.required and k not in data)
-    if missing:
-        abort(422, description=f"Missing field(s): {', '.join(missing)}.")
-    return {k: fields[k].check(k, v) for k, v in data.items()}
+def _load_and_check(meta: dict, url_args: dict) -> dict:
+    principal, role = g.principal, meta["role"]
+    loaded = {}
+    for arg, value in url_args.items():
+        if arg == "tenant_id":
+            loaded["tenant"] = tenant_or_404(principal, value, role)
+        elif arg in TARGETS:
+            loaded[arg.removesuffix("_id")] = object_or_404(principal, TARGETS[arg], value, role,
+                                                            allow_shared_read=meta["shared_read"])
+        else:
+            raise LookupError(f"@spec does not know the URL argument {arg!r}: add its model to TARGETS "
+                              f"in {__name__}.")
+    if not url_args:
+        require_role(principal, Tenant.get_by_id(g.token.tenant_id), role)
+    if meta["scope"] == "provider" and not is_provider_admin(principal):
+        abort(403, description="Only the provider's admins can do this.")
+    return loaded
 
 
 def query_int(name: str, default: int, low: int = 1, high: int = 100) -> int:
@@ -101,6 +108,13 @@ def query_int(name: str, default: int, low: int = 1, high: int = 100) -> int:
     if not low <= value <= high:
         abort(400, description=f"{name} must be between {low} and {high}.")
     return value
+
+
+def _access_text(meta: dict) -> str:
+    text = f"Needs the {meta['role']} role in the tenant concerned"
+    if meta["scope"] == "provider":
+        text += ", and an admin of the provider tenant"
+    return text + "."
 
 
 def openapi_document(app) -> dict:
@@ -123,7 +137,8 @@ def openapi_document(app) -> dict:
             op = {
                 "operationId": f"{rule.endpoint.split('.', 1)[1]}_{method.lower()}",
                 "summary": meta["summary"],
-                "description": f"Needs the {meta['role']} role in the tenant concerned.",
+                "description": _access_text(meta),
+                "x-access": {"role": meta["role"], "scope": meta["scope"]},
                 "tags": [meta["tag"]],
                 "parameters": params,
                 "responses": {

@@ -91,13 +91,12 @@ def open_keyring(instance, passphrase: str | None = None, install: bool = True) 
     from appliance.web.crypto.tables import CryptoMaster
     from appliance.web.db import database_proxy
 
-    settings = instance.settings
     blind_index.configure(
-        default_country_code=str(settings.get("phone_default_country_code", "") or ""),
-        trunk_prefix=str(settings.get("phone_trunk_prefix", "0")),
+        default_country_code=str(instance["phone_default_country_code"] or ""),
+        trunk_prefix=str(instance["phone_trunk_prefix"]),
     )
     master = load_master_key(instance, passphrase=passphrase)
-    keyring = KeyRing(master, active_ttl=float(settings.get("crypto_key_cache_seconds", 5)))
+    keyring = KeyRing(master, active_ttl=float(instance["crypto_key_cache_seconds"]))
     opened_here = database_proxy.is_closed()
     if opened_here:
         database_proxy.connect()
@@ -144,10 +143,9 @@ def init_app(app, instance, passphrase: str | None = None) -> KeyRing:
 
 def audit_integrity_failure(event: dict) -> None:
     """Put a failed integrity check in the tamper-evident audit trail (ids only, no data)."""
-    try:
-        from appliance.web.models.audit import record
-    except ImportError:  # pragma: no cover - the crypto package also runs without the core
-        return
+    # Imported here: the models import this package's field types.
+    from appliance.web.models.audit import record
+
     record("crypto.integrity_failed", tenant_id=event.get("tenant_id") or None,
            target=f"{event['table']}:{event['row_uid']}", column=event["column"],
            key_id=event["key_id"], reason=event["reason"])

@@ -10,7 +10,6 @@ time, and the rotation waits that long before its final sweep.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import hmac
 import logging
@@ -22,6 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from peewee import IntegrityError, fn
 
+from appliance.core import clock
 from appliance.web.crypto import envelope
 from appliance.web.crypto.master import MasterKey, MasterKeyError
 from appliance.web.crypto.tables import CryptoMaster, TenantKey
@@ -73,7 +73,7 @@ def unwrap_key(master_aead: AESGCM, wrapped: bytes, tenant_id, key_id, version, 
 
 
 def _now():
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    return clock.naive_now()
 
 
 class KeyRing:

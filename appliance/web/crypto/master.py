@@ -8,7 +8,7 @@ touches row data and never enters the database. Three sources, first wins:
 2. a passphrase (setting ``master_key_source: passphrase``), stretched with
    scrypt and the salt file ``master_key_salt_file``; the passphrase comes from
    ``APPLIANCE_MASTER_PASSPHRASE`` or is typed at the prompt of a command;
-3. the key file ``master_key_file`` (default ``HOME/keys/master.key``, 0600).
+3. the key file ``master_key_file`` (0600; its default path is in appliance.core.config).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ KEY_BYTES = 32
 ENV_KEY = "APPLIANCE_MASTER_KEY"
 ENV_PASSPHRASE = "APPLIANCE_MASTER_PASSPHRASE"
 KEY_FILE_PREFIX = "appliance-master-key-v1:"
-DEFAULT_SALT_FILE = "keys/master.salt"
 # scrypt cost: ~0.6 s and 128 MiB once per boot or recovery; tests lower it.
 SCRYPT_N = 2**17
 SCRYPT_R = 8
@@ -74,17 +73,17 @@ def master_key_id(key: bytes) -> str:
 
 
 def key_file_path(instance) -> Path:
-    return instance.path(instance.settings.get("master_key_file", "keys/master.key"))
+    return instance.path(instance["master_key_file"])
 
 
 def salt_file_path(instance) -> Path:
-    return instance.path(instance.settings.get("master_key_salt_file", DEFAULT_SALT_FILE))
+    return instance.path(instance["master_key_salt_file"])
 
 
 def key_source(instance) -> str:
     if os.environ.get(ENV_KEY):
         return "env"
-    if instance.settings.get("master_key_source", "file") == "passphrase":
+    if instance["master_key_source"] == "passphrase":
         return "passphrase"
     return "file"
 

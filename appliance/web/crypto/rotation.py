@@ -17,7 +17,6 @@ Tenant rotation, while the app keeps serving:
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from os import urandom as _urandom
 
+from appliance.core import clock
 from appliance.core.config import write_secret_file
 from appliance.web.crypto import envelope
 from appliance.web.crypto.fields import registered_models
@@ -44,7 +44,7 @@ log = logging.getLogger("appliance.web.crypto")
 
 
 def _now():
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    return clock.naive_now()
 
 
 def _q(name: str) -> str:

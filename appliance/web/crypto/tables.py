@@ -12,8 +12,6 @@ field types, so the crypto package must not import ``appliance.web.models``.
 
 from __future__ import annotations
 
-import datetime
-
 from peewee import (
     AutoField,
     BlobField,
@@ -24,11 +22,12 @@ from peewee import (
     TextField,
 )
 
+from appliance.core import clock
 from appliance.web.db import database_proxy
 
 
 def _now():
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    return clock.naive_now()
 
 
 class _CryptoModel(Model):

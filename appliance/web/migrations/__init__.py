@@ -2,6 +2,14 @@
 
 Applied versions are recorded in ``schema_version``; each migration runs in its own
 transaction, so a failure leaves the schema at the last good version.
+
+A migration describes the schema as it was at its step, never by importing the
+application's models: those change later, and an old migration that followed them
+would create today's tables, so upgrading a real older database would run steps
+nobody ever tested. Each module declares frozen copies of its tables
+(``FrozenModel`` subclasses, written once and never edited) and creates them on
+the database it is given with ``create_frozen``. A later change to a model gets
+a new migration; tests/test_migrations.py fails until it has one.
 """
 
 from __future__ import annotations
@@ -74,13 +82,29 @@ def upgrade(db, progress=None) -> list[str]:
     return done
 
 
-def ensure_column(db, migrator, model, field_name: str) -> bool:
-    """Add ``model.field_name`` to its table unless it is already there."""
+class FrozenModel(Model):
+    """Base of the table copies inside migrations: bound to no database until ``create_frozen``.
+
+    Defaults are not repeated there: peewee applies them in Python and never writes
+    them into the schema, so a migration that inserts rows names every value.
+    Index names are "<table>_<columns>", as the application's models name them.
+    """
+
+    class Meta:
+        legacy_table_names = False
+
+
+def create_frozen(db, models) -> None:
+    """Create the frozen ``models`` (and nothing else) on ``db``, leaving them unbound afterwards."""
+    with db.bind_ctx(models):
+        db.create_tables(models, safe=True)
+
+
+def ensure_column(db, migrator, table: str, column: str, field) -> bool:
+    """Add ``column`` (declared by the peewee ``field``) to ``table`` unless it is already there."""
     from playhouse.migrate import migrate
 
-    table = model._meta.table_name
-    field = model._meta.fields[field_name]
-    if field.column_name in {c.name for c in db.get_columns(table)}:
+    if column in {c.name for c in db.get_columns(table)}:
         return False
-    migrate(migrator.add_column(table, field.column_name, field))
+    migrate(migrator.add_column(table, column, field))
     return True

@@ -1,4 +1,8 @@
-"""All models; ``ALL_MODELS`` is what migrations and tests create, in dependency order."""
+"""The web app's models, re-exported; importing the package registers the encrypted ones.
+
+The tables themselves are created by appliance/web/migrations, which keeps its own
+frozen copy of each step; tests/test_migrations.py checks that the two agree.
+"""
 
 from appliance.web.models.audit import AuditEvent
 from appliance.web.models.contact_center import (
@@ -12,49 +16,36 @@ from appliance.web.models.contact_center import (
     Team,
     TeamMember,
 )
+from appliance.web.models.crypto import CryptoMaster, KeyRotationJob, TenantKey
+from appliance.web.models.licence import InstalledLicence, LicenceClock, TenantProgram
+from appliance.web.models.sync import SyncOutbox, SyncRequestDay, SyncState
+from appliance.web.models.system import WorkerHeartbeat
 from appliance.web.models.tenancy import ApiToken, LoginAttempt, Membership, Tenant, User
 
-ALL_MODELS = [
-    Tenant,
-    User,
-    Membership,
-    ApiToken,
-    LoginAttempt,
-    Team,
-    TeamMember,
-    Channel,
-    Contact,
-    Conversation,
-    Message,
-    Attachment,
-    CannedAnswer,
-    Article,
-    AuditEvent,
+__all__ = [
+    "ApiToken",
+    "Article",
+    "Attachment",
+    "AuditEvent",
+    "CannedAnswer",
+    "Channel",
+    "Contact",
+    "Conversation",
+    "CryptoMaster",
+    "InstalledLicence",
+    "KeyRotationJob",
+    "LicenceClock",
+    "LoginAttempt",
+    "Membership",
+    "Message",
+    "SyncOutbox",
+    "SyncRequestDay",
+    "SyncState",
+    "Team",
+    "TeamMember",
+    "Tenant",
+    "TenantKey",
+    "TenantProgram",
+    "User",
+    "WorkerHeartbeat",
 ]
-
-# issue 4: licences and program assignments
-from appliance.web.models.licence import (  # noqa: E402, F401
-    LICENSING_MODELS,
-    InstalledLicence,
-    LicenceClock,
-    TenantProgram,
-)
-
-ALL_MODELS += LICENSING_MODELS
-
-# issue 6: sync to the vendor (outbox, state rows, daily request counter)
-from appliance.web.models.sync import SyncOutbox, SyncRequestDay, SyncState  # noqa: E402
-
-ALL_MODELS += [SyncOutbox, SyncState, SyncRequestDay]
-
-# installation-wide bookkeeping
-from appliance.web.models.system import WorkerHeartbeat  # noqa: E402
-
-ALL_MODELS += [WorkerHeartbeat]
-
-# issue 3: encryption at rest (wrapped tenant keys, master key id, rotation progress)
-from appliance.web.models.crypto import CRYPTO_MODELS  # noqa: E402
-
-ALL_MODELS += CRYPTO_MODELS
-
-__all__ = [m.__name__ for m in ALL_MODELS] + ["ALL_MODELS"]

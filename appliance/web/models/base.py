@@ -6,12 +6,13 @@ import datetime as dt
 
 from peewee import Model
 
+from appliance.core import clock
 from appliance.web.db import database_proxy
 
 
 def utcnow() -> dt.datetime:
     """Naive UTC timestamps everywhere: SQLite and PostgreSQL compare them alike."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return clock.naive_now()
 
 
 class BaseModel(Model):

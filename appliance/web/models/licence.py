@@ -65,6 +65,3 @@ class TenantProgram(BaseModel):
             "assigned_at": self.assigned_at.isoformat() + "Z",
             "effective_from": self.effective_from.isoformat() + "Z",
         }
-
-
-LICENSING_MODELS = [InstalledLicence, LicenceClock, TenantProgram]

@@ -1,7 +1,12 @@
-"""Channels, teams, canned answers and knowledge-base articles of a tenant."""
+"""Channels, teams, canned answers and knowledge-base articles of a tenant.
+
+The UI and the API both change these only through here, so both leave the same
+audit events (channels carry traffic and secrets, so every change to one is recorded).
+"""
 
 from __future__ import annotations
 
+from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import CHANNEL_KINDS, Article, CannedAnswer, Channel, Team
 from appliance.web.models.tenancy import Tenant
@@ -18,18 +23,20 @@ def _text(value, name, limit, required=True):
     return value.strip()
 
 
-def create_channel(tenant: Tenant, *, kind, name, shared=False, team_id=None) -> Channel:
+def create_channel(tenant: Tenant, *, kind, name, shared=False, team_id=None, actor_id=None) -> Channel:
     from appliance.web.services import licence
 
     if kind not in CHANNEL_KINDS:
         raise ServiceError(f"kind must be one of: {', '.join(CHANNEL_KINDS)}.", 422)
     licence.require_program_for_channel(tenant, kind)  # the licence decides which kinds may run
     _require_team(tenant, team_id)
-    return Channel.create(tenant=tenant, kind=kind, name=_text(name, "name", 80),
-                          shared=bool(shared), team=team_id)
+    channel = Channel.create(tenant=tenant, kind=kind, name=_text(name, "name", 80),
+                             shared=bool(shared), team=team_id)
+    record("channel.create", actor_id=actor_id, tenant_id=tenant.id, target=f"channel:{channel.id}", kind=kind)
+    return channel
 
 
-def update_channel(channel: Channel, *, name=None, shared=None, is_active=None, team_id=...):
+def update_channel(channel: Channel, *, name=None, shared=None, is_active=None, team_id=..., actor_id=None):
     if name is not None:
         channel.name = _text(name, "name", 80)
     if shared is not None:
@@ -40,6 +47,7 @@ def update_channel(channel: Channel, *, name=None, shared=None, is_active=None, 
         _require_team(Tenant.get_by_id(channel.tenant_id), team_id)
         channel.team = team_id
     channel.save()
+    record("channel.update", actor_id=actor_id, tenant_id=channel.tenant_id, target=f"channel:{channel.id}")
     return channel
 
 
@@ -60,6 +68,10 @@ def create_canned(tenant: Tenant, *, shortcut, title, body) -> CannedAnswer:
                                body=_text(body, "body", 5000))
 
 
+def delete_canned(canned: CannedAnswer) -> None:
+    canned.delete_instance()
+
+
 def create_article(tenant: Tenant, *, title, body, shared=False, published=True) -> Article:
     return Article.create(tenant=tenant, title=_text(title, "title", 200), body=_text(body, "body", 50_000),
                           shared=bool(shared), published=bool(published))
@@ -77,3 +89,7 @@ def update_article(article: Article, *, title=None, body=None, shared=None, publ
     article.updated_at = utcnow()
     article.save()
     return article
+
+
+def delete_article(article: Article) -> None:
+    article.delete_instance()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from appliance.web.access import shared_down
 from appliance.web.db import write_transaction
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import (
@@ -15,7 +16,7 @@ from appliance.web.models.contact_center import (
     Team,
     TeamMember,
 )
-from appliance.web.models.tenancy import Membership, Tenant, User, role_rank
+from appliance.web.models.tenancy import Membership, Tenant, User
 from appliance.web.services import ServiceError
 
 MAX_BODY = 20_000
@@ -33,13 +34,11 @@ def _clean_body(body) -> str:
 def agents_for(tenant: Tenant):
     """Memberships that may take conversations of ``tenant``: its own agents and the
     agents its ancestors share down to it, available ones only."""
-    ancestors = [tid for tid in tenant.ancestor_ids() if tid != tenant.id]
     own = Membership.tenant == tenant.id
-    shared = (Membership.tenant.in_(ancestors)) & (Membership.shared == True)
     return (
         Membership.select()
         .join(User)
-        .where((own | shared) if ancestors else own, Membership.available == True, User.is_active == True)
+        .where(own | shared_down(Membership, tenant), Membership.available == True, User.is_active == True)
     )
 
 
@@ -164,7 +163,7 @@ def assign(conv: Conversation, user_id: int | None, team_id: int | None = None, 
 
 
 def _user_can_work_in(user_id: int, tenant: Tenant) -> bool:
-    """Members of the tenant or any ancestor, or shared agents of an ancestor."""
+    """Members of the tenant or of any ancestor (a role reaches every descendant)."""
     ids = tenant.ancestor_ids()
     return (
         Membership.select()
@@ -249,7 +248,3 @@ def status_counts(tenant: Tenant, include_subaccounts: bool = False) -> dict:
 
 def count_label(n: int) -> str:
     return f"{COUNT_CAP}+" if n > COUNT_CAP else str(n)
-
-
-def can_supervise(role: str | None) -> bool:
-    return role_rank(role) >= role_rank("supervisor")

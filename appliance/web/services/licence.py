@@ -24,23 +24,23 @@ contacts and exports work; only adding tenants, seats and programs narrows.
 
 from __future__ import annotations
 
-import contextvars
 import hmac
 import logging
 import uuid
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from flask import current_app, g, has_app_context, has_request_context
 from peewee import IntegrityError
 
+from appliance.core import clock
+from appliance.core.identity import ID_FILE
 from appliance.core.licence.format import (
     Licence,
     LicenceError,
     format_timestamp,
     verify_licence,
 )
+from appliance.core.licence.programs import PROGRAM_TITLES
 from appliance.core.licence.state import (
     DEGRADED,
     EVALUATION_ENDED,
@@ -55,27 +55,18 @@ from appliance.core.licence.state import (
     mark_mac,
 )
 from appliance.core.licence.trust import TrustStore
+from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow as naive_utcnow
 from appliance.web.models.licence import InstalledLicence, LicenceClock, TenantProgram
 from appliance.web.models.tenancy import PROVIDER, ROLES, Membership, Tenant
-from appliance.web.services import ServiceError
+from appliance.web.services import Conflict, ServiceError
 
 log = logging.getLogger("appliance.web.services.licence")
 
 # Channel kinds (appliance.web.models.contact_center.CHANNEL_KINDS) and the program each needs.
 CHANNEL_PROGRAMS = {"webchat": "webchat", "email": "email", "webhook": "messengers"}
-PROGRAM_TITLES = {
-    "webchat": "Web chat",
-    "messengers": "Messengers (webhooks)",
-    "email": "E-mail",
-    "voice": "Voice / IVR connector",
-    "chatbot": "Chatbot",
-    "analytics": "Analytics",
-    "api": "API",
-}
 MARK_FILE = "licence/clock-mark.json"
 
-_paused: contextvars.ContextVar[bool] = contextvars.ContextVar("licence_enforcement_paused", default=False)
 
 
 class LicenceLimitError(ServiceError):
@@ -89,8 +80,7 @@ class LicenceLimitError(ServiceError):
 
 
 def utcnow() -> datetime:
-    """Aware UTC now; tests replace this to travel in time."""
-    return datetime.now(UTC)
+    return clock.now()
 
 
 def _aware(value: datetime) -> datetime:
@@ -99,19 +89,6 @@ def _aware(value: datetime) -> datetime:
 
 def _naive(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
-
-
-@contextmanager
-def enforcement_paused():
-    """Create demo or fixture data beyond the limits (used by ``appliance demo``).
-
-    Code-level only, on purpose: there is no setting a site could flip.
-    """
-    token = _paused.set(True)
-    try:
-        yield
-    finally:
-        _paused.reset(token)
 
 
 # -- the clock mark in the database ----------------------------------------------------
@@ -185,7 +162,7 @@ class Licensing:
         """The id a licence may be bound to: the installation identity's id when there is one."""
         if self._installation_id:
             return self._installation_id
-        id_file = Path(self.instance.home) / "keys" / "installation.id"
+        id_file = self.instance.path(ID_FILE)
         try:
             self._installation_id = str(uuid.UUID(id_file.read_text(encoding="ascii").strip()))
             return self._installation_id
@@ -345,10 +322,6 @@ def _secret_bytes(value) -> bytes:
 
 def _audit(action: str, actor_id=None, **details) -> None:
     try:
-        from appliance.web.models.audit import record
-    except ImportError:
-        return
-    try:
         record(action, actor_id=actor_id, target="licence", **details)
     except Exception:  # the audit trail must never block licence checks
         log.exception("could not record %s", action)
@@ -428,13 +401,7 @@ def _refuse_if_frozen(state: LicenceState, what: str, limit: str) -> None:
         )
 
 
-def _enforcing() -> bool:
-    return not _paused.get()
-
-
 def check_can_create_tenant() -> None:
-    if not _enforcing():
-        return
     state = current_state()
     _refuse_if_frozen(state, "tenants", "max_tenants")
     used, limit = tenant_count(), state.limits.max_tenants
@@ -450,7 +417,7 @@ def check_can_create_tenant() -> None:
 
 def check_can_add_seat(tenant) -> None:
     """Memberships at the provider are staff, not operator seats, and are never limited."""
-    if not _enforcing() or tenant is None or tenant.level == PROVIDER:
+    if tenant is None or tenant.level == PROVIDER:
         return
     state = current_state()
     _refuse_if_frozen(state, "operator seats", "max_seats")
@@ -468,8 +435,6 @@ def check_can_add_seat(tenant) -> None:
 def check_can_assign_program(tenant, program: str) -> None:
     if tenant.level == PROVIDER:
         raise ServiceError("The provider has every licensed program; assign programs to accounts.", 422)
-    if not _enforcing():
-        return
     state = current_state()
     _refuse_if_frozen(state, "programs", "programs")
     if program not in state.limits.programs:
@@ -483,8 +448,6 @@ def check_can_assign_program(tenant, program: str) -> None:
 def assign_program(tenant, program: str, *, effective_from: datetime | None = None, actor_id=None) -> TenantProgram:
     check_can_assign_program(tenant, program)
     if TenantProgram.select().where(TenantProgram.tenant == tenant.id, TenantProgram.program == program).exists():
-        from appliance.web.services import Conflict
-
         raise Conflict(f"{tenant.name} has the '{program}' program already.")
     row = TenantProgram.create(
         tenant=tenant,
@@ -532,8 +495,6 @@ def tenant_programs(tenant, state: LicenceState | None = None) -> set[str]:
 
 
 def require_program(tenant, program: str) -> None:
-    if not _enforcing():
-        return
     state = current_state()
     if program in tenant_programs(tenant, state):
         return

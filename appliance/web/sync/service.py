@@ -16,9 +16,9 @@ from peewee import fn
 
 import appliance
 from appliance.core.identity import Identity, load_identity
+from appliance.core.licence import LicenceError
 from appliance.core.sync.client import RunResult, SyncClient, SyncConfigError, SyncSettings, batch_preview
 from appliance.core.sync.report import (
-    PROFILES,
     build_report,
     canonical_json,
     export_text,
@@ -26,8 +26,10 @@ from appliance.core.sync.report import (
     sign_report,
 )
 from appliance.web.db import database_proxy
+from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
 from appliance.web.models.sync import FAILED, PENDING, SENDING, SENT, SyncOutbox, SyncState
+from appliance.web.services.licence import Licensing
 from appliance.web.sync.outbox import DatabaseOutbox
 from appliance.web.sync.usage import usage_for_day
 
@@ -63,11 +65,16 @@ def set_state(key: str, value: str) -> None:
 
 
 def sync_config(instance) -> dict:
-    return dict(instance.settings.get("sync") or {})
+    """The ``sync`` section of the settings; DEFAULTS in appliance.core.config lists every key."""
+    return instance["sync"]
 
 
 def is_locked_off(instance) -> bool:
-    return bool(sync_config(instance).get("locked_off"))
+    return bool(sync_config(instance)["locked_off"])
+
+
+def shares_tenant_names(instance) -> bool:
+    return bool(sync_config(instance)["share_tenant_names"])
 
 
 def is_enabled(instance) -> bool:
@@ -76,7 +83,7 @@ def is_enabled(instance) -> bool:
         return False
     stored = get_state(ENABLED)
     if stored is None:
-        return bool(sync_config(instance).get("enabled"))
+        return bool(sync_config(instance)["enabled"])
     return stored == "1"
 
 
@@ -86,8 +93,6 @@ def settings_for(instance) -> SyncSettings:
 
 def set_enabled(instance, enabled: bool, *, actor_id=None, via: str = "ui") -> bool:
     """Turn sync on or off (an admin action, in the audit trail); returns True if it changed."""
-    from appliance.web.models.audit import record
-
     if enabled and is_locked_off(instance):
         raise SyncLockedOff("Sync is turned off by the installer; it cannot be turned on here.")
     before = is_enabled(instance)
@@ -108,14 +113,9 @@ def set_enabled(instance, enabled: bool, *, actor_id=None, via: str = "ui") -> b
 # --------------------------------------------------------------------------- reports
 
 
-def _profile(instance) -> str:
-    profile = str(instance.settings.get("profile") or "embedded")
-    return profile if profile in PROFILES else "embedded"
-
-
 def build_day_report(instance, identity: Identity, first: dt.date, last: dt.date | None = None, now=None) -> dict:
     last = last or first
-    names = bool(sync_config(instance).get("share_tenant_names"))
+    names = shares_tenant_names(instance)
     days = []
     day = first
     while day <= last:
@@ -124,7 +124,7 @@ def build_day_report(instance, identity: Identity, first: dt.date, last: dt.date
     return build_report(
         installation_id=identity.installation_id,
         version=appliance.__version__,
-        profile=_profile(instance),
+        profile=instance["profile"],
         days=days,
         generated_at=now,
         report_id=report_id_for(identity.installation_id, first, last),
@@ -134,7 +134,7 @@ def build_day_report(instance, identity: Identity, first: dt.date, last: dt.date
 
 def signed_envelope(instance, identity: Identity, first: dt.date, last: dt.date | None = None, now=None) -> dict:
     report = build_day_report(instance, identity, first, last, now)
-    return sign_report(report, identity, allow_names=bool(sync_config(instance).get("share_tenant_names")))
+    return sign_report(report, identity, allow_names=shares_tenant_names(instance))
 
 
 def enqueue_day(instance, day: dt.date, *, identity: Identity | None = None, now=None) -> bool:
@@ -194,9 +194,6 @@ def install_vendor_licence(instance, text: str) -> bool:
     answer, so a text refused once is not tried (and audited) again.
     Returns True when a new licence was installed.
     """
-    from appliance.core.licence import LicenceError
-    from appliance.web.services.licence import Licensing
-
     digest = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
     if get_state(REFUSED_LICENCE) == digest:
         return False
@@ -301,7 +298,7 @@ def status(instance) -> dict:
         "config_problem": config_problem,
         "locked_off": settings.locked_off,
         "vendor_url": settings.vendor_url or None,
-        "share_tenant_names": bool(sync_config(instance).get("share_tenant_names")),
+        "share_tenant_names": shares_tenant_names(instance),
         "installation_id": installation_id,
         "public_key_fingerprint": fp,
         "outbox": counts,

@@ -20,6 +20,7 @@ import datetime as dt
 from peewee import fn
 
 from appliance.web.models.contact_center import Conversation, Message
+from appliance.web.models.licence import TenantProgram
 from appliance.web.models.tenancy import Membership, Tenant, User
 
 
@@ -33,10 +34,6 @@ def _grouped(query) -> dict[int, int]:
 
 
 def _programs(end: dt.datetime) -> dict[int, set[str]]:
-    try:
-        from appliance.web.models.licence import TenantProgram
-    except ImportError:  # the licence feature is optional for sync
-        return {}
     out: dict[int, set[str]] = {}
     rows = TenantProgram.select(TenantProgram.tenant, TenantProgram.program).where(
         TenantProgram.effective_from < end

@@ -16,7 +16,6 @@ from flask import (
 )
 
 from appliance.web.access import shared_from_ancestors
-from appliance.web.models.audit import record
 from appliance.web.models.contact_center import CHANNEL_KINDS, Channel
 from appliance.web.models.tenancy import (
     ACCOUNT,
@@ -170,11 +169,11 @@ def channels(tenant):
 def create_channel(tenant):
     form = {"name": form_text("name", 200), "kind": request.form.get("kind", ""), "shared": form_bool("shared")}
     try:
-        channel = catalogue.create_channel(tenant, kind=form["kind"], name=form["name"], shared=form["shared"])
+        channel = catalogue.create_channel(tenant, kind=form["kind"], name=form["name"], shared=form["shared"],
+                                           actor_id=_actor())
     except ServiceError as exc:
         flash(str(exc), "error")
         return _render_channels(tenant, exc.status, form)
-    record("channel.create", actor_id=_actor(), tenant_id=tenant.id, target=f"channel:{channel.id}")
     flash(f"Channel {channel.name} created.", "info")
     return redirect(url_for("admin.channels", tenant_id=tenant.id))
 
@@ -184,11 +183,11 @@ def create_channel(tenant):
 def update_channel(tenant, channel_id):
     channel = owned_or_404(Channel, channel_id, tenant, "admin")
     try:
-        catalogue.update_channel(channel, shared=form_bool("shared"), is_active=form_bool("is_active"))
+        catalogue.update_channel(channel, shared=form_bool("shared"), is_active=form_bool("is_active"),
+                                 actor_id=_actor())
     except ServiceError as exc:
         flash(str(exc), "error")
         return _render_channels(tenant, exc.status)
-    record("channel.update", actor_id=_actor(), tenant_id=tenant.id, target=f"channel:{channel.id}")
     flash(f"Channel {channel.name} saved.", "info")
     return redirect(url_for("admin.channels", tenant_id=tenant.id))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from peewee import DatabaseError
 
+from appliance.web.access import is_provider_admin
 from appliance.web.auth import authenticate, load_user, login_required, login_user, seconds_locked
 
 auth = Blueprint("auth", __name__)
@@ -76,7 +77,5 @@ def _user_context():
     context = {"current_user": user, "tenant": g.get("tenant"), "role": g.get("role")}
     if user is not None:
         context["switcher"] = list(g.principal.reachable_tenants().limit(200))
-        context["provider_admin"] = any(
-            grant.role == "admin" and grant.path.count("/") == 2 for grant in g.principal.grants
-        )
+        context["provider_admin"] = is_provider_admin(g.principal)
     return context

@@ -6,6 +6,7 @@ import datetime as dt
 
 from flask import Blueprint, abort, g, request
 
+from appliance.core import clock
 from appliance.web.access import object_or_404
 from appliance.web.auth import tenant_view  # noqa: F401  (re-exported for the UI blueprints)
 from appliance.web.models.tenancy import Tenant, role_rank
@@ -52,7 +53,7 @@ def when(value: dt.datetime | None) -> str:
     """Compact UTC timestamps: time of day for today, the date otherwise."""
     if value is None:
         return ""
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    now = clock.naive_now()
     if value.date() == now.date():
         return value.strftime("%H:%M")
     if value.year == now.year:

@@ -13,7 +13,7 @@ from flask import (
     url_for,
 )
 
-from appliance.web.access import object_or_404, shared_from_ancestors
+from appliance.web.access import is_shared_down, object_or_404, shared_from_ancestors
 from appliance.web.models.contact_center import Article, CannedAnswer
 from appliance.web.models.tenancy import Tenant
 from appliance.web.services import ServiceError, catalogue
@@ -44,7 +44,7 @@ def _readable_article(tenant, article_id) -> Article:
         if not article.published and not helpers.can("supervisor"):
             abort(404)
         return article
-    if not (article.shared and article.published and article.tenant_id in tenant.ancestor_ids()):
+    if not (article.published and is_shared_down(article, tenant)):
         abort(404)
     return article
 
@@ -98,8 +98,7 @@ def edit_article(tenant, article_id):
 @knowledge.route("/kb/<id:article_id>/delete", methods=["POST"])
 @helpers.tenant_view("supervisor")
 def delete_article(tenant, article_id):
-    item = owned_or_404(Article, article_id, tenant, "supervisor")
-    item.delete_instance()
+    catalogue.delete_article(owned_or_404(Article, article_id, tenant, "supervisor"))
     flash("Article deleted.", "info")
     return redirect(url_for("knowledge.articles", tenant_id=tenant.id))
 
@@ -133,7 +132,6 @@ def create_canned(tenant):
 @knowledge.route("/canned/<id:canned_id>/delete", methods=["POST"])
 @helpers.tenant_view("supervisor")
 def delete_canned(tenant, canned_id):
-    row = owned_or_404(CannedAnswer, canned_id, tenant, "supervisor")
-    row.delete_instance()
+    catalogue.delete_canned(owned_or_404(CannedAnswer, canned_id, tenant, "supervisor"))
     flash("Canned answer deleted.", "info")
     return redirect(url_for("knowledge.canned", tenant_id=tenant.id))

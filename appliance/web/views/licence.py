@@ -23,8 +23,10 @@ from flask import (
 )
 
 from appliance.core.licence.format import MAX_LICENCE_BYTES, LicenceError
-from appliance.web.api.licence import parse_when, provider_admin
-from appliance.web.auth import provider_view, tenant_view
+from appliance.core.licence.programs import PROGRAM_TITLES
+from appliance.web.access import is_provider_admin
+from appliance.web.api.licence import parse_when
+from appliance.web.auth import load_user, provider_view, tenant_view
 from appliance.web.models.licence import TenantProgram
 from appliance.web.models.tenancy import PROVIDER, Tenant
 from appliance.web.services import ServiceError, licence
@@ -44,8 +46,6 @@ def _licence_context():
     """
     if not request.endpoint or request.endpoint.startswith(("public.", "static", "api.")):
         return {}
-    from appliance.web.auth import load_user
-
     if load_user() is None:
         return {}
     message = licence.banner()
@@ -85,7 +85,7 @@ def _render_provider_page(status: int = 200):
         "licence/page.html",
         state=state,
         is_provider_admin=True,
-        titles=licence.PROGRAM_TITLES,
+        titles=PROGRAM_TITLES,
         max_bytes=MAX_LICENCE_BYTES,
         report=licence.service().report(),
         tenants=tenants,
@@ -98,7 +98,7 @@ def _render_provider_page(status: int = 200):
 @tenant_view("admin")
 def tenant_page(tenant):
     """A tenant admin's view: the licence state and this tenant's programs."""
-    if tenant.level == PROVIDER and provider_admin(g.principal):
+    if tenant.level == PROVIDER and is_provider_admin(g.principal):
         return redirect(url_for("licence.page"))
     return _render_tenant_page(tenant)
 
@@ -110,8 +110,8 @@ def _render_tenant_page(tenant, status: int = 200):
         "licence/tenant.html",
         tenant=tenant,
         state=state,
-        is_provider_admin=provider_admin(g.principal),
-        titles=licence.PROGRAM_TITLES,
+        is_provider_admin=is_provider_admin(g.principal),
+        titles=PROGRAM_TITLES,
         assigned=_programs_by_tenant([tenant]),
         usable={tenant.id: licence.tenant_programs(tenant, state)},
     ), status
@@ -151,7 +151,7 @@ def _back(tenant, status: int | None):
 @licence_pages.route("/t/<id:tenant_id>/licence/programs", methods=["POST"])
 @tenant_view("admin")
 def assign(tenant):
-    if not provider_admin(g.principal):
+    if not is_provider_admin(g.principal):
         abort(403, description="Only the provider's admins can assign programs.")
     program = (request.form.get("program") or "").strip()
     try:
@@ -167,7 +167,7 @@ def assign(tenant):
 @licence_pages.route("/t/<id:tenant_id>/licence/programs/remove", methods=["POST"])
 @tenant_view("admin")
 def unassign(tenant):
-    if not provider_admin(g.principal):
+    if not is_provider_admin(g.principal):
         abort(403, description="Only the provider's admins can take programs away.")
     program = (request.form.get("program") or "").strip()
     if licence.unassign_program(tenant, program, actor_id=g.principal.user_id):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 
 from appliance.core.identity import IdentityError
-from appliance.web.auth import provider_view
+from appliance.web.access import is_provider_admin
+from appliance.web.auth import load_user, provider_view
+from appliance.web.sync import service
 
 sync_admin = Blueprint("sync_admin", __name__, url_prefix="/admin/sync")
 
@@ -15,13 +17,7 @@ def _nav_link():
     """A "Sync" entry in the admin menu for the provider's admins (base.html's extra_admin_nav)."""
     if not request.endpoint or request.endpoint.startswith(("public.", "static", "api.")):
         return
-    from appliance.web.auth import load_user
-    from appliance.web.models.tenancy import PROVIDER, Tenant
-
-    if load_user() is None or g.principal is None:
-        return
-    provider = Tenant.select().where(Tenant.level == PROVIDER).order_by(Tenant.id).first()
-    if provider is not None and g.principal.role_in(provider) == "admin":
+    if load_user() is not None and is_provider_admin(g.principal):
         g.extra_admin_nav = [*g.get("extra_admin_nav", []), ("Sync", url_for("sync_admin.page"))]
 
 
@@ -32,8 +28,6 @@ def _instance():
 @sync_admin.get("/")
 @provider_view("admin")
 def page():
-    from appliance.web.sync import service
-
     instance = _instance()
     try:
         preview = service.preview(instance)
@@ -52,8 +46,6 @@ def page():
 @sync_admin.post("/toggle")
 @provider_view("admin")
 def toggle():
-    from appliance.web.sync import service
-
     wanted = request.form.get("enabled") == "1"
     try:
         changed = service.set_enabled(_instance(), wanted, actor_id=g.user.id, via="ui")

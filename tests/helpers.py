@@ -1,0 +1,213 @@
+"""What the tests share besides fixtures: building an instance and its app, logging in,
+the seeded tenant tree, a licence signer the app trusts, and the fake clock.
+
+Test modules import from here; tests/conftest.py holds only the fixtures built on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from appliance.core.config import Instance
+from appliance.web import provisioning as setup
+
+PASSWORD = "correct-horse-battery"
+ROLES = ("admin", "supervisor", "agent")
+
+# -- time -----------------------------------------------------------------------------
+
+# Where every test's clock starts: a fixed, unremarkable instant (mid-morning UTC on an
+# ordinary weekday in the middle of a month), far from midnight, a month end and a
+# year end, so a test moving its clock by hours or days never crosses one by accident.
+START = dt.datetime(2030, 4, 17, 9, 30, tzinfo=dt.UTC)
+
+
+class FakeClock:
+    """A test's own time: it stands still until the test moves it.
+
+    The ``clock`` fixture installs one as ``appliance.core.clock.now``, so every read
+    of the time the appliance makes (licence state and its high-water mark, row
+    timestamps, sync days and retries) sees this clock and never the wall clock.
+    """
+
+    def __init__(self, start: dt.datetime = START):
+        self.current = _aware(start)
+
+    def __call__(self) -> dt.datetime:
+        """Aware UTC, like ``appliance.core.clock.now``."""
+        return self.current
+
+    def naive(self) -> dt.datetime:
+        """Naive UTC, as the database stores it (and the sync client's clock returns)."""
+        return self.current.replace(tzinfo=None)
+
+    def set(self, when: dt.datetime) -> dt.datetime:
+        self.current = _aware(when)
+        return self.current
+
+    def advance(self, **delta) -> dt.datetime:
+        """Move forward by ``timedelta(**delta)``."""
+        self.current += dt.timedelta(**delta)
+        return self.current
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+# -- instances and apps -------------------------------------------------------------------
+
+
+def make_instance(home, database_url: str) -> Instance:
+    home.mkdir(parents=True, exist_ok=True)
+    setup.ensure_config(home, {"database_url": database_url})
+    instance = Instance.load(home)
+    setup.ensure_keys(instance)
+    setup.migrate(instance)
+    return instance
+
+
+@contextmanager
+def running_app(instance):
+    """The app for ``instance`` with its database connection open for the test's own queries."""
+    from appliance.web import create_app
+
+    app = create_app(instance=instance)
+    app.config["TESTING"] = True
+    database = app.extensions["database"]
+    database.connect(reuse_if_open=True)
+    try:
+        yield app
+    finally:
+        if not database.is_closed():
+            database.close()
+
+
+def trust_test_signer(signer, directory, monkeypatch) -> None:
+    """Make the appliance trust ``signer``'s key (a non-production trust root)."""
+    from appliance.core.licence.trust import TRUST_ROOT_ENV
+
+    signer.write_public(directory)
+    monkeypatch.setenv(TRUST_ROOT_ENV, str(directory))
+
+
+# -- logging in -----------------------------------------------------------------------------
+
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def csrf_token(client, path="/login") -> str:
+    page = client.get(path)
+    match = CSRF_RE.search(page.get_data(as_text=True))
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def login(client, email, password=PASSWORD):
+    token = csrf_token(client)
+    return client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+
+
+# -- the seeded tenant tree -----------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """Tenants P > A > (A1, A2); P > B > B1; a user and an API token per tenant and role;
+    one object of each kind per tenant."""
+
+    tenants: dict = field(default_factory=dict)  # key -> Tenant
+    users: dict = field(default_factory=dict)  # (key, role) -> User
+    members: dict = field(default_factory=dict)  # (key, role) -> Membership
+    tokens: dict = field(default_factory=dict)  # (key, role) -> token string
+    objects: dict = field(default_factory=dict)  # key -> {kind: object}
+
+    def email(self, key, role):
+        return self.users[(key, role)].email
+
+    def headers(self, key, role):
+        return {"Authorization": f"Bearer {self.tokens[(key, role)]}"}
+
+
+TREE = {"P": None, "A": "P", "A1": "A", "A2": "A", "B": "P", "B1": "B"}
+
+# Which world object a URL argument names.
+ARG_OBJECT = {
+    "conversation_id": "conversation",
+    "contact_id": "contact",
+    "channel_id": "channel",
+    "article_id": "article",
+    "canned_id": "canned",
+    "member_id": "member",
+    "token_id": "token",
+    "team_id": "team",
+    "message_id": "message",
+}
+
+
+def rule_url(rule, world, target_key, shared_kind=None, viewer_key=None):
+    """The URL rule's path for target_key's objects. Reading a parent's shared object from
+    the UI happens inside the viewer's own tenant: /t/<viewer>/kb/<parent's article>."""
+    values = {}
+    for arg in rule.arguments:
+        if arg == "tenant_id":
+            values[arg] = world.tenants[viewer_key if shared_kind and viewer_key else target_key].id
+        else:
+            kind = ARG_OBJECT[arg]
+            if shared_kind and ARG_OBJECT[arg] in shared_kind:
+                kind = shared_kind
+            values[arg] = world.objects[target_key][kind].id
+    path = rule.rule
+    for arg, value in values.items():
+        path = path.replace(f"<id:{arg}>", str(value)).replace(f"<int:{arg}>", str(value))
+    return path
+
+
+def build_world() -> World:
+    """Needs a bound, migrated database (inside an app fixture)."""
+    from appliance.web.models.contact_center import Article, CannedAnswer, Channel, Team
+    from appliance.web.models.tenancy import ApiToken, Membership, User
+    from appliance.web.services import contacts, conversations, tenants
+    from appliance.web.services.passwords import hash_password
+    from appliance.web.services.tokens import new_token
+
+    world = World()
+    digest = hash_password(PASSWORD)  # once: argon2 is deliberately slow
+    for key, parent in TREE.items():
+        if parent is None:
+            tenant = tenants.create_provider("Provider P")
+        else:
+            kind = "customer" if world.tenants[parent].level == 1 else "brand"
+            tenant = tenants.create_child(world.tenants[parent], f"Tenant {key}", kind)
+        world.tenants[key] = tenant
+        for role in ROLES:
+            user = User.create(email=f"{role}@{key.lower()}.test", name=f"{role} {key}", password_hash=digest)
+            world.users[(key, role)] = user
+            world.members[(key, role)] = Membership.create(user=user, tenant=tenant, role=role)
+            token, prefix, token_hash = new_token()
+            ApiToken.create(tenant=tenant, created_by=user, name=f"{role} token", role=role,
+                            prefix=prefix, token_hash=token_hash)
+            world.tokens[(key, role)] = token
+        channel = Channel.create(tenant=tenant, kind="webchat", name=f"chat {key}")
+        shared_channel = Channel.create(tenant=tenant, kind="webhook", name=f"shared {key}", shared=True)
+        contact = contacts.create_contact(tenant, name=f"Contact {key}", email=f"c@{key.lower()}.example",
+                                          phone="+49 30 1234567")
+        conv = conversations.start_conversation(channel, tenant, contact, f"hello from {key}")
+        message = conv.messages.get()
+        world.objects[key] = {
+            "channel": channel,
+            "shared_channel": shared_channel,
+            "contact": contact,
+            "conversation": conv,
+            "message": message,
+            "canned": CannedAnswer.create(tenant=tenant, shortcut="hi", title="Hi", body="Hi there"),
+            "article": Article.create(tenant=tenant, title=f"private {key}", body="x"),
+            "shared_article": Article.create(tenant=tenant, title=f"shared {key}", body="y", shared=True),
+            "team": Team.create(tenant=tenant, name=f"team {key}"),
+            "member": world.members[(key, "agent")],
+            "token": ApiToken.get(ApiToken.tenant == tenant.id, ApiToken.role == "agent"),
+        }
+    return world
