@@ -81,7 +81,7 @@ class Receiver:
     """The vendor's receiver app in a thread (werkzeug server on 127.0.0.1, free port)."""
 
     def __init__(self, db_path: Path, admin_token: str | None = None, port: int = 0):
-        from appliance.vendor.receiver.app import create_app
+        from appliance.vendor_tools.receiver.app import create_app
 
         self.app = create_app(db_path, admin_token=admin_token)
         self.db = self.app.extensions["vendor_sync_db"]
@@ -98,7 +98,7 @@ class Receiver:
         self.thread.join(5)
 
     def register(self, identity, label=None):
-        from appliance.vendor.receiver.service import register_installation
+        from appliance.vendor_tools.receiver.service import register_installation
 
         with self.db.connection_context():
             register_installation(identity.installation_id, identity.public_key_pem(), label)
@@ -145,7 +145,7 @@ class Listener:
 
 SLOW_RECEIVER = r"""
 import sys, time
-from appliance.vendor.receiver import service
+from appliance.vendor_tools.receiver import service
 
 original = service._store
 count = {"n": 0}

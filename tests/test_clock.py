@@ -29,7 +29,7 @@ def test_the_fixture_clock_is_what_every_layer_sees(clock):
     from appliance.core.licence import state
     from appliance.core.sync.client import SyncClient
     from appliance.core.sync.report import utc_timestamp
-    from appliance.vendor.receiver import models as receiver_models
+    from appliance.vendor_tools.receiver import models as receiver_models
     from appliance.web.models import base
     from appliance.web.services import licence
 

@@ -104,6 +104,6 @@ def test_issue_licence_rejects_bad_spec(keys, tmp_path, extra, words, runner):
 
 
 def test_vendor_group_is_importable_for_other_commands():
-    from appliance.vendor.cli import vendor
+    from appliance.vendor_tools.cli import vendor
 
     assert "issue-licence" in vendor.commands and main.commands["vendor"] is vendor

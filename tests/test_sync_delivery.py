@@ -96,7 +96,7 @@ def outbox_states() -> dict:
 
 
 def stored_ids(receiver: Receiver) -> list[str]:
-    from appliance.vendor.receiver.models import Report
+    from appliance.vendor_tools.receiver.models import Report
 
     return receiver.query(lambda: [r.report_id for r in Report.select(Report.report_id)])
 

@@ -75,7 +75,7 @@ def post_batch(receiver, envelopes, key="batch-key-0001", header=True):
 
 
 def stored_count(receiver):
-    from appliance.vendor.receiver.models import Report
+    from appliance.vendor_tools.receiver.models import Report
 
     return receiver.query(lambda: Report.select().count())
 
@@ -204,7 +204,7 @@ def test_admin_endpoints_are_off_without_a_token(tmp_path, ident):
 
 
 def test_a_late_older_report_does_not_overwrite_fresher_counts(receiver, ident):
-    from appliance.vendor.receiver.models import DayUsage
+    from appliance.vendor_tools.receiver.models import DayUsage
 
     newer = sign_report(report_for(ident, messages=50, generated_at=dt.datetime(2026, 11, 25, 12)), ident)
     older = sign_report(
@@ -307,7 +307,7 @@ def test_vendor_answer_brings_the_latest_version_and_a_verified_licence(site, re
 
 def test_a_licence_the_appliance_does_not_trust_is_refused_and_reports_still_count(site, receiver, tmp_path):
     from appliance.core.licence.testing import TestSigner
-    from appliance.vendor.receiver.service import set_licence
+    from appliance.vendor_tools.receiver.service import set_licence
     from appliance.web.models.licence import InstalledLicence
     from appliance.web.models.sync import SyncOutbox
     from appliance.web.sync import service

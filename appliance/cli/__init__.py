@@ -8,7 +8,7 @@ import click
 
 from appliance.cli import bundle, instance, keys, licence, sizing, sync
 from appliance.cli.context import Context
-from appliance.vendor.cli import vendor
+from appliance.vendor_tools.cli import vendor
 
 
 @click.group()

@@ -1,7 +1,7 @@
 """Vendor-signed licences: the file format, trust roots and the state they put the appliance in.
 
 Nothing here touches the network or the database; ``appliance.web.services.licence`` stores
-licences and enforces the limits, ``appliance.vendor.cli`` issues them.
+licences and enforces the limits, ``appliance.vendor_tools.cli`` issues them.
 """
 
 from appliance.core.licence.format import (

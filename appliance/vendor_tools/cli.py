@@ -35,7 +35,7 @@ from appliance.core.licence.format import (
     verify_licence,
 )
 from appliance.core.licence.trust import TrustedKey, TrustStore
-from appliance.vendor.receiver.cli import COMMANDS as RECEIVER_COMMANDS
+from appliance.vendor_tools.receiver.cli import COMMANDS as RECEIVER_COMMANDS
 
 PASSPHRASE_ENV = "APPLIANCE_VENDOR_PASSPHRASE"
 MIN_PASSPHRASE = 12

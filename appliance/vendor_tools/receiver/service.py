@@ -26,7 +26,7 @@ from appliance.core.sync.report import (
     parse_json,
     verify_envelope,
 )
-from appliance.vendor.receiver.models import (
+from appliance.vendor_tools.receiver.models import (
     DayUsage,
     Installation,
     ReceivedBatch,

@@ -18,10 +18,10 @@ import logging
 from flask import Flask, Response, current_app, jsonify, render_template_string, request
 
 from appliance.core.sync.report import MAX_EXPORT_BYTES
-from appliance.vendor.receiver import service
-from appliance.vendor.receiver.models import open_db
+from appliance.vendor_tools.receiver import service
+from appliance.vendor_tools.receiver.models import open_db
 
-log = logging.getLogger("appliance.vendor.receiver")
+log = logging.getLogger("appliance.vendor_tools.receiver")
 
 
 def create_app(db_path, *, admin_token: str | None = None) -> Flask:

@@ -17,7 +17,7 @@ DB_OPTION = click.option(
 
 
 def _open(db_path):
-    from appliance.vendor.receiver.models import open_db
+    from appliance.vendor_tools.receiver.models import open_db
 
     return open_db(db_path)
 
@@ -45,7 +45,7 @@ def serve_sync(db_path, host, port, threads, admin_token_file):
     """Run the receiver for appliances' usage reports (put TLS in front of it)."""
     from waitress import serve
 
-    from appliance.vendor.receiver.app import create_app
+    from appliance.vendor_tools.receiver.app import create_app
 
     app = create_app(db_path, admin_token=_read_token(admin_token_file))
     click.echo(f"sync receiver on http://{host}:{port} (database {db_path})")
@@ -60,7 +60,7 @@ def serve_sync(db_path, host, port, threads, admin_token_file):
 @click.option("--replace", is_flag=True, help="Accept a new key for a known installation.")
 def register_installation(db_path, installation_id, public_key_file, label, replace):
     """Trust an installation's public key, so its reports are accepted."""
-    from appliance.vendor.receiver import service
+    from appliance.vendor_tools.receiver import service
 
     db = _open(db_path)
     with db.connection_context():
@@ -79,7 +79,7 @@ def register_installation(db_path, installation_id, public_key_file, label, repl
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def sync_installations(db_path, as_json):
     """List installations with their latest reported usage."""
-    from appliance.vendor.receiver import service
+    from appliance.vendor_tools.receiver import service
 
     db = _open(db_path)
     with db.connection_context():
@@ -103,7 +103,7 @@ def sync_installations(db_path, as_json):
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def sync_import(db_path, files):
     """Store export files carried out of air-gapped sites (same checks as the upload page)."""
-    from appliance.vendor.receiver import service
+    from appliance.vendor_tools.receiver import service
 
     db = _open(db_path)
     failed = 0
@@ -127,7 +127,7 @@ def sync_import(db_path, files):
 def sync_set_licence(db_path, installation_id, licence_file, pub):
     """Hand a renewed licence to an installation on its next sync."""
     from appliance.core.licence import LicenceError, TrustStore, verify_licence
-    from appliance.vendor.receiver import service
+    from appliance.vendor_tools.receiver import service
 
     text = Path(licence_file).read_text()
     try:
@@ -152,7 +152,7 @@ def sync_set_licence(db_path, installation_id, licence_file, pub):
 @click.argument("version")
 def sync_set_latest_version(db_path, version):
     """Announce the latest appliance version to every installation that syncs."""
-    from appliance.vendor.receiver import service
+    from appliance.vendor_tools.receiver import service
 
     db = _open(db_path)
     with db.connection_context():
