@@ -9,23 +9,25 @@ from pathlib import Path
 
 import click
 
-from appliance.cli.context import pass_ctx
+from appliance.cli.context import open_database, pass_ctx
 
 
 def _open(ctx, passphrase: str | None = None):
-    """Bind the database and load the checked master key, or fail with the key's own message."""
-    from appliance.web import db as dbmod
+    """Bind the database (schema up to date) and load the master key checked against it.
+
+    Fails with the key's own message; the commands then open connections as they need them.
+    """
     from appliance.web.crypto import MasterKeyError, open_keyring
     from appliance.web.crypto.master import ENV_PASSPHRASE, key_source
 
     instance = ctx.instance()
     if passphrase is None and key_source(instance) == "passphrase" and not os.environ.get(ENV_PASSPHRASE):
         passphrase = click.prompt("Master key passphrase", hide_input=True)
-    database = dbmod.bind(instance.database_url)
-    try:
-        keyring = open_keyring(instance, passphrase=passphrase)
-    except MasterKeyError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with open_database(instance) as database:
+        try:
+            keyring = open_keyring(instance, passphrase=passphrase)
+        except MasterKeyError as exc:
+            raise click.ClickException(str(exc)) from exc
     return instance, database, keyring
 
 

@@ -15,10 +15,10 @@ from appliance.core.licence.format import MAX_LICENCE_BYTES, LicenceError
 def _service(ctx):
     """The licence service of this instance (refused with a message when its state is unreadable)."""
     from appliance.web.services import ServiceError
-    from appliance.web.services.licence import Licensing
+    from appliance.web.services.licence import LicenceService
 
     try:
-        return Licensing.for_instance(ctx.instance())
+        return LicenceService.for_instance(ctx.instance())
     except ServiceError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -128,7 +128,7 @@ class DatabaseMark:
 # -- the service ---------------------------------------------------------------------------
 
 
-class Licensing:
+class LicenceService:
     """Licences of one instance: needs its home (mark file, installation id) and session key."""
 
     def __init__(self, instance, secret: bytes, trust: TrustStore | None = None):
@@ -140,7 +140,7 @@ class Licensing:
         self._installation_id: str | None = None
 
     @classmethod
-    def for_app(cls, app) -> Licensing:
+    def for_app(cls, app) -> LicenceService:
         found = app.extensions.get("licence")
         if found is None:
             found = cls(app.extensions["appliance_instance"], _secret_bytes(app.config["SECRET_KEY"]))
@@ -148,7 +148,7 @@ class Licensing:
         return found
 
     @classmethod
-    def for_instance(cls, instance) -> Licensing:
+    def for_instance(cls, instance) -> LicenceService:
         path = instance.path(instance["secret_key_file"])
         try:
             secret = path.read_bytes().strip()
@@ -330,8 +330,8 @@ def _audit(action: str, actor_id=None, **details) -> None:
 # -- per-request access ----------------------------------------------------------------
 
 
-def service() -> Licensing:
-    return Licensing.for_app(current_app)
+def service() -> LicenceService:
+    return LicenceService.for_app(current_app)
 
 
 def current_state() -> LicenceState:
@@ -533,4 +533,4 @@ def licence_clock_job(app) -> None:
     An idle appliance would otherwise only learn the time at the next request, and a
     clock set back in between would go unnoticed for that stretch.
     """
-    Licensing.for_app(app).state()
+    LicenceService.for_app(app).state()

@@ -29,7 +29,7 @@ from appliance.web.db import database_proxy
 from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
 from appliance.web.models.sync import FAILED, PENDING, SENDING, SENT, SyncOutbox, SyncState
-from appliance.web.services.licence import Licensing
+from appliance.web.services.licence import LicenceService
 from appliance.web.sync.outbox import DatabaseOutbox
 from appliance.web.sync.usage import usage_for_day
 
@@ -188,7 +188,7 @@ def _on_version(version: str) -> None:
 def install_vendor_licence(instance, text: str) -> bool:
     """Install a licence the vendor sent back, through the licence service.
 
-    ``Licensing.install`` verifies it exactly like one an admin uploads (trust
+    ``LicenceService.install`` verifies it exactly like one an admin uploads (trust
     roots, signature, payload, binding to this installation, expiry) and
     records refusals in the audit trail. The vendor repeats its licence on every
     answer, so a text refused once is not tried (and audited) again.
@@ -198,7 +198,7 @@ def install_vendor_licence(instance, text: str) -> bool:
     if get_state(REFUSED_LICENCE) == digest:
         return False
     try:
-        licence, new = Licensing.for_instance(instance).install(text, actor_id=None)
+        licence, new = LicenceService.for_instance(instance).install(text, actor_id=None)
     except LicenceError as exc:
         set_state(REFUSED_LICENCE, digest)
         set_state(LICENCE_NOTE, f"refused a licence from the vendor: {exc}")
