@@ -96,13 +96,10 @@ def object_or_404(principal: Principal, model, object_id: int, minimum: str = "a
     if obj is None:
         abort(404)
     tenant = Tenant.get_by_id(obj.tenant_id)
-    role = principal.role_in(tenant)
-    if role is None:
-        if allow_shared_read and getattr(obj, "shared", False) and _shared_down_to_principal(obj, principal):
-            return obj
-        abort(404)
-    if role_rank(role) < role_rank(minimum):
-        abort(403, description=f"This needs the {minimum} role in {tenant.name}.")
+    if (principal.role_in(tenant) is None and allow_shared_read and getattr(obj, "shared", False)
+            and _shared_down_to_principal(obj, principal)):
+        return obj
+    require_role(principal, tenant, minimum)
     return obj
 
 

@@ -9,8 +9,6 @@ is refused); installing a licence and assigning programs are ``scope="provider"`
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from flask import abort, g, jsonify, request
 
 from appliance.core.licence.format import MAX_LICENCE_BYTES, LicenceError
@@ -19,20 +17,8 @@ from appliance.web.api import api
 from appliance.web.api.schema import spec
 from appliance.web.models.licence import TenantProgram
 from appliance.web.models.tenancy import Tenant
-from appliance.web.services import ServiceError, licence
+from appliance.web.services import licence
 from appliance.web.validation import F
-
-
-def parse_when(text: str | None, name: str = "effective_from") -> datetime | None:
-    """``2027-01-31`` or ``2027-01-31T09:00:00Z`` (UTC); None for empty."""
-    if not text:
-        return None
-    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
-        try:
-            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    raise ServiceError(f"{name} must be a date like 2027-01-31 or 2027-01-31T09:00:00Z.", 422)
 
 
 @api.route("/licence")
@@ -86,7 +72,7 @@ def list_programs(tenant):
 @spec("Assign a program to a tenant (provider admins, within the licence)", role="admin", scope="provider",
       body=PROGRAM_BODY, tag="licence", status=201)
 def assign_program(tenant, data):
-    row = licence.assign_program(tenant, data["program"], effective_from=parse_when(data.get("effective_from")),
+    row = licence.assign_program(tenant, data["program"], effective_from=licence.parse_when(data.get("effective_from")),
                                    actor_id=g.principal.user_id)
     return jsonify(row.to_json()), 201
 

@@ -445,6 +445,18 @@ def check_can_assign_program(tenant, program: str) -> None:
         )
 
 
+def parse_when(text: str | None, name: str = "effective_from") -> datetime | None:
+    """``2027-01-31`` or ``2027-01-31T09:00:00Z`` (UTC); None for empty."""
+    if not text:
+        return None
+    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise ServiceError(f"{name} must be a date like 2027-01-31 or 2027-01-31T09:00:00Z.", 422)
+
+
 def assign_program(tenant, program: str, *, effective_from: datetime | None = None, actor_id=None) -> TenantProgram:
     check_can_assign_program(tenant, program)
     if TenantProgram.select().where(TenantProgram.tenant == tenant.id, TenantProgram.program == program).exists():

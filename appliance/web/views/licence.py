@@ -25,7 +25,6 @@ from flask import (
 from appliance.core.licence.format import MAX_LICENCE_BYTES, LicenceError
 from appliance.core.licence.programs import PROGRAM_TITLES
 from appliance.web.access import is_provider_admin
-from appliance.web.api.licence import parse_when
 from appliance.web.auth import load_user, provider_view, tenant_view
 from appliance.web.models.licence import TenantProgram
 from appliance.web.models.tenancy import PROVIDER, Tenant
@@ -155,7 +154,7 @@ def assign(tenant):
         abort(403, description="Only the provider's admins can assign programs.")
     program = (request.form.get("program") or "").strip()
     try:
-        licence.assign_program(tenant, program, effective_from=parse_when(request.form.get("effective_from")),
+        licence.assign_program(tenant, program, effective_from=licence.parse_when(request.form.get("effective_from")),
                                  actor_id=g.principal.user_id)
     except ServiceError as exc:
         flash(str(exc), "error")
