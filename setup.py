@@ -13,7 +13,7 @@ setup(
     packages=find_namespace_packages(include=["appliance", "appliance.*"], exclude=["*.__pycache__"]),
     include_package_data=True,
     package_data={
-        "appliance.web": ["templates/*.html", "templates/*/*.html", "static/*"],
+        "appliance.web": ["templates/*.html", "templates/*/*.html", "static/*", "data/*.txt"],
         "appliance.core": ["trust/*.pub"],
     },
     install_requires=[
@@ -26,6 +26,8 @@ setup(
         "argon2-cffi>=23.1",
         "PyYAML>=6.0",
         "requests>=2.31",
+        "pyotp>=2.9",
+        "segno>=1.6",
     ],
     extras_require={
         "postgres": ["psycopg2-binary>=2.9"],

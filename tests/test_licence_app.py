@@ -126,12 +126,12 @@ def test_tenant_limit_ui_n_allowed_n_plus_one_refused(app, world, signer, clock)
 def test_seat_limit_api_n_allowed_n_plus_one_refused(app, client, world, signer, clock):
     install(app, signer, max_seats=16, programs=["api"])
     assign(app, world.tenants["A"], "api")
-    assert api_add_member(client, world, "A", "sixteenth@a.test").status_code == 201
+    assert api_add_member(client, world, "A", "sixteenth@a.test").status_code == 202
     refused = api_add_member(client, world, "A", "seventeenth@a.test")
     assert refused.status_code == 403
     assert "maximum operator seats is 16" in refused.get_json()["message"]
     # Provider staff are not operator seats.
-    assert api_add_member(client, world, "P", "staff@p.test").status_code == 201
+    assert api_add_member(client, world, "P", "staff@p.test").status_code == 202
     with app.app_context():
         assert licence.seat_count() == 16
 

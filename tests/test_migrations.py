@@ -134,7 +134,19 @@ def seed_system(db, ids, instance):
         m.WorkerHeartbeat.create(host="app1.internal", pid=4242, last_round_at=T0, last_failures="")
 
 
-SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system}
+def seed_security(db, ids, instance):
+    m = frozen(9)
+    with db.bind_ctx(m.MODELS):
+        m.UserSession.create(user=ids["admin"], sid_hash="a" * 64, created_at=T0, last_seen_at=T0)
+        m.TotpCredential.create(user=ids["admin"], key_tenant_id=ids["provider"], uid=str(CONTACT_UID),
+                                secret=ciphertext("totp"), confirmed_at=T0, last_counter=12345, created_at=T0)
+        m.RecoveryCode.create(user=ids["admin"], code_hash="$argon2id$v=19$code", used_at=None)
+        m.ThrottleEvent.create(scope="login.pair", key="b" * 64, at=T0)
+        m.Invitation.create(tenant=ids["acme"], user=ids["admin"], role="agent", shared=False, invited_by=ids["admin"],
+                            created_at=T0, expires_at=T0 + dt.timedelta(days=14), answered_at=None, accepted=None)
+
+
+SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system, 9: seed_security}
 
 
 def test_every_migration_has_seed_rows():

@@ -41,8 +41,35 @@ DEFAULTS: dict = {
     "max_request_bytes": 1024 * 1024,
     # Bearer token for /metrics from other hosts; empty: loopback only.
     "metrics_token": "",
+    # Failed logins per address and account within the window before that pair is locked;
+    # each further failure doubles the lock, up to throttle.backoff_max_seconds. The lock is
+    # per address+account, so an attacker elsewhere cannot lock the owner out.
     "login_throttle_attempts": 5,
     "login_throttle_window_seconds": 300,
+    # Users with an admin role must enrol TOTP before they reach any page (the API too).
+    "admin_totp_required": False,
+    # Server-side sessions: ended after this long without a request, and after this long at all.
+    "session_idle_timeout_seconds": 2 * 3600,
+    "session_absolute_timeout_seconds": 12 * 3600,
+    # Reverse proxies in front of the app whose X-Forwarded-For is trusted for the client's
+    # address (throttling): 0 when clients connect directly (the embedded default), 1 behind nginx.
+    "trusted_proxy_hops": 0,
+    # Per-address and per-account limits, counted in the database (so they hold across app hosts).
+    "throttle": {
+        "backoff_max_seconds": 3600,
+        "login_per_address": 30,  # failed logins from one address (any accounts) per login window
+        # Failed logins for one account from everywhere per login window; users with TOTP bypass
+        # this one (their second factor still stands), so a distributed attack cannot lock them out.
+        "login_per_account": 100,
+        "totp_attempts": 5,  # wrong TOTP or recovery codes per account per login window
+        "widget_window_seconds": 3600,
+        "widget_conversations_per_address": 20,
+        "widget_conversations_per_channel": 2000,
+        "webhook_window_seconds": 60,
+        "webhook_requests_per_address": 600,
+    },
+    # API tokens: the longest lifetime a token may be given, in days (0: tokens may not expire).
+    "api_token_max_days": 0,
     # Usage reports to the vendor (docs/SYNC.md). An admin's on/off switch, kept in the
     # database, overrides "enabled"; "locked_off" is the installer's and wins over both.
     "sync": {

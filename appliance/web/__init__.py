@@ -51,7 +51,8 @@ def configure(app: Flask, instance: Instance) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=bool(instance["session_cookie_secure"]),
-        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
+        # The cookie lives as long as a session can; the server-side session decides (auth.py).
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(seconds=int(instance["session_absolute_timeout_seconds"])),
         MAX_CONTENT_LENGTH=int(instance["max_request_bytes"]),
         WTF_CSRF_TIME_LIMIT=None,  # tied to the session, which expires on its own
         JSON_SORT_KEYS=False,
@@ -104,17 +105,22 @@ class IdConverter(IntegerConverter):
 def register_blueprints(app: Flask) -> None:
     app.url_map.converters["id"] = IdConverter
     from appliance.web.api import api
+    from appliance.web.auth import enrolment_gate
+    from appliance.web.views.account import account
     from appliance.web.views.admin import admin
     from appliance.web.views.auth import auth
     from appliance.web.views.inbox import inbox
     from appliance.web.views.knowledge import knowledge
     from appliance.web.views.licence import licence_pages
     from appliance.web.views.public import public
+    from appliance.web.views.security import security
     from appliance.web.views.sync import sync_admin
     from appliance.web.views.system import system
 
-    for blueprint in (auth, inbox, admin, knowledge, public, licence_pages, api, sync_admin, system):
+    for blueprint in (auth, account, inbox, admin, security, knowledge, public, licence_pages, api, sync_admin,
+                      system):
         app.register_blueprint(blueprint)
+    app.before_request(enrolment_gate)
     csrf.exempt(api)
     csrf.exempt(public)
 

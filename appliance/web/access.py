@@ -18,7 +18,7 @@ from functools import reduce
 
 from flask import abort
 
-from appliance.web.models.tenancy import PROVIDER, Membership, Tenant, role_rank
+from appliance.web.models.tenancy import PROVIDER, Membership, Tenant, User, role_rank
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,16 @@ class Principal:
 
     @classmethod
     def for_token(cls, token) -> Principal:
+        """A token acts with its own role, never more than its creator holds there right now:
+        removing, demoting or deactivating the creator cuts the token on its next request."""
         tenant = token.tenant
-        return cls(token.created_by_id, [Grant(tenant.id, tenant.path, token.role)], token.id)
+        creator = User.get_or_none(User.id == token.created_by_id) if token.created_by_id else None
+        if creator is None or not creator.is_active or not tenant.is_active:
+            return cls(token.created_by_id, [], token.id)
+        creator_role = cls.for_user(creator).role_in(tenant)
+        role = min((token.role, creator_role), key=role_rank)
+        grants = [Grant(tenant.id, tenant.path, role)] if role_rank(role) else []
+        return cls(creator.id, grants, token.id)
 
     def role_in(self, tenant: Tenant) -> str | None:
         best = None

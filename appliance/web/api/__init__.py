@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, g, jsonify, request
 
 from appliance.web.access import Principal
+from appliance.web.auth import must_enrol
 from appliance.web.models.base import utcnow
-from appliance.web.models.tenancy import ApiToken, Tenant
+from appliance.web.models.tenancy import ApiToken, Tenant, User
 from appliance.web.services import ServiceError
 from appliance.web.services.licence import require_program
 from appliance.web.services.tokens import TOKEN_PREFIX, hash_token
@@ -24,14 +25,23 @@ def _authenticate():
     row = ApiToken.get_or_none(ApiToken.token_hash == hash_token(token.strip()))
     if row is None or row.revoked:
         abort(401, description="This API token is unknown or revoked.")
+    now = utcnow()
+    if row.is_expired(now):
+        abort(401, description="This API token has expired; a tenant admin can create a new one.")
     tenant = Tenant.get_by_id(row.tenant_id)
     if not tenant.is_active:
         abort(401, description="This API token's tenant is deactivated.")
-    now = utcnow()
+    principal = Principal.for_token(row)
+    if not principal.grants:
+        abort(401, description="This API token's creator no longer has access to its tenant; "
+                               "a tenant admin can create a new one.")
+    creator = User.get_by_id(principal.user_id)
+    if must_enrol(creator):
+        abort(403, description="The creator of this API token must set up TOTP (two-factor login) first.")
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
         ApiToken.update(last_used_at=now).where(ApiToken.id == row.id).execute()
     g.token = row
-    g.principal = Principal.for_token(row)
+    g.principal = principal
     g.user = None
     require_program(tenant, "api")
 

@@ -4,7 +4,7 @@ the OpenAPI document and the isolation tests all read the same rules."""
 
 from __future__ import annotations
 
-from flask import abort, g, jsonify, request
+from flask import abort, current_app, g, jsonify, request
 
 from appliance.web.access import is_shared_down, require_role, shared_from_ancestors
 from appliance.web.api import api
@@ -20,8 +20,8 @@ from appliance.web.models.contact_center import (
     Message,
     Team,
 )
-from appliance.web.models.tenancy import ACCOUNT_KINDS, ROLES, SUBACCOUNT_KINDS, ApiToken, Membership, Tenant
-from appliance.web.services import catalogue, contacts, conversations, tenants, tokens
+from appliance.web.models.tenancy import ACCOUNT_KINDS, ROLES, SUBACCOUNT_KINDS, ApiToken, Membership, Tenant, User
+from appliance.web.services import catalogue, contacts, conversations, invitations, sessions, tenants, tokens, totp
 from appliance.web.validation import F
 
 
@@ -39,7 +39,8 @@ def _page(items, next_cursor=None):
 @spec("The token's tenant, role and reach", tag="tenants")
 def me():
     token = g.token
-    return jsonify(token=token.to_json(), tenant=Tenant.get_by_id(token.tenant_id).to_json())
+    tenant = Tenant.get_by_id(token.tenant_id)
+    return jsonify(token=token.to_json() | {"effective_role": g.principal.role_in(tenant)}, tenant=tenant.to_json())
 
 
 @api.route("/tenants")
@@ -109,13 +110,15 @@ def list_members(tenant):
 
 
 @api.route("/tenants/<id:tenant_id>/members", methods=["POST"])
-@spec("Add a member (creating the user when new)", role="admin", body=MEMBER_BODY, tag="members", status=201)
+@spec("Add a member by e-mail: a new address gets an account at once, an existing account an invitation "
+      "its owner accepts (the answer is the same either way)", role="admin", body=MEMBER_BODY, tag="members",
+      status=202)
 def add_member(tenant, data):
-    member = tenants.invite_member(
-        tenant, email=data["email"], name=data.get("name"), password=data.get("password"),
+    answer = invitations.add_by_email(
+        tenant, g.principal, email=data["email"], name=data.get("name"), password=data.get("password"),
         role=data["role"], shared=data.get("shared", False), actor_id=_actor(),
     )
-    return jsonify(member.to_json()), 201
+    return jsonify(answer), 202
 
 
 @api.route("/members/<id:member_id>")
@@ -137,7 +140,12 @@ def delete_member(member):
     return jsonify(deleted=member.id)
 
 
-TOKEN_BODY = {"name": F("string", required=True, max_length=80), "role": F("string", required=True, enum=ROLES)}
+TOKEN_BODY = {
+    "name": F("string", required=True, max_length=80),
+    "role": F("string", required=True, enum=ROLES),
+    "expires_in_days": F("integer", description="Days until the token stops working (default: never, "
+                         "or the installation's maximum)"),
+}
 
 
 @api.route("/tenants/<id:tenant_id>/tokens")
@@ -151,7 +159,10 @@ def list_tokens(tenant):
       tag="members", status=201)
 def create_token(tenant, data):
     row, token = tokens.create_token(tenant, name=data["name"], role=data["role"],
-                                     creator_role=g.principal.role_in(tenant), actor_id=_actor())
+                                     creator_role=g.principal.role_in(tenant), actor_id=_actor(),
+                                     expires_in_days=data.get("expires_in_days"),
+                                     max_days=int(current_app.extensions["appliance_instance"]["api_token_max_days"]),
+                                     parent=g.token)
     return jsonify(row.to_json() | {"token": token}), 201
 
 
@@ -159,6 +170,35 @@ def create_token(tenant, data):
 @spec("Revoke an API token", role="admin", tag="members")
 def revoke_token(token):
     return jsonify(tokens.revoke_token(token, actor_id=_actor()).to_json())
+
+
+@api.route("/members/<id:member_id>/sessions", methods=["DELETE"])
+@spec("Sign a member's user out of every UI session (needs admin of every tenant they belong to)",
+      role="admin", tag="members")
+def end_member_sessions(member):
+    count = sessions.kill_user_sessions(g.principal, member.user_id, actor_id=_actor())
+    return jsonify(ended=count)
+
+
+@api.route("/members/<id:member_id>/totp", methods=["DELETE"])
+@spec("Reset a member's TOTP enrolment (a lost phone); they enrol again at their next login",
+      role="admin", scope="provider", tag="members")
+def reset_member_totp(member):
+    totp.reset(User.get_by_id(member.user_id), actor_id=_actor())
+    sessions.end_all(member.user_id, actor_id=_actor(), reason="totp-reset")
+    return jsonify(reset=member.user_id)
+
+
+DEACTIVATE_BODY = {"confirm": F("boolean", required=True, description="Must be true")}
+
+
+@api.route("/members/<id:member_id>/deactivate", methods=["POST"])
+@spec("Deactivate a member's user everywhere: their sessions and API tokens stop at once",
+      role="admin", scope="provider", body=DEACTIVATE_BODY, tag="members")
+def deactivate_member_user(member, data):
+    if data["confirm"] is not True:
+        abort(422, description="confirm must be true.")
+    return jsonify(sessions.deactivate_user(User.get_by_id(member.user_id), actor_id=_actor()).to_json())
 
 
 # --- channels and teams ----------------------------------------------------------------

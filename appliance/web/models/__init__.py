@@ -18,6 +18,7 @@ from appliance.web.models.contact_center import (
 )
 from appliance.web.models.crypto import CryptoMaster, KeyRotationJob, TenantKey
 from appliance.web.models.licence import InstalledLicence, LicenceClock, TenantProgram
+from appliance.web.models.security import Invitation, RecoveryCode, ThrottleEvent, TotpCredential, UserSession
 from appliance.web.models.sync import SyncOutbox, SyncRequestDay, SyncState
 from appliance.web.models.system import WorkerHeartbeat
 from appliance.web.models.tenancy import ApiToken, LoginAttempt, Membership, Tenant, User
@@ -33,11 +34,13 @@ __all__ = [
     "Conversation",
     "CryptoMaster",
     "InstalledLicence",
+    "Invitation",
     "KeyRotationJob",
     "LicenceClock",
     "LoginAttempt",
     "Membership",
     "Message",
+    "RecoveryCode",
     "SyncOutbox",
     "SyncRequestDay",
     "SyncState",
@@ -46,6 +49,9 @@ __all__ = [
     "Tenant",
     "TenantKey",
     "TenantProgram",
+    "ThrottleEvent",
+    "TotpCredential",
     "User",
+    "UserSession",
     "WorkerHeartbeat",
 ]

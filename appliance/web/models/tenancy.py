@@ -105,6 +105,10 @@ class ApiToken(BaseModel):
     created_at = DateTimeField(default=utcnow)
     last_used_at = DateTimeField(null=True)
     revoked = BooleanField(default=False)
+    expires_at = DateTimeField(null=True)  # None: until revoked
+
+    def is_expired(self, now) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
     def to_json(self) -> dict:
         return {
@@ -114,7 +118,10 @@ class ApiToken(BaseModel):
             "role": self.role,
             "prefix": self.prefix,
             "revoked": self.revoked,
+            "created_by": self.created_by_id,
             "created_at": self.created_at.isoformat() + "Z",
+            "last_used_at": self.last_used_at.isoformat() + "Z" if self.last_used_at else None,
+            "expires_at": self.expires_at.isoformat() + "Z" if self.expires_at else None,
         }
 
 

@@ -113,7 +113,10 @@ def add_member(tenant: Tenant, user: User, role: str, *, shared=False, actor_id=
 
 
 def invite_member(tenant: Tenant, *, email, name, password, role, shared=False, actor_id=None):
-    """Add an existing user by e-mail, or create the user first."""
+    """Add a user by e-mail at once, creating the user first when new.
+
+    A provider action (and the demo's): tenant admins go through
+    appliance.web.services.invitations, where an existing user must accept."""
     user = User.get_or_none(User.email == normalise_email(email))
     if user is None:
         user = create_user(email, name, password)

@@ -7,6 +7,7 @@ import base64
 from flask import (
     Blueprint,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -16,6 +17,7 @@ from flask import (
 )
 
 from appliance.web.access import shared_from_ancestors
+from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import CHANNEL_KINDS, Channel
 from appliance.web.models.tenancy import (
     ACCOUNT,
@@ -28,7 +30,7 @@ from appliance.web.models.tenancy import (
     Tenant,
     User,
 )
-from appliance.web.services import ServiceError, catalogue, tenants
+from appliance.web.services import ServiceError, catalogue, invitations, tenants
 from appliance.web.services import tokens as token_service
 from appliance.web.views import helpers
 from appliance.web.views.helpers import form_bool, form_text, owned_or_404
@@ -75,13 +77,13 @@ def add_member(tenant):
     form = {"email": form_text("email", 300), "name": form_text("name", 200),
             "role": request.form.get("role", "agent"), "shared": form_bool("shared")}
     try:
-        tenants.invite_member(tenant, email=form["email"], name=form["name"],
-                              password=request.form.get("password") or "", role=form["role"],
-                              shared=form["shared"], actor_id=_actor())
+        answer = invitations.add_by_email(tenant, g.principal, email=form["email"], name=form["name"],
+                                          password=request.form.get("password") or "", role=form["role"],
+                                          shared=form["shared"], actor_id=_actor())
     except ServiceError as exc:
         flash(str(exc), "error")
         return _render_users(tenant, exc.status, form)
-    flash(f"{form['email']} is now a member with the {form['role']} role.", "info")
+    flash(answer["message"], "info")
     return redirect(url_for("admin.users", tenant_id=tenant.id))
 
 
@@ -197,7 +199,7 @@ def update_channel(tenant, channel_id):
 def _render_tokens(tenant, status=200, new_token_value=None, form=None):
     rows = list(ApiToken.select().where(ApiToken.tenant == tenant.id).order_by(ApiToken.id.desc()))
     return render_template("admin/tokens.html", tokens=rows, roles=ROLES, new_token=new_token_value,
-                           form=form or {}), status
+                           form=form or {}, now=utcnow()), status
 
 
 @admin.route("/tokens")
@@ -211,9 +213,12 @@ def tokens(tenant):
 def create_token(tenant):
     name = form_text("name", 200).strip()
     role = request.form.get("role", "agent")
+    days = form_text("expires_in_days", 10).strip()
     try:
-        _row, token = token_service.create_token(tenant, name=name, role=role, creator_role=g.role,
-                                                  actor_id=_actor())
+        _row, token = token_service.create_token(
+            tenant, name=name, role=role, creator_role=g.role, actor_id=_actor(),
+            expires_in_days=int(days) if days.isdigit() else (days or None),
+            max_days=int(current_app.extensions["appliance_instance"]["api_token_max_days"]))
     except ServiceError as exc:
         if exc.status == 403:
             abort(403, description=str(exc))

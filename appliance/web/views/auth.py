@@ -6,39 +6,77 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from peewee import DatabaseError
 
 from appliance.web.access import is_provider_admin
-from appliance.web.auth import authenticate, load_user, login_required, login_user, seconds_locked
+from appliance.web.auth import (
+    authenticate,
+    begin_second_factor,
+    check_second_factor,
+    load_user,
+    login_required,
+    login_user,
+    login_wait,
+    logout_user,
+    pending_user,
+    safe_next_path,
+    totp_wait,
+)
+from appliance.web.services import totp
 
 auth = Blueprint("auth", __name__)
 
 
-def _safe_next(target: str | None) -> str | None:
-    # Only local paths: an open redirect would make our login page a phishing aid.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+def _login_page(status: int, next_path=None):
+    return render_template("login.html", next=safe_next_path(next_path) or ""), status
+
+
+def _minutes(seconds: int) -> int:
+    return seconds // 60 + 1
 
 
 @auth.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "GET":
-        return render_template("login.html", next=request.args.get("next", ""))
+        return _login_page(200, request.args.get("next"))
     email = (request.form.get("email") or "").strip()[:254]
-    password = request.form.get("password") or ""
-    wait = seconds_locked(email) if email else 0
+    password = (request.form.get("password") or "")[:1000]
+    next_path = safe_next_path(request.form.get("next"))
+    wait = login_wait(email) if email else 0
     if wait:
-        flash(f"Too many failed logins for this account. Try again in {wait // 60 + 1} minute(s).", "error")
-        return render_template("login.html", next=request.form.get("next", "")), 429
+        flash(f"Too many failed logins from here for this account. Try again in {_minutes(wait)} minute(s).", "error")
+        return _login_page(429, next_path)
     user = authenticate(email, password) if email and password else None
     if user is None:
         flash("Wrong e-mail or password.", "error")
-        return render_template("login.html", next=request.form.get("next", "")), 401
+        return _login_page(401, next_path)
+    if totp.is_enrolled(user):
+        begin_second_factor(user, next_path)
+        return redirect(url_for("auth.login_totp"))
     login_user(user)
-    return redirect(_safe_next(request.form.get("next")) or url_for("auth.home"))
+    return redirect(next_path or url_for("auth.home"))
+
+
+@auth.route("/login/totp", methods=["GET", "POST"])
+def login_totp():
+    user = pending_user()
+    if user is None:
+        flash("Log in with your password first.", "error")
+        return redirect(url_for("auth.login"))
+    if request.method == "GET":
+        return render_template("login_totp.html")
+    wait = totp_wait(user)
+    if wait:
+        flash(f"Too many wrong codes. Try again in {_minutes(wait)} minute(s).", "error")
+        return render_template("login_totp.html"), 429
+    if not check_second_factor(user, (request.form.get("code") or "")[:40]):
+        flash("That code is not right, or it was used already. Wait for the next one.", "error")
+        return render_template("login_totp.html"), 401
+    next_path = safe_next_path(session.get("pending_next"))
+    login_user(user)
+    return redirect(next_path or url_for("auth.home"))
 
 
 @auth.route("/logout", methods=["POST"])
 def logout():
-    session.clear()
+    logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
 

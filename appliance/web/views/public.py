@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from appliance.web.models.contact_center import Channel, Conversation, Message
 from appliance.web.models.tenancy import Tenant, User
-from appliance.web.services import ServiceError, conversations, licence
+from appliance.web.services import ServiceError, conversations, licence, throttle
 from appliance.web.validation import F, json_object
 
 public = Blueprint("public", __name__)
@@ -195,6 +195,17 @@ def _widget_headers(response):
     return response
 
 
+def _limit_new_conversations(channel: Channel) -> None:
+    """New widget conversations per visitor address and per channel (the app's own limit,
+    so the embedded default without a reverse proxy is covered too)."""
+    limits = throttle.limits()
+    window = int(limits["widget_window_seconds"])
+    throttle.take("widget.address", throttle.digest(channel.id, throttle.client_address()),
+                  int(limits["widget_conversations_per_address"]), window, "new conversations from your address")
+    throttle.take("widget.channel", throttle.digest(channel.id), int(limits["widget_conversations_per_channel"]),
+                  window, "new conversations on this channel")
+
+
 @public.route("/widget/<key>")
 def widget(key):
     channel = _channel(key, ("webchat",))
@@ -215,6 +226,7 @@ def widget_post(key):
         # of this e-mail" would hand anyone who types a customer's address their history.
         if not (data.get("body") or "").strip():
             abort(422, description="A message needs a non-empty body.")
+        _limit_new_conversations(channel)
         tenant = Tenant.get_by_id(channel.tenant_id)
         contact = conversations.find_or_create_contact(tenant, name=data.get("name"), email=data.get("email"))
         conv = conversations.start_conversation(channel, tenant, contact, data.get("body"))
@@ -244,6 +256,11 @@ def widget_messages(key):
 @public.route("/hooks/<key>", methods=["POST"])
 def hook(key):
     """Messenger and e-mail gateways: JSON signed with the channel's secret."""
+    limits = throttle.limits()
+    # Before any work (and before the signature check): a flood is refused cheaply.
+    throttle.take("webhook.address", throttle.digest(throttle.client_address()),
+                  int(limits["webhook_requests_per_address"]), int(limits["webhook_window_seconds"]),
+                  "webhook requests from your address")
     channel = _channel(key, ("webhook", "email"))
     raw = request.get_data(cache=False)
     given = request.headers.get("X-Signature", "")
