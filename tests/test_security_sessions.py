@@ -82,7 +82,8 @@ def test_an_admin_kills_a_members_sessions(app, client, world):
     victim = _logged_in(app, world, "A1", "agent")
     member = world.members[("A1", "agent")]
     # A sibling's admin cannot; the tenant's admin (or above) can.
-    assert client.delete(f"/api/v1/members/{member.id}/sessions", headers=world.headers("A2", "admin")).status_code == 404
+    sibling = client.delete(f"/api/v1/members/{member.id}/sessions", headers=world.headers("A2", "admin"))
+    assert sibling.status_code == 404
     resp = client.delete(f"/api/v1/members/{member.id}/sessions", headers=world.headers("A", "admin"))
     assert resp.status_code == 200 and resp.get_json()["ended"] == 1
     assert not _in(victim, world, "A1")

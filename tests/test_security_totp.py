@@ -91,7 +91,7 @@ def test_a_distributed_password_guess_does_not_lock_out_a_totp_user(app, world, 
         guess = app.test_client()
         guess.post("/login", data={"email": email, "password": "wrong-password-x", "csrf_token": csrf_token(guess)},
                    environ_base={"REMOTE_ADDR": f"192.0.2.{n + 1}"})
-    owner, resp = _password_step(app, email)
+    _owner, resp = _password_step(app, email)
     assert resp.status_code == 302 and resp.headers["Location"].endswith("/login/totp")
 
 
