@@ -24,11 +24,13 @@ from tests.helpers import ARG_OBJECT, ROLES, TREE, login, rule_url
 PUBLIC = {
     "static",
     "auth.login",
+    "auth.login_totp",
     "auth.logout",
     "api.openapi",
 }
 # Routes that need a login but no tenant: (minimum role anywhere, sample path).
-UNSCOPED = {"auth.home", "auth.switch"}
+UNSCOPED = {"auth.home", "auth.switch", "account.index", "account.totp", "account.totp_start", "account.totp_confirm",
+            "account.recovery_codes", "account.password", "account.end_other_sessions", "account.answer_invitation"}
 
 # UI GET endpoints that may read a parent's shared object: endpoint -> shared object kind.
 UI_SHARED_READ = {"knowledge.article": "shared_article"}
@@ -170,3 +172,75 @@ def test_ui_matrix(app, world, role):
                                f"{' (shared)' if variant else ''}: {resp.get_data(as_text=True)[:300]!r}")
                         checked += 1
     assert checked > 500
+
+
+def _api_requests(app, world, principal_key):
+    """(method, path, spec, target) for every API rule and target tenant, as in the matrix."""
+    for rule in _rules(app):
+        if not rule.endpoint.startswith("api.") or rule.endpoint == "api.openapi":
+            continue
+        spec = app.view_functions[rule.endpoint].api_spec
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            for target_key in TREE if rule.arguments else [principal_key]:
+                yield method, rule_url(rule, world, target_key), spec, target_key
+
+
+def test_api_matrix_for_tokens_of_removed_demoted_and_deactivated_users(app, client, world):
+    """A token acts with its creator's rights at each request: removed and deactivated
+    creators' tokens answer 401 everywhere; a demoted creator's token gets the new role."""
+    from appliance.web.models.tenancy import Membership, User
+
+    Membership.delete().where(Membership.id == world.members[("A", "admin")].id).execute()
+    User.update(is_active=False).where(User.id == world.users[("A1", "admin")].id).execute()
+    Membership.update(role="agent").where(Membership.id == world.members[("B", "admin")].id).execute()
+    checked = 0
+    for key in ("A", "A1"):
+        for method, path, _spec, _target in _api_requests(app, world, key):
+            resp = client.open(path, method=method, headers=world.headers(key, "admin"),
+                               json={} if method in ("POST", "PATCH", "PUT") else None)
+            assert resp.status_code == 401, f"{method} {path} with the token of a cut admin@{key}: {resp.status_code}"
+            checked += 1
+    for method, path, spec, target in _api_requests(app, world, "B"):
+        expected = _expected(spec["role"], "B", "agent", target, False)
+        if spec["scope"] == "provider" and expected == "allow":
+            expected = "forbid"
+        if method == "DELETE" and expected == "allow":
+            continue
+        resp = client.open(path, method=method, headers=world.headers("B", "admin"),
+                           json={} if method in ("POST", "PATCH", "PUT") else None)
+        _check(resp.status_code, expected, f"{method} {path} with the token of admin@B demoted to agent")
+        checked += 1
+    assert checked > 100
+
+
+def test_totp_required_admins_reach_only_enrolment(app, client, world):
+    """With admin_totp_required on, an admin without TOTP gets the enrolment page from every
+    UI route and 403 from every API route; other roles are unaffected."""
+    app.extensions["appliance_instance"].settings["admin_totp_required"] = True
+    app.config["WTF_CSRF_ENABLED"] = False
+    rules = _ui_rules(app)
+    checked = 0
+    for key in ("P", "A", "B1"):
+        ui = app.test_client()
+        assert login(ui, world.email(key, "admin")).status_code == 302
+        for rule in _rules(app):
+            if rule.endpoint not in rules and rule.endpoint not in UNSCOPED - {"account.totp", "account.totp_start",
+                                                                                "account.totp_confirm"}:
+                continue
+            scope = rules.get(rule.endpoint, ("none",))[0]
+            path = rule_url(rule, world, key) if scope == "tenant" else rule.rule
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                resp = ui.open(path, method=method, data={})
+                assert resp.status_code == 302 and resp.headers["Location"].endswith("/account/totp"), (
+                    f"{method} {path} as an admin without TOTP: {resp.status_code}")
+                checked += 1
+        for method, path, _spec, _target in _api_requests(app, world, key):
+            resp = client.open(path, method=method, headers=world.headers(key, "admin"),
+                               json={} if method in ("POST", "PATCH", "PUT") else None)
+            assert resp.status_code == 403, f"{method} {path} with a TOTP-less admin's token: {resp.status_code}"
+            checked += 1
+    agent = app.test_client()
+    assert login(agent, world.email("A", "agent")).status_code == 302
+    assert agent.get(f"/t/{world.tenants['A'].id}/inbox").status_code == 200
+    assert client.get("/api/v1/me", headers=world.headers("A", "supervisor")).status_code == 200
+    assert checked > 200
