@@ -57,7 +57,8 @@ DEFAULTS: dict = {
     # Per-address and per-account limits, counted in the database (so they hold across app hosts).
     "throttle": {
         "backoff_max_seconds": 3600,
-        "login_per_address": 30,  # failed logins from one address (any accounts) per login window
+        # Failed logins from one address (any accounts): high enough for an office behind one NAT.
+        "login_per_address": 100,
         # Failed logins for one account from everywhere per login window; users with TOTP bypass
         # this one (their second factor still stands), so a distributed attack cannot lock them out.
         "login_per_account": 100,
