@@ -69,3 +69,19 @@ def test_a_weak_password_is_refused_whether_or_not_the_address_exists(client, wo
         resp = client.post(f"/api/v1/tenants/{world.tenants['A'].id}/members", headers=world.headers("A", "admin"),
                            json={"email": email, "password": "short", "role": "agent"})
         assert resp.status_code == 422
+
+
+def test_the_ui_says_the_same_for_an_existing_and_a_new_address(app, world):
+    import re
+
+    app.config["WTF_CSRF_ENABLED"] = False
+    admin = app.test_client()
+    login(admin, world.email("A", "admin"))
+    url = f"/t/{world.tenants['A'].id}/admin/users"
+    flashes = []
+    for email in (world.email("B1", "agent"), "brand.new@example.test"):
+        resp = admin.post(url, data={"email": email, "name": "X", "password": "a-long-passphrase-here",
+                                     "role": "agent"}, follow_redirects=True)
+        assert resp.status_code == 200
+        flashes.append(re.findall(r'class="flash flash-\w+"[^>]*>([^<]+)<', resp.get_data(as_text=True)))
+    assert flashes[0] == flashes[1] and flashes[0]
