@@ -150,6 +150,7 @@ def test_round_trip_while_writing_onto_a_fresh_instance(app, instance, tmp_path,
 
 def test_licence_and_identity_come_back_on_a_fresh_instance(tmp_path, monkeypatch, db_url, request):
     from appliance.core.licence.testing import TestSigner
+    from appliance.web.models.licence import InstalledLicence
     from appliance.web.services import licence
     from tests.helpers import trust_test_signer
 
@@ -162,10 +163,13 @@ def test_licence_and_identity_come_back_on_a_fresh_instance(tmp_path, monkeypatc
         before = (service.installation_id(), service.state().mode)
         path, _ = create_backup(source)
     target = fresh_home(tmp_path, "fresh", source, other_db_url(request, tmp_path))
+    # A new host has its own session key: the licence must not depend on the old one.
+    (target.home / "keys" / "session.key").write_text("f" * 64)
     restore_backup(target, path)
     with running_app(target) as app, app.app_context():
         service = licence.service()
         assert (service.installation_id(), service.state().mode) == before
+        assert [lic.licence_id for lic in InstalledLicence.select()] == ["LIC-TEST-1"]
 
 
 def test_wrong_key_and_tampering_are_refused_before_anything_changes(app, instance, tmp_path):

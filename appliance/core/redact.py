@@ -16,7 +16,10 @@ _SECRET_NAME = re.compile(r"(pass(word|phrase)?|secret|token|api[_-]?key|private
 TEXT_RULES: list[tuple[str, re.Pattern, str]] = [
     # user:password@ inside any URL
     ("url-credentials", re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+(:[^/\s@]*)?@"), r"\1<redacted>@"),
-    ("authorization", re.compile(r"(?i)\b(authorization|bearer|token|password|passwd|secret|api[_-]?key|cookie)"
+    # a whole header value: "Authorization: Bearer x", "Cookie: a=b; c=d"
+    ("auth-header", re.compile(r"(?im)\b(authorization|proxy-authorization|cookie|set-cookie)\s*:.*$"),
+     r"\1: <redacted>"),
+    ("credential", re.compile(r"(?i)\b(bearer|token|password|passwd|secret|api[_-]?key)"
                                  r"(\s*[:=]\s*|\s+)(\"[^\"]*\"|'[^']*'|\S+)"), r"\1\2<redacted>"),
     ("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "<email>"),
     ("ipv6", re.compile(r"\b(?:[0-9a-fA-F]{1,4}:){3,7}[0-9a-fA-F]{1,4}\b"), "<ip>"),
