@@ -83,3 +83,26 @@ def test_plan_prune_monthly_archives():
     months = sorted(firsts)[-3:]
     assert {firsts[m] for m in months} <= kept
     assert firsts[sorted(firsts)[0]] not in kept
+
+
+def test_new_host_with_only_the_recovery_kit(runner, home, tmp_path, monkeypatch):
+    """The documented procedure: config, keys import-recovery, backup restore, keys verify."""
+    from tests.helpers import running_app
+    from tests.test_backup import seed
+
+    monkeypatch.setattr("appliance.web.crypto.master.SCRYPT_N", 2**14)  # fast KDF for the test
+    monkeypatch.setenv("APPLIANCE_RECOVERY_PASSPHRASE", "a long recovery passphrase")
+    with running_app(home) as app:
+        seed(app)
+    kit = tmp_path / "kit.txt"
+    run(runner, home, "keys", "export-recovery", "-o", str(kit))
+    archive = run(runner, home, "backup", "create").stdout.strip().splitlines()[-1]
+
+    new_home = tmp_path / "new"
+    write_config(new_home, {"database_url": "sqlite:///appliance.db"})
+    new = type(home).load(new_home)
+    run(runner, new, "keys", "import-recovery", str(kit))
+    restored = run(runner, new, "backup", "restore", "--yes", archive)
+    assert "keys/installation.id" in restored.output
+    verified = run(runner, new, "keys", "verify")
+    assert "0 failed" in verified.output and " 0 values" not in verified.output
