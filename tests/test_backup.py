@@ -120,7 +120,9 @@ def test_round_trip_while_writing_onto_a_fresh_instance(app, instance, tmp_path,
     writer = Writer(app, ids["conversation"])
     writer.start()
     try:
-        while writer.written < 20 and writer.error is None:
+        for _ in range(3000):  # bounded: at most ~30 s for the writer to get going
+            if writer.written >= 20 or writer.error is not None:
+                break
             threading.Event().wait(0.01)
         with app.app_context():
             path, manifest = create_backup(instance)

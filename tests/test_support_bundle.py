@@ -111,3 +111,17 @@ def test_bundle_of_a_running_instance_on_each_engine(seeded, tmp_path):
     assert "status.json" in names
     status = json.loads(members(out)["support-bundle/status.json"])
     assert any(c["name"] == "Database" and c["level"] == "ok" for c in status)
+
+
+def test_bundle_when_the_database_is_down(runner, tmp_path):
+    from tests.pg import free_port
+
+    home = tmp_path / "down"
+    write_config(home, {"database_url": f"postgresql://app:pw-not-shown@127.0.0.1:{free_port()}/app"})
+    out = tmp_path / "down.tar.gz"
+    result = runner.invoke(main, ["--home", str(home), "support-bundle", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "unreachable" in result.output and "pw-not-shown" not in result.output
+    files = members(out)
+    assert "error" in json.loads(files["support-bundle/schema.json"])
+    assert b"pw-not-shown" not in b"".join(files.values())

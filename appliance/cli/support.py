@@ -17,6 +17,7 @@ from appliance.cli.context import pass_ctx
 def support_bundle(ctx, out, preview):
     """Versions, redacted config, status, schema, key ids and scrubbed recent logs in one file."""
     from appliance.core import clock
+    from appliance.core.redact import scrub_text
     from appliance.web import db as dbmod
     from appliance.web import support_bundle as bundle
 
@@ -30,9 +31,16 @@ def support_bundle(ctx, out, preview):
         raise click.ClickException(f"{out} exists; choose another --out.")
     database = dbmod.bind(instance.database_url)
     try:
-        with database.connection_context():
-            names = bundle.build(instance, database, out)
+        database.connect()
+    except Exception as exc:  # a bundle is most wanted when the database is down
+        click.echo(f"warning: the database is unreachable ({scrub_text(str(exc))}); "
+                   "the bundle records that instead of its contents", err=True)
+    try:
+        names = bundle.build(instance, database, out)
     except OSError as exc:
         raise click.ClickException(f"could not write {out}: {exc}") from exc
+    finally:
+        if not database.is_closed():
+            database.close()
     click.echo(f"support bundle written to {out} ({len(names)} entries); review it before sending "
                "(tar -tzf / tar -xzf).")

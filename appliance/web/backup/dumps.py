@@ -110,10 +110,14 @@ def pg_env(url: str, database: str | None = None) -> dict:
     return env
 
 
-def pg_dump_process(url: str, bindir: Path) -> subprocess.Popen:
-    """``pg_dump -Fc`` writing to its stdout (the caller encrypts it as it comes)."""
+def pg_dump_process(url: str, bindir: Path, stderr) -> subprocess.Popen:
+    """``pg_dump -Fc`` writing to its stdout (the caller encrypts it as it comes).
+
+    Its messages go to the file ``stderr``: a pipe nobody reads while the dump streams
+    could fill up and stall pg_dump.
+    """
     return subprocess.Popen([str(bindir / "pg_dump"), "-Fc", "--no-owner", "--no-privileges"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=pg_env(url))
+                            stdout=subprocess.PIPE, stderr=stderr, env=pg_env(url))
 
 
 def pg_check_dump(path: Path, bindir: Path) -> None:
@@ -131,16 +135,21 @@ def pg_restore_into(path: Path, url: str, bindir: Path, database: str | None = N
         [str(bindir / "pg_restore"), "--no-owner", "--no-privileges", "-f", "-", str(path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     psql = subprocess.Popen(
+        # lock_timeout: a web or worker process still connected makes the restore fail
+        # clearly instead of waiting forever for its locks.
         [str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction",
-         "-c", "DROP SCHEMA IF EXISTS public CASCADE", "-c", "CREATE SCHEMA public", "-f", "-"],
+         "-c", "SET lock_timeout = '30s'", "-c", "DROP SCHEMA IF EXISTS public CASCADE",
+         "-c", "CREATE SCHEMA public", "-f", "-"],
         stdin=restore.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     restore.stdout.close()
     _, psql_err = psql.communicate(timeout=24 * 3600)
     restore_err = restore.stderr.read()
     restore.wait()
     if restore.returncode != 0 or psql.returncode != 0:
+        detail = (psql_err or restore_err).decode(errors="replace").strip()[:800]
+        hint = " Stop appliance-web and appliance-worker first." if "lock timeout" in detail else ""
         raise BackupError("PostgreSQL restore failed and was rolled back (the database is unchanged): "
-                          + (psql_err or restore_err).decode(errors="replace").strip()[:800])
+                          + detail + hint)
 
 
 def pg_admin(url: str, sql: str) -> None:

@@ -104,12 +104,13 @@ def create_backup(instance, progress=None, passphrase=None,
             else:
                 schema = _pg_schema_version(url)
                 bindir = dumps.pg_bindir(settings(instance)["pg_bindir"])
-                proc = dumps.pg_dump_process(url, bindir)
-                # Encrypted as it streams out: no plaintext dump ever lands on disk.
-                writer.add_part(DATABASE_PART, proc.stdout, progress)
-                err = proc.stderr.read()
-                if proc.wait() != 0:
-                    raise BackupError("pg_dump failed: " + err.decode(errors="replace").strip()[:800])
+                with open(staging / "pg_dump.log", "w+b") as log:
+                    proc = dumps.pg_dump_process(url, bindir, log)
+                    # Encrypted as it streams out: no plaintext dump ever lands on disk.
+                    writer.add_part(DATABASE_PART, proc.stdout, progress)
+                    if proc.wait() != 0:
+                        log.seek(0)
+                        raise BackupError("pg_dump failed: " + log.read().decode(errors="replace").strip()[:800])
         writer.add_part(IDENTITY_PART, io.BytesIO(_identity_document(instance)))
         manifest = writer.close(
             created_at=now.astimezone(dt.UTC).isoformat(), app_version=appliance.__version__,
