@@ -269,7 +269,8 @@ class ArchiveReader:
             while fh.tell() < end:
                 raw = fh.read(4)
                 (n,) = _U32.unpack(raw) if len(raw) == 4 else (0,)
-                sealed = fh.read(n) if n >= _TAG else b""
+                # The chunk size is in the MACed header: a larger record is damage, not a reason to allocate.
+                sealed = fh.read(n) if _TAG <= n <= self.header["chunk_size"] + _TAG else b""
                 if len(sealed) < _TAG or fh.tell() > end:
                     raise Tampered(f"{self.path}: part {name!r} is damaged at chunk {counter}.")
                 last = fh.tell() == end
