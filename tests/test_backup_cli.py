@@ -42,6 +42,10 @@ def test_errors_are_messages_not_tracebacks(runner, home, tmp_path):
     junk.write_bytes(b"hello")
     bad = run(runner, home, "backup", "restore", "--yes", str(junk), ok=False)
     assert "not an appliance backup archive" in bad.output
+    (home.home / "appliance.db").rename(tmp_path / "elsewhere.db")
+    gone = run(runner, home, "backup", "create", ok=False)
+    assert "does not exist: nothing to back up" in gone.output
+    assert not (home.home / "appliance.db").exists()
 
 
 def test_prune_keeps_retention_and_the_last_good_one(runner, home, clock):

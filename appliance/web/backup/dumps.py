@@ -37,7 +37,11 @@ def sqlite_snapshot(url: str, dest: Path) -> None:
     write load it may never finish; one step holds a read snapshot, which in WAL mode
     does not block the app's writers.
     """
-    src = sqlite3.connect(str(sqlite_path(url)), timeout=30)
+    path = sqlite_path(url)
+    if not path.exists():  # sqlite3 would quietly create an empty database and back that up
+        raise BackupError(f"the database {path} does not exist: nothing to back up "
+                          "(check database_url in config.yml).")
+    src = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     dst = sqlite3.connect(str(dest))
     try:
         src.backup(dst, pages=-1)
