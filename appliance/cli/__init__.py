@@ -6,7 +6,7 @@ import os
 
 import click
 
-from appliance.cli import bundle, instance, keys, licence, sizing, sync
+from appliance.cli import backup, bundle, instance, keys, licence, sizing, support, sync
 from appliance.cli.context import Context
 from appliance.vendor_tools.cli import vendor
 
@@ -34,6 +34,8 @@ for _command in [
     sync.sync,
     sizing.sizing,
     bundle.bundle_command,
+    backup.backup,
+    support.support_bundle,
     vendor,
 ]:
     main.add_command(_command)

@@ -91,6 +91,23 @@ DEFAULTS: dict = {
         "backoff_base": 60.0,
         "backoff_max": 6 * 3600.0,
     },
+    # Encrypted backups (docs/BACKUP.md). The profiles' retention_days and archive
+    # settings land here through config.yml.
+    "backup": {
+        "directory": "backups",  # relative to home; a separate disk or a mount of the backup target
+        "retention_days": 7,
+        # Keep the first archive of each month for archive_retention_months (maximal profile).
+        "archive": False,
+        "archive_retention_months": 0,
+        "chunk_bytes": 1024 * 1024,  # plaintext per AEAD chunk
+        "pg_bindir": "",  # where pg_dump/pg_restore/psql live; empty: the newest installed
+    },
+    # appliance support-bundle: log files to include (globs, relative to home) and how much.
+    "support": {
+        "log_globs": ["logs/*.log"],
+        "log_lines": 2000,
+        "journal_units": ["appliance-web", "appliance-worker"],
+    },
 }
 
 
