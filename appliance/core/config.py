@@ -43,6 +43,17 @@ DEFAULTS: dict = {
     "metrics_token": "",
     "login_throttle_attempts": 5,
     "login_throttle_window_seconds": 300,
+    # The installation's time zone (IANA name): metering days, billing periods and
+    # future-dated changes follow its calendar, not UTC's.
+    "timezone": "UTC",
+    # The provider's sales and billing (appliance/web/business).
+    "business": {
+        "currency": "EUR",  # one currency per installation; amounts are integer minor units
+        "currency_exponent": 2,
+        "renewal_reminder_days": [90, 30, 7],
+        # Reseller discount in whole percent by partner level.
+        "partner_discounts": {"silver": 5, "gold": 10, "platinum": 15},
+    },
     # Usage reports to the vendor (docs/SYNC.md). An admin's on/off switch, kept in the
     # database, overrides "enabled"; "locked_off" is the installer's and wins over both.
     "sync": {

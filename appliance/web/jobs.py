@@ -11,6 +11,9 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 
+from appliance.web.business.metering import metering_job
+from appliance.web.business.reminders import renewal_reminders_job
+from appliance.web.business.schedule import scheduled_changes_job
 from appliance.web.models.base import utcnow
 from appliance.web.models.system import WorkerHeartbeat
 from appliance.web.services.licence import licence_clock_job
@@ -24,6 +27,9 @@ def all_jobs() -> list[Callable]:
     return [
         sync_job,  # daily usage reports to the vendor (does nothing while sync is off)
         licence_clock_job,  # keeps the licence clock high-water mark moving on idle appliances
+        scheduled_changes_job,  # future-dated contract changes whose day has come, each once
+        metering_job,  # usage per tenant per local day, for billing and the customers' usage pages
+        renewal_reminders_job,  # notices before contracts end
     ]
 
 
