@@ -26,6 +26,7 @@ PUBLIC = {
     "auth.login",
     "auth.logout",
     "api.openapi",
+    "business.apply_public",  # the provider's public application form
 }
 # Routes that need a login but no tenant: (minimum role anywhere, sample path).
 UNSCOPED = {"auth.home", "auth.switch"}

@@ -53,6 +53,9 @@ DEFAULTS: dict = {
         "renewal_reminder_days": [90, 30, 7],
         # Reseller discount in whole percent by partner level.
         "partner_discounts": {"silver": 5, "gold": 10, "platinum": 15},
+        # The public application form on the provider's portal (/apply), and its limit per sender address.
+        "public_applications": True,
+        "public_applications_per_hour": 5,
     },
     # Usage reports to the vendor (docs/SYNC.md). An admin's on/off switch, kept in the
     # database, overrides "enabled"; "locked_off" is the installer's and wins over both.

@@ -104,6 +104,7 @@ class IdConverter(IntegerConverter):
 def register_blueprints(app: Flask) -> None:
     app.url_map.converters["id"] = IdConverter
     from appliance.web.api import api
+    from appliance.web.business.views import business_pages
     from appliance.web.views.admin import admin
     from appliance.web.views.auth import auth
     from appliance.web.views.inbox import inbox
@@ -113,7 +114,8 @@ def register_blueprints(app: Flask) -> None:
     from appliance.web.views.sync import sync_admin
     from appliance.web.views.system import system
 
-    for blueprint in (auth, inbox, admin, knowledge, public, licence_pages, api, sync_admin, system):
+    for blueprint in (auth, inbox, admin, knowledge, public, licence_pages, api, sync_admin, system,
+                      business_pages):
         app.register_blueprint(blueprint)
     csrf.exempt(api)
     csrf.exempt(public)

@@ -10,7 +10,9 @@ without gaps however many workers issue at once; an issued invoice never changes
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from dataclasses import dataclass
 
 from peewee import fn
@@ -192,3 +194,15 @@ def statement(account: Tenant, start: dt.date, end: dt.date) -> Statement:
                 for p in payments if start <= p.received_on < end]
     entries.sort(key=lambda e: e[0])  # stable: same-day documents stay in number order, payments after
     return Statement(account.id, start, end, opening, entries, opening + sum(e[2] for e in entries))
+
+
+def invoice_csv(invoice: Invoice) -> str:
+    """One row per line, amounts in minor units (exact; a spreadsheet divides by 100)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["invoice", "kind", "period_start", "period_end", "tenant", "description", "quantity",
+                     "unit_price_minor", "amount_minor", "currency"])
+    for line in invoice.lines.order_by(InvoiceLine.id):
+        writer.writerow([invoice.number, invoice.kind, invoice.period_start, invoice.period_end, line.tenant.name,
+                         line.description, line.quantity, line.unit_price_minor, line.amount_minor, invoice.currency])
+    return out.getvalue()

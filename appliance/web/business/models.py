@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import uuid4
+
 from peewee import (
     BooleanField,
     CharField,
@@ -10,8 +12,10 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     TextField,
+    UUIDField,
 )
 
+from appliance.web.crypto import EncryptedModel, EncryptedTextField
 from appliance.web.models.base import BaseModel, utcnow
 from appliance.web.models.tenancy import Tenant, User
 
@@ -19,6 +23,7 @@ CONTRACT_STATUSES = ("draft", "active", "suspended", "ended")
 RENEWALS = ("auto", "manual")
 CHANGE_KINDS = ("set_seats", "add_program", "remove_program", "set_status")
 CHANGE_STATES = ("pending", "applied", "cancelled", "failed")
+APPLICATION_STATES = ("submitted", "accepted", "declined")
 
 
 class PricePolicy(BaseModel):
@@ -162,3 +167,38 @@ class Notification(BaseModel):
     text = CharField(max_length=300)
     created_at = DateTimeField(default=utcnow)
     read_at = DateTimeField(null=True)
+
+
+class Application(EncryptedModel, BaseModel):
+    """An application for service: from an existing account's admin, or from the public form.
+
+    ``tenant`` is whose keys encrypt it: the account's, or the provider's for a newcomer.
+    ``lines`` is "program:seats,..." as the applicant asked; the manager may change it.
+    """
+
+    tenant = ForeignKeyField(Tenant, on_delete="CASCADE")
+    uid = UUIDField(default=uuid4, unique=True)
+    account = ForeignKeyField(Tenant, null=True, backref="applications", on_delete="CASCADE")
+    company = EncryptedTextField(null=True)
+    applicant_name = EncryptedTextField(null=True)
+    applicant_email = EncryptedTextField(null=True)
+    lines = CharField(max_length=400)
+    starts_on = DateField()
+    state = CharField(max_length=10, default="submitted", index=True)
+    quote_monthly_minor = IntegerField(default=0)
+    quote_setup_minor = IntegerField(default=0)
+    address_key = CharField(max_length=64, null=True, index=True)  # keyed hash of the sender's address, for limits
+    created_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    decided_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
+    decided_at = DateTimeField(null=True)
+    contract = ForeignKeyField(Contract, null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow, index=True)
+
+
+class ApplicationComment(EncryptedModel, BaseModel):
+    tenant = ForeignKeyField(Tenant, on_delete="CASCADE")
+    uid = UUIDField(default=uuid4, unique=True)
+    application = ForeignKeyField(Application, backref="comments", on_delete="CASCADE")
+    author = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    body = EncryptedTextField()
+    created_at = DateTimeField(default=utcnow)

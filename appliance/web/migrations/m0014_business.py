@@ -5,6 +5,7 @@ Frozen: these classes are the tables as this step created them (see the package 
 
 from peewee import (
     AutoField,
+    BlobField,
     BooleanField,
     CharField,
     DateField,
@@ -12,6 +13,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     TextField,
+    UUIDField,
 )
 
 from appliance.web.migrations import FrozenModel, create_frozen
@@ -181,8 +183,45 @@ class Notification(FrozenModel):
         table_name = "notification"
 
 
+class Application(FrozenModel):
+    id = AutoField()
+    tenant = ForeignKeyField(Tenant, on_delete="CASCADE", backref="+")
+    uid = UUIDField(unique=True)
+    account = ForeignKeyField(Tenant, null=True, on_delete="CASCADE", backref="+")
+    company = BlobField(null=True)
+    applicant_name = BlobField(null=True)
+    applicant_email = BlobField(null=True)
+    lines = CharField(max_length=400)
+    starts_on = DateField()
+    state = CharField(max_length=10, index=True)
+    quote_monthly_minor = IntegerField()
+    quote_setup_minor = IntegerField()
+    address_key = CharField(max_length=64, null=True, index=True)
+    created_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
+    decided_by = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
+    decided_at = DateTimeField(null=True)
+    contract = ForeignKeyField(Contract, null=True, on_delete="SET NULL", backref="+")
+    created_at = DateTimeField(index=True)
+
+    class Meta:
+        table_name = "application"
+
+
+class ApplicationComment(FrozenModel):
+    id = AutoField()
+    tenant = ForeignKeyField(Tenant, on_delete="CASCADE", backref="+")
+    uid = UUIDField(unique=True)
+    application = ForeignKeyField(Application, on_delete="CASCADE", backref="+")
+    author = ForeignKeyField(User, null=True, on_delete="SET NULL", backref="+")
+    body = BlobField()
+    created_at = DateTimeField()
+
+    class Meta:
+        table_name = "application_comment"
+
+
 MODELS = [PricePolicy, Contract, ContractLine, SeatHistory, ScheduledChange, UsageDay, InvoiceCounter, Invoice,
-          InvoiceLine, Payment, Notification]
+          InvoiceLine, Payment, Notification, Application, ApplicationComment]
 
 
 def up(db, migrator):
