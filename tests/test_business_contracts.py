@@ -215,3 +215,25 @@ def test_renewal_reminders_go_once_at_each_offset(ctx):
     texts = {n.text for n in Notification.select().where(Notification.tenant == a.id)}
     assert texts == {"The contract of Tenant A ends on 2031-12-31 (renews automatically)."}
     assert Invoice.select().count() == 0
+
+
+def test_a_reseller_cannot_order_past_its_credit_limit(ctx):
+    from decimal import Decimal
+
+    b = ctx.tenants["B"]
+    b.kind, b.credit_limit = "reseller", Decimal("500.00")
+    b.save()
+    first = contracts.create(b, [("webchat", 20)], starts_on=FEB, ends_on=FEB + 365 * DAY)  # 400.00 a month
+    contracts.set_status(first, "active", on=FEB)
+    second = contracts.create(b, [("email", 1)], starts_on=FEB, ends_on=FEB + 365 * DAY)  # 99.00 more: 499.00
+    contracts.set_status(second, "active", on=FEB)
+    invoicing.record_payment(b, 1, FEB, "prepay")  # owes -0.01: still inside
+    (invoice,) = [i for i in invoicing.run(FEB, dt.date(2031, 3, 1), currency="EUR", discounts={})
+                  if i.account_id == b.id]
+    invoicing.issue(invoice)  # now owes the February invoice too
+    third = contracts.create(b, [("webchat", 1)], starts_on=FEB, ends_on=FEB + 30 * DAY)
+    with pytest.raises(ServiceError) as refused:
+        contracts.set_status(third, "active", on=FEB)
+    message = str(refused.value)
+    assert "credit limit of 500.00" in message and "owes" in message and "Record a payment" in message
+    assert Contract.get_by_id(third.id).status == "draft"

@@ -7,10 +7,9 @@ import datetime as dt
 
 import pytest
 
-from appliance.web.business import metering
-from appliance.web.business.calendar import day_bounds, zone
-from appliance.web.business.models import UsageDay
-from appliance.web.services import contacts, conversations
+from appliance.core.calendar import day_bounds, zone
+from appliance.web.models.metering import UsageDay
+from appliance.web.services import contacts, conversations, metering
 
 BERLIN = zone({"timezone": "Europe/Berlin"})
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from appliance.web.business import metering
-from appliance.web.business.calendar import zone
+from appliance.core.calendar import zone
 from appliance.web.business.models import Contract, Invoice
-from appliance.web.services import contacts, conversations
+from appliance.web.services import contacts, conversations, metering
 from tests.helpers import csrf_token, login
 
 TODAY = dt.date(2030, 4, 17)  # tests.helpers.START

@@ -11,12 +11,12 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 
-from appliance.web.business.metering import metering_job
 from appliance.web.business.reminders import renewal_reminders_job
 from appliance.web.business.schedule import scheduled_changes_job
 from appliance.web.models.base import utcnow
 from appliance.web.models.system import WorkerHeartbeat
 from appliance.web.services.licence import licence_clock_job
+from appliance.web.services.metering import metering_job
 from appliance.web.sync.service import sync_job
 
 log = logging.getLogger("appliance.web.jobs")

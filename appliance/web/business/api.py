@@ -11,11 +11,11 @@ import datetime as dt
 
 from flask import Response, current_app, g, jsonify, request
 
+from appliance.core.calendar import today, zone
 from appliance.web.api import api
 from appliance.web.api.schema import spec
 from appliance.web.business import catalogue, contracts, invoicing, schedule, usage
 from appliance.web.business.billing import month_bounds
-from appliance.web.business.calendar import today, zone
 from appliance.web.business.models import CHANGE_KINDS, CONTRACT_STATUSES, RENEWALS, Contract, Invoice
 from appliance.web.models.tenancy import ACCOUNT, PROVIDER, Tenant
 from appliance.web.services import ServiceError

@@ -11,6 +11,7 @@ import datetime as dt
 from contextlib import suppress
 
 from appliance.web.business.catalogue import policy_on
+from appliance.web.business.invoicing import balance
 from appliance.web.business.models import CONTRACT_STATUSES, RENEWALS, Contract, ContractLine, SeatHistory
 from appliance.web.models.tenancy import ACCOUNT
 from appliance.web.services import Conflict, ServiceError
@@ -43,6 +44,33 @@ def check_within_licence(lines: list[tuple[str, int]], *, contract_id: int | Non
         raise licence_service.LicenceLimitError(
             f"Contracts would hold {total} operator seats; the licence allows {state.limits.max_seats} (max_seats). "
             "Lower the seats or ask the vendor for a licence with more seats.", "max_seats")
+
+
+def credit_limit_minor(account) -> int:
+    """The account's credit limit in minor units (the column is a Decimal of major units); 0: no limit."""
+    return int((account.credit_limit or 0) * 100)
+
+
+def check_credit(account, lines: list[tuple[str, int]], *, contract_id: int | None = None) -> None:
+    """A reseller or enterprise with a credit limit may not order past it: what it owes now plus
+    a month of every active contract, this one included, must stay within the limit."""
+    limit = credit_limit_minor(account)
+    if limit <= 0:
+        return
+    monthly = 0
+    active = Contract.select().where(Contract.account == account.id, Contract.status == "active")
+    for contract in active:
+        if contract.id != contract_id:
+            monthly += sum(line.monthly_fee_minor * (line.seats if line.per_seat else 1) for line in contract.lines)
+    if contract_id is not None:
+        monthly += sum(line.monthly_fee_minor * (line.seats if line.per_seat else 1)
+                       for line in ContractLine.select().where(ContractLine.contract == contract_id))
+    owed = balance(account)
+    if owed + monthly > limit:
+        raise ServiceError(
+            f"Credit limit: {account.name} owes {owed / 100:.2f} and would be billed {monthly / 100:.2f} a month, "
+            f"{(owed + monthly) / 100:.2f} in all, over its credit limit of {limit / 100:.2f}. Record a payment "
+            "or raise the limit first.", 422)
 
 
 def create(account, lines: list[tuple[str, int]], *, starts_on: dt.date, ends_on: dt.date,
@@ -87,6 +115,7 @@ def set_status(contract: Contract, status: str, *, on: dt.date, actor_id=None) -
     account = contract.account
     if status == "active" and contract.status != "active":
         check_within_licence(lines_of(contract), contract_id=contract.id)
+        check_credit(account, lines_of(contract), contract_id=contract.id)
         start = dt.datetime.combine(max(on, contract.starts_on), dt.time(), dt.UTC)
         for program, _ in lines_of(contract):
             with suppress(Conflict):  # assigned by hand before the contract: keep it

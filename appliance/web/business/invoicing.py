@@ -27,10 +27,10 @@ from appliance.web.business.models import (
     InvoiceLine,
     Payment,
     SeatHistory,
-    UsageDay,
 )
 from appliance.web.business.money import check
 from appliance.web.models.base import utcnow
+from appliance.web.models.metering import UsageDay
 from appliance.web.models.tenancy import ACCOUNT, Tenant
 from appliance.web.services import ServiceError
 
@@ -167,6 +167,14 @@ def record_payment(account: Tenant, amount_minor: int, received_on: dt.date, ref
         raise ServiceError("reference: the bank transfer's reference is required", 422)
     return Payment.create(account=account, amount_minor=amount_minor, received_on=received_on,
                           reference=reference.strip()[:120], recorded_by=actor_id)
+
+
+def balance(account: Tenant) -> int:
+    """What the account owes now: issued invoices and credit notes less payments."""
+    invoiced = (Invoice.select(fn.COALESCE(fn.SUM(Invoice.total_minor), 0))
+                .where(Invoice.account == account.id, Invoice.status == "issued").scalar() or 0)
+    paid = Payment.select(fn.COALESCE(fn.SUM(Payment.amount_minor), 0)).where(Payment.account == account.id).scalar()
+    return int(invoiced) - int(paid or 0)
 
 
 @dataclass

@@ -101,23 +101,6 @@ class ScheduledChange(BaseModel):
     outcome = TextField(null=True)
 
 
-class UsageDay(BaseModel):
-    """Metered usage of one tenant on one local day; kept so retention can prune messages."""
-
-    tenant = ForeignKeyField(Tenant, on_delete="CASCADE")
-    day = DateField()
-    conversations = IntegerField(default=0)
-    messages_in = IntegerField(default=0)
-    messages_out = IntegerField(default=0)
-    active_operators = IntegerField(default=0)
-    seats = IntegerField(default=0)
-    programs = CharField(max_length=255, default="")  # comma-separated, sorted
-    computed_at = DateTimeField(default=utcnow)
-
-    class Meta:
-        indexes = ((("tenant", "day"), True), (("day",), False))
-
-
 class InvoiceCounter(BaseModel):
     """The last invoice number issued; one row, locked while a number is taken, so numbers have no gaps."""
 

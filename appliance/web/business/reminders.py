@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from appliance.web.business.calendar import today, zone
+from appliance.core.calendar import today, zone
 from appliance.web.business.models import Contract, Notification
 from appliance.web.models.base import utcnow
 from appliance.web.models.tenancy import PROVIDER, Tenant

@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from appliance.core.calendar import today, zone
 from appliance.web.business import contracts
-from appliance.web.business.calendar import today, zone
 from appliance.web.business.models import CHANGE_KINDS, CONTRACT_STATUSES, Contract, ScheduledChange
 from appliance.web.models.base import utcnow
 from appliance.web.services import ServiceError

@@ -6,7 +6,7 @@ import csv
 import datetime as dt
 import io
 
-from appliance.web.business.models import UsageDay
+from appliance.web.models.metering import UsageDay
 from appliance.web.models.tenancy import Tenant
 
 CSV_COLUMNS = ("day", "tenant", "conversations", "messages_in", "messages_out", "active_operators", "seats",

@@ -13,12 +13,12 @@ import datetime as dt
 
 from flask import Blueprint, Response, abort, current_app, flash, g, redirect, render_template, request, url_for
 
+from appliance.core.calendar import today, zone
 from appliance.core.licence.programs import KNOWN_PROGRAMS, PROGRAM_TITLES
 from appliance.web.access import is_provider_admin
 from appliance.web.auth import load_user, provider_view, tenant_view
 from appliance.web.business import applications, catalogue, contracts, invoicing, schedule, usage
 from appliance.web.business.billing import month_bounds
-from appliance.web.business.calendar import today, zone
 from appliance.web.business.models import CHANGE_KINDS, Application, Contract, Invoice, Notification, ScheduledChange
 from appliance.web.business.money import format_amount
 from appliance.web.models.tenancy import ACCOUNT, PROVIDER, Tenant

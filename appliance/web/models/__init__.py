@@ -18,6 +18,7 @@ from appliance.web.models.contact_center import (
 )
 from appliance.web.models.crypto import CryptoMaster, KeyRotationJob, TenantKey
 from appliance.web.models.licence import InstalledLicence, LicenceClock, TenantProgram
+from appliance.web.models.metering import UsageDay
 from appliance.web.models.sync import SyncOutbox, SyncRequestDay, SyncState
 from appliance.web.models.system import WorkerHeartbeat
 from appliance.web.models.tenancy import ApiToken, LoginAttempt, Membership, Tenant, User
@@ -46,6 +47,7 @@ __all__ = [
     "Tenant",
     "TenantKey",
     "TenantProgram",
+    "UsageDay",
     "User",
     "WorkerHeartbeat",
 ]

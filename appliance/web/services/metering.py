@@ -20,11 +20,11 @@ import datetime as dt
 
 from peewee import fn
 
-from appliance.web.business.calendar import day_bounds, today, zone
-from appliance.web.business.models import UsageDay
+from appliance.core.calendar import day_bounds, today, zone
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import Conversation, Message
 from appliance.web.models.licence import TenantProgram
+from appliance.web.models.metering import UsageDay
 from appliance.web.models.tenancy import Membership, Tenant, User
 
 CATCH_UP_DAYS = 40  # an outage longer than this loses metering detail, not invoices already issued
@@ -35,7 +35,7 @@ def _grouped(query) -> dict[int, int]:
 
 
 def count_day(day: dt.date, tz) -> dict[int, dict]:
-    """Counts for every tenant that existed on ``day``, keyed by tenant id."""
+    """Counts for every tenant that existed on ``day`` or has traffic dated on it, keyed by tenant id."""
     start, end = day_bounds(day, tz)
     conversations = _grouped(
         Conversation.select(Conversation.tenant, fn.COUNT(Conversation.id))
@@ -60,7 +60,10 @@ def count_day(day: dt.date, tz) -> dict[int, dict]:
                             .where(TenantProgram.effective_from < end).tuples()):
         programs.setdefault(tenant, set()).add(program)
     out = {}
-    for tenant in Tenant.select(Tenant.id, Tenant.path, Tenant.created_at).where(Tenant.created_at < end):
+    active = set(conversations) | {tenant for tenant, _ in by_direction} | set(operators)
+    for tenant in Tenant.select(Tenant.id, Tenant.path, Tenant.created_at):
+        if tenant.created_at >= end and tenant.id not in active:
+            continue  # did not exist yet (data imported with older dates still counts)
         held = set(programs.get(tenant.id, set()))
         for ancestor in tenant.ancestor_ids():
             held |= programs.get(ancestor, set())
