@@ -35,55 +35,95 @@ from appliance.web.models.tenancy import ACCOUNT, Tenant
 from appliance.web.services import ServiceError
 
 
-def _segments(line: ContractLine, start: dt.date, end: dt.date) -> list[Segment]:
-    """Seats held on ``line`` day by day within ``[start, end)``, as runs of equal seats."""
-    history = list(SeatHistory.select().where(SeatHistory.line == line.id).order_by(SeatHistory.effective_on))
-    contract = line.contract
+def _segments(line: ContractLine, contract: Contract, history: list[tuple[dt.date, int]],
+              start: dt.date, end: dt.date) -> list[Segment]:
+    """Seats held on ``line`` within ``[start, end)`` as runs of equal seats; ``history`` is
+    its (effective_on, seats) points in date order."""
     first, last = max(start, contract.starts_on), min(end, contract.ends_on)
     if first >= last:
         return []
-    points = [(h.effective_on, h.seats) for h in history]
     segments = []
     day = first
     while day < last:
         seats = 0
-        for effective_on, value in points:
+        for effective_on, value in history:
             if effective_on <= day:
                 seats = value
-        following = [p for p, _ in points if day < p < last]
+        following = [p for p, _ in history if day < p < last]
         nxt = min(following) if following else last
-        quantity = seats if line.per_seat else 1
-        segments.append(Segment(day, nxt, quantity))
+        segments.append(Segment(day, nxt, seats if line.per_seat else 1))
         day = nxt
     return segments
 
 
-def _usage(account: Tenant, start: dt.date, end: dt.date) -> dict[int, tuple[int, int]]:
-    subtree = Tenant.select(Tenant.id).where(Tenant.path.startswith(account.path))
-    rows = (UsageDay.select(UsageDay.tenant, fn.SUM(UsageDay.conversations),
-                            fn.SUM(UsageDay.messages_in + UsageDay.messages_out))
-            .where(UsageDay.tenant.in_(subtree), UsageDay.day >= start, UsageDay.day < end)
-            .group_by(UsageDay.tenant))
-    return {tenant: (int(c or 0), int(m or 0)) for tenant, c, m in rows.tuples()}
+@dataclass
+class PeriodData:
+    """Everything a period's invoices read, loaded in a handful of queries for all accounts at once."""
+
+    contracts: dict[int, list[Contract]]  # account id -> contracts overlapping the period
+    lines: dict[int, list[ContractLine]]  # contract id -> lines
+    history: dict[int, list[tuple[dt.date, int]]]  # line id -> seat points
+    usage: dict[int, dict[int, tuple[int, int]]]  # account id -> tenant id -> (conversations, messages)
+
+    @classmethod
+    def load(cls, start: dt.date, end: dt.date, account_ids: list[int] | None = None) -> PeriodData:
+        query = Contract.select().where(Contract.status.in_(("active", "suspended", "ended")),
+                                        Contract.starts_on < end, Contract.ends_on > start)
+        if account_ids is not None:
+            query = query.where(Contract.account.in_(account_ids))
+        contracts: dict[int, list[Contract]] = {}
+        for contract in query:
+            contracts.setdefault(contract.account_id, []).append(contract)
+        contract_ids = [c.id for cs in contracts.values() for c in cs]
+        lines: dict[int, list[ContractLine]] = {}
+        history: dict[int, list[tuple[dt.date, int]]] = {}
+        for chunk in _chunks(contract_ids):
+            for line in ContractLine.select().where(ContractLine.contract.in_(chunk)).order_by(ContractLine.id):
+                lines.setdefault(line.contract_id, []).append(line)
+            for point in (SeatHistory.select(SeatHistory.line, SeatHistory.effective_on, SeatHistory.seats)
+                          .join(ContractLine).where(ContractLine.contract.in_(chunk))
+                          .order_by(SeatHistory.effective_on)):
+                history.setdefault(point.line_id, []).append((point.effective_on, point.seats))
+        payer = {}  # tenant id -> the account that pays for it
+        for tenant_id, level, parent_id in Tenant.select(Tenant.id, Tenant.level, Tenant.parent).tuples():
+            if level == ACCOUNT:
+                payer[tenant_id] = tenant_id
+            elif parent_id is not None and level > ACCOUNT:
+                payer[tenant_id] = parent_id
+        usage: dict[int, dict[int, tuple[int, int]]] = {}
+        rows = (UsageDay.select(UsageDay.tenant, fn.SUM(UsageDay.conversations),
+                                fn.SUM(UsageDay.messages_in + UsageDay.messages_out))
+                .where(UsageDay.day >= start, UsageDay.day < end).group_by(UsageDay.tenant))
+        for tenant_id, conversations, messages in rows.tuples():
+            if tenant_id in payer:
+                usage.setdefault(payer[tenant_id], {})[tenant_id] = (int(conversations or 0), int(messages or 0))
+        return cls(contracts, lines, history, usage)
 
 
-def compute(account: Tenant, start: dt.date, end: dt.date, *, discounts: dict[str, int]) -> tuple[Draft, list]:
+RUN_BATCH = 200
+
+
+def _chunks(ids: list[int], size: int = 500):
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def compute(account: Tenant, start: dt.date, end: dt.date, *, discounts: dict[str, int],
+            data: PeriodData | None = None) -> tuple[Draft, list]:
     """The draft for ``account`` over ``[start, end)`` and the contract lines whose setup fee it bills."""
-    contracts = list(Contract.select().where(
-        Contract.account == account.id, Contract.status.in_(("active", "suspended", "ended")),
-        Contract.starts_on < end, Contract.ends_on > start))
+    data = data or PeriodData.load(start, end, [account.id])
     terms, segments, setup_lines = {}, {}, []
-    for contract in contracts:
-        for line in contract.lines:
-            segs = _segments(line, start, end)
+    for contract in data.contracts.get(account.id, []):
+        for line in data.lines.get(contract.id, []):
+            segs = _segments(line, contract, data.history.get(line.id, []), start, end)
             if not segs:
                 continue
             terms[line.program] = terms_of(line)
             segments[(account.id, line.program)] = segs
             if line.setup_fee_minor and not line.setup_billed:
                 setup_lines.append(line)
-    draft = draft_invoice(account.id, start, end, terms=terms, segments=segments, usage=_usage(account, start, end),
-                          setup_due={line.program for line in setup_lines},
+    draft = draft_invoice(account.id, start, end, terms=terms, segments=segments,
+                          usage=data.usage.get(account.id, {}), setup_due={line.program for line in setup_lines},
                           discount_percent=discounts.get(account.partner_level or "", 0))
     return draft, setup_lines
 
@@ -95,28 +135,36 @@ def paying_accounts():
 def run(start: dt.date, end: dt.date, *, currency: str, discounts: dict[str, int], progress=None) -> list[Invoice]:
     """Draft this period's invoice for every paying account that has none yet (safe to re-run)."""
     made = []
-    accounts = list(paying_accounts())
-    for n, account in enumerate(accounts, 1):
-        if Invoice.select().where(Invoice.account == account.id, Invoice.kind == "invoice",
-                                  Invoice.period_start == start).exists():
-            continue
-        draft, setup_lines = compute(account, start, end, discounts=discounts)
-        if not draft.lines:
-            continue
-        with Invoice._meta.database.atomic():
-            invoice = Invoice.create(account=account, period_start=start, period_end=end, currency=currency,
-                                     total_minor=draft.total)
-            InvoiceLine.insert_many([
-                {"invoice": invoice.id, "tenant": line.tenant_id, "description": line.description[:200],
-                 "quantity": line.quantity, "unit_price_minor": line.unit_price, "amount_minor": line.amount}
-                for line in draft.lines]).execute()
-            if setup_lines:
-                ContractLine.update(setup_billed=True).where(
-                    ContractLine.id.in_([line.id for line in setup_lines])).execute()
-        made.append(invoice)
-        if progress and n % 500 == 0:
-            progress(n, len(accounts))
+    billed = {row.account_id for row in Invoice.select(Invoice.account).where(
+        Invoice.kind == "invoice", Invoice.period_start == start)}
+    accounts = [a for a in paying_accounts() if a.id not in billed]
+    data = PeriodData.load(start, end)
+    database = Invoice._meta.database
+    # A transaction per batch of accounts, not per account: each commit is a disk flush.
+    for first in range(0, len(accounts), RUN_BATCH):
+        with database.atomic():
+            for account in accounts[first:first + RUN_BATCH]:
+                invoice = _draft_one(account, start, end, currency=currency, discounts=discounts, data=data)
+                if invoice is not None:
+                    made.append(invoice)
+        if progress:
+            progress(min(first + RUN_BATCH, len(accounts)), len(accounts))
     return made
+
+
+def _draft_one(account, start, end, *, currency, discounts, data) -> Invoice | None:
+    draft, setup_lines = compute(account, start, end, discounts=discounts, data=data)
+    if not draft.lines:
+        return None
+    invoice = Invoice.create(account=account, period_start=start, period_end=end, currency=currency,
+                             total_minor=draft.total)
+    InvoiceLine.insert_many([
+        {"invoice": invoice.id, "tenant": line.tenant_id, "description": line.description[:200],
+         "quantity": line.quantity, "unit_price_minor": line.unit_price, "amount_minor": line.amount}
+        for line in draft.lines]).execute()
+    if setup_lines:
+        ContractLine.update(setup_billed=True).where(ContractLine.id.in_([line.id for line in setup_lines])).execute()
+    return invoice
 
 
 def _next_number() -> int:
