@@ -41,6 +41,7 @@ setup(
             "wheel",
             "selenium>=4.20",
             "import-linter>=2.1",
+            "hypothesis>=6.100",
         ],
         "lab": ["ansible>=10", "ansible-lint>=24"],
     },

@@ -110,13 +110,15 @@ def schema_differences(wanted: dict, found: dict) -> list[str]:
 
 
 def app_models() -> list[type[Model]]:
-    """Every table model of the web app: the model classes found in the modules of appliance.web.models."""
+    """Every table model of the web app: the model classes in appliance.web.models and the business layer."""
     import appliance.web.models as package
     from appliance.web.models.base import BaseModel
 
     found = {}
-    for info in pkgutil.iter_modules(package.__path__):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
+    modules = [f"{package.__name__}.{info.name}" for info in pkgutil.iter_modules(package.__path__)]
+    modules.append("appliance.web.business.models")  # the business layer keeps its tables in its own package
+    for name in modules:
+        module = importlib.import_module(name)
         for obj in vars(module).values():
             if (isinstance(obj, type) and issubclass(obj, Model) and obj not in (Model, BaseModel)
                     and obj._meta.database is database_proxy):

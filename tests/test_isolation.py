@@ -27,6 +27,7 @@ PUBLIC = {
     "auth.login_totp",
     "auth.logout",
     "api.openapi",
+    "business.apply_public",  # the provider's public application form
 }
 # Routes that need a login but no tenant: (minimum role anywhere, sample path).
 UNSCOPED = {"auth.home", "auth.switch", "account.index", "account.totp", "account.totp_start", "account.totp_confirm",

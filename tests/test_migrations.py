@@ -146,7 +146,39 @@ def seed_security(db, ids, instance):
                             created_at=T0, expires_at=T0 + dt.timedelta(days=14), answered_at=None, accepted=None)
 
 
-SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system, 9: seed_security}
+def seed_business(db, ids, instance):
+    m = frozen(14)
+    with db.bind_ctx(m.MODELS):
+        day = T0.date()
+        m.PricePolicy.create(program="webchat", effective_from=day, per_seat=True, monthly_fee_minor=2500,
+                             setup_fee_minor=10000, included_conversations=500, included_messages=5000,
+                             overage_conversation_minor=20, overage_message_minor=1, published=True, created_at=T0)
+        contract = m.Contract.create(account=ids["acme"], status="active", starts_on=day,
+                                     ends_on=day + dt.timedelta(days=365), renewal="auto", created_by=ids["admin"],
+                                     created_at=T0)
+        line = m.ContractLine.create(contract=contract.id, program="webchat", seats=5, per_seat=True,
+                                     monthly_fee_minor=2500, setup_fee_minor=10000, included_conversations=500,
+                                     included_messages=5000, overage_conversation_minor=20, overage_message_minor=1,
+                                     setup_billed=True)
+        m.SeatHistory.create(line=line.id, effective_on=day, seats=5)
+        m.ScheduledChange.create(account=ids["acme"], contract=contract.id, kind="set_seats", program="webchat",
+                                 value="8", effective_on=day + dt.timedelta(days=30), state="pending",
+                                 created_by=ids["admin"], created_at=T0)
+        m.UsageDay.create(tenant=ids["acme"], day=day, conversations=3, messages_in=7, messages_out=5,
+                          active_operators=1, seats=1, programs="webchat", computed_at=T0)
+        m.InvoiceCounter.update(last_number=1).where(m.InvoiceCounter.id == 1).execute()
+        invoice = m.Invoice.create(account=ids["acme"], kind="invoice", number=1, period_start=day,
+                                   period_end=day + dt.timedelta(days=31), status="issued", total_minor=22500,
+                                   currency="EUR", issued_at=T0, created_at=T0)
+        m.InvoiceLine.create(invoice=invoice.id, tenant=ids["acme"], description="webchat: 5 seats", quantity=5,
+                             unit_price_minor=2500, amount_minor=12500)
+        m.Payment.create(account=ids["acme"], amount_minor=22500, received_on=day, reference="SEPA 0001",
+                         recorded_by=ids["admin"], created_at=T0)
+        m.Notification.create(tenant=ids["acme"], key="renewal:1:90", text="Contract ends soon", created_at=T0)
+
+
+SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system, 9: seed_security,
+         14: seed_business}
 
 
 def test_every_migration_has_seed_rows():

@@ -30,7 +30,7 @@ def test_provider_admin_sees_state_preview_and_turns_sync_on_and_off(app, client
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "Sync is off" in html and "Turn sync on" in html
-    assert "appliance-sync-batch" in html and "&#34;messages&#34;" in html  # the exact JSON, escaped
+    assert "appliance-sync-batch" in html and "&#34;tenants&#34;" in html  # the exact JSON, escaped
     token = csrf_token(client, "/admin/sync/")
     assert client.post("/admin/sync/toggle", data={"enabled": "1"}).status_code == 400  # no CSRF token
     answer = client.post("/admin/sync/toggle", data={"enabled": "1", "csrf_token": token})

@@ -71,6 +71,20 @@ DEFAULTS: dict = {
     },
     # API tokens: the longest lifetime a token may be given, in days (0: tokens may not expire).
     "api_token_max_days": 0,
+    # The installation's time zone (IANA name): metering days, billing periods and
+    # future-dated changes follow its calendar, not UTC's.
+    "timezone": "UTC",
+    # The provider's sales and billing (appliance/web/business).
+    "business": {
+        "currency": "EUR",  # one currency per installation; amounts are integer minor units
+        "currency_exponent": 2,
+        "renewal_reminder_days": [90, 30, 7],
+        # Reseller discount in whole percent by partner level.
+        "partner_discounts": {"silver": 5, "gold": 10, "platinum": 15},
+        # The public application form on the provider's portal (/apply), and its limit per sender address.
+        "public_applications": True,
+        "public_applications_per_hour": 5,
+    },
     # Usage reports to the vendor (docs/SYNC.md). An admin's on/off switch, kept in the
     # database, overrides "enabled"; "locked_off" is the installer's and wins over both.
     "sync": {

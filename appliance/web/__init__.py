@@ -106,6 +106,7 @@ def register_blueprints(app: Flask) -> None:
     app.url_map.converters["id"] = IdConverter
     from appliance.web.api import api
     from appliance.web.auth import enrolment_gate
+    from appliance.web.business.views import business_pages
     from appliance.web.views.account import account
     from appliance.web.views.admin import admin
     from appliance.web.views.auth import auth
@@ -118,7 +119,7 @@ def register_blueprints(app: Flask) -> None:
     from appliance.web.views.system import system
 
     for blueprint in (auth, account, inbox, admin, security, knowledge, public, licence_pages, api, sync_admin,
-                      system):
+                      system, business_pages):
         app.register_blueprint(blueprint)
     app.before_request(enrolment_gate)
     csrf.exempt(api)

@@ -11,9 +11,12 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 
+from appliance.web.business.reminders import renewal_reminders_job
+from appliance.web.business.schedule import scheduled_changes_job
 from appliance.web.models.base import utcnow
 from appliance.web.models.system import WorkerHeartbeat
 from appliance.web.services.licence import licence_clock_job
+from appliance.web.services.metering import metering_job
 from appliance.web.services.throttle import security_cleanup_job
 from appliance.web.sync.service import sync_job
 
@@ -26,6 +29,9 @@ def all_jobs() -> list[Callable]:
         sync_job,  # daily usage reports to the vendor (does nothing while sync is off)
         licence_clock_job,  # keeps the licence clock high-water mark moving on idle appliances
         security_cleanup_job,  # old throttle counters and dead sessions
+        scheduled_changes_job,  # future-dated contract changes whose day has come, each once
+        metering_job,  # usage per tenant per local day, for billing and the customers' usage pages
+        renewal_reminders_job,  # notices before contracts end
     ]
 
 

@@ -18,6 +18,7 @@ from appliance.web.models.contact_center import (
 )
 from appliance.web.models.crypto import CryptoMaster, KeyRotationJob, TenantKey
 from appliance.web.models.licence import InstalledLicence, LicenceClock, TenantProgram
+from appliance.web.models.metering import UsageDay
 from appliance.web.models.security import Invitation, RecoveryCode, ThrottleEvent, TotpCredential, UserSession
 from appliance.web.models.sync import SyncOutbox, SyncRequestDay, SyncState
 from appliance.web.models.system import WorkerHeartbeat
@@ -51,6 +52,7 @@ __all__ = [
     "TenantProgram",
     "ThrottleEvent",
     "TotpCredential",
+    "UsageDay",
     "User",
     "UserSession",
     "WorkerHeartbeat",

@@ -15,6 +15,7 @@ import logging
 from peewee import fn
 
 import appliance
+from appliance.core.calendar import zone
 from appliance.core.identity import Identity, load_identity
 from appliance.core.licence import LicenceError
 from appliance.core.sync.client import RunResult, SyncClient, SyncConfigError, SyncSettings, batch_preview
@@ -119,7 +120,8 @@ def build_day_report(instance, identity: Identity, first: dt.date, last: dt.date
     days = []
     day = first
     while day <= last:
-        days.append({"date": day.isoformat(), "tenants": usage_for_day(day, include_names=names)})
+        days.append({"date": day.isoformat(), "tenants": usage_for_day(day, include_names=names,
+                                                                       tz=zone(instance.settings))})
         day += dt.timedelta(days=1)
     return build_report(
         installation_id=identity.installation_id,
