@@ -89,7 +89,9 @@ def test_a_round_runs_the_jobs_it_is_given_and_reports_each_failure(app):
     from appliance.web.services.throttle import security_cleanup_job
     from appliance.web.sync.service import sync_job
 
-    assert all_jobs() == [sync_job, licence_clock_job, security_cleanup_job]
+    jobs = all_jobs()
+    assert {sync_job, licence_clock_job, security_cleanup_job} <= set(jobs)
+    assert len(set(jobs)) == len(jobs)  # each once per round
     ran = []
 
     def broken(app):
