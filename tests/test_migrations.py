@@ -217,13 +217,14 @@ def new_instance(tmp_path, db_url) -> Instance:
 @pytest.mark.parametrize("release", [version for version, _ in EVERYTHING[:-1]])
 def test_upgrade_from_older_release_keeps_its_data(release, tmp_path, db_url, fresh_url, monkeypatch):
     instance = new_instance(tmp_path, db_url)
-    # The older release knew only the migrations up to its own.
-    monkeypatch.setattr(migrations, "available", lambda: EVERYTHING[:release])
-    assert setup.migrate(instance) == [name for _, name in EVERYTHING[:release]]
+    # The older release knew only the migrations up to its own (numbers need not be contiguous).
+    known = [(version, name) for version, name in EVERYTHING if version <= release]
+    monkeypatch.setattr(migrations, "available", lambda: known)
+    assert setup.migrate(instance) == [name for _, name in known]
     database = dbmod.bind(instance.database_url)
     ids = {}
     with database.connection_context():
-        for version in range(1, release + 1):
+        for version, _ in known:
             SEEDS[version](database, ids, instance)
         before = table_rows(database)
         assert migrations.current_version(database) == release
@@ -231,7 +232,7 @@ def test_upgrade_from_older_release_keeps_its_data(release, tmp_path, db_url, fr
     assert not empty, f"the seeds leave tables of release {release} empty: {empty}"
 
     monkeypatch.setattr(migrations, "available", lambda: EVERYTHING)
-    assert setup.migrate(instance) == [name for _, name in EVERYTHING[release:]]
+    assert setup.migrate(instance) == [name for _, name in EVERYTHING[len(known):]]
 
     database = dbmod.bind(instance.database_url)
     with database.connection_context():
