@@ -134,7 +134,15 @@ def seed_system(db, ids, instance):
         m.WorkerHeartbeat.create(host="app1.internal", pid=4242, last_round_at=T0, last_failures="")
 
 
-SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system}
+def seed_live(db, ids, instance):
+    m = frozen(8)
+    with db.bind_ctx(m.MODELS):
+        m.LiveEvent.create(tenant=ids["acme"], conversation_id=1, kind="message", message_id=1, direction="in",
+                           created_at=T0)
+        m.Presence.create(user=ids["agent"], last_seen_at=T0, last_active_at=T0)
+
+
+SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system, 8: seed_live}
 
 
 def test_every_migration_has_seed_rows():

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from appliance.web.models.base import utcnow
 from appliance.web.models.system import WorkerHeartbeat
 from appliance.web.services.licence import licence_clock_job
+from appliance.web.services.live import prune_job as live_prune_job
 from appliance.web.sync.service import sync_job
 
 log = logging.getLogger("appliance.web.jobs")
@@ -24,6 +25,7 @@ def all_jobs() -> list[Callable]:
     return [
         sync_job,  # daily usage reports to the vendor (does nothing while sync is off)
         licence_clock_job,  # keeps the licence clock high-water mark moving on idle appliances
+        live_prune_job,  # forgets live-update events no reconnecting page can still ask for
     ]
 
 

@@ -18,6 +18,7 @@ from appliance.web.models.contact_center import (
 )
 from appliance.web.models.crypto import CryptoMaster, KeyRotationJob, TenantKey
 from appliance.web.models.licence import InstalledLicence, LicenceClock, TenantProgram
+from appliance.web.models.live import LiveEvent, Presence
 from appliance.web.models.sync import SyncOutbox, SyncRequestDay, SyncState
 from appliance.web.models.system import WorkerHeartbeat
 from appliance.web.models.tenancy import ApiToken, LoginAttempt, Membership, Tenant, User
@@ -35,9 +36,11 @@ __all__ = [
     "InstalledLicence",
     "KeyRotationJob",
     "LicenceClock",
+    "LiveEvent",
     "LoginAttempt",
     "Membership",
     "Message",
+    "Presence",
     "SyncOutbox",
     "SyncRequestDay",
     "SyncState",
