@@ -230,3 +230,24 @@ def test_stored_bytes_are_not_in_the_raw_database(request, app, client, world, i
     assert marker not in blob
     assert base64.b64encode(marker) not in blob
     assert filename.encode() not in blob
+
+
+def test_webhook_files_that_are_wrong_store_nothing(app, client, world):
+    channel = world.objects["A"]["shared_channel"]
+    with app.app_context():
+        before = Message.select().count()
+    bad = [
+        ({"body": "x", "files": "scan.pdf"}, "files must be a list"),
+        ({"body": "x", "files": [{"filename": 1, "data": ""}]}, "Each of files"),
+        ({"body": "x", "files": [{"filename": "a.pdf", "data": "%%%"}]}, "base64"),
+        ({"body": "x", "files": [{"filename": "a.exe", "content_type": "application/x-msdownload",
+                                  "data": base64.b64encode(b"MZ").decode()}]}, "attachment_types"),
+        ({"body": "x", "files": [{"filename": f"{n}.txt", "data": "eA=="} for n in range(6)]}, "at most 5"),
+    ]
+    for payload, says in bad:
+        raw = json.dumps(payload).encode()
+        resp = client.post(f"/hooks/{channel.public_key}", data=raw, content_type="application/json",
+                           headers=_sign(channel, raw))
+        assert 400 <= resp.status_code < 500 and says in resp.get_json()["message"], (payload, resp.get_json())
+    with app.app_context():
+        assert Message.select().count() == before

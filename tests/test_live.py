@@ -210,6 +210,15 @@ def test_presence_heartbeat_route(app, world):
         assert live.presence_of([uid], **live.thresholds()) == {uid: "online"}
 
 
+def test_supervisors_see_who_is_online_when_assigning(app, world):
+    a = world.tenants["A"]
+    conv = world.objects["A"]["conversation"]
+    with app.app_context():
+        live.seen(world.users[("A", "agent")].id, active=True)
+    page = _agent(app, world, "A", "supervisor").get(f"/t/{a.id}/conversations/{conv.id}").get_data(as_text=True)
+    assert "agent A (online)" in page and "admin A (offline)" in page
+
+
 def test_round_robin_prefers_online_agents(app, world, clock):
     from appliance.web.models.tenancy import Membership
 

@@ -40,10 +40,11 @@
       .then(function (html) {
         if (!html) return;
         var fresh = new DOMParser().parseFromString(html, "text/html");
+        // Follow the thread only when the agent was reading its end, not scrolled back.
+        var atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
         document.querySelectorAll("[data-live]").forEach(function (el) {
           var twin = fresh.querySelector('[data-live="' + el.dataset.live + '"]');
           if (!twin) return;
-          var atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
           el.innerHTML = twin.innerHTML;  // server-rendered, escaped markup of our own origin
           if (el.dataset.live === "thread" && atBottom) window.scrollTo(0, document.body.scrollHeight);
         });

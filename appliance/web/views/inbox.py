@@ -23,7 +23,7 @@ from appliance.web.models.contact_center import (
     Message,
 )
 from appliance.web.models.tenancy import Membership, Tenant, User
-from appliance.web.services import ServiceError, attachments, contacts, conversations
+from appliance.web.services import ServiceError, attachments, contacts, conversations, live
 from appliance.web.views import helpers
 from appliance.web.views.helpers import arg_id, form_text, owned_or_404
 
@@ -137,6 +137,7 @@ def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
         channel=Channel.get_by_id(conv.channel_id),
         canned=list(CannedAnswer.select().where(CannedAnswer.tenant == tenant.id).order_by(CannedAnswer.shortcut)),
         agents=agents,
+        presence=live.presence_of([u.id for u in agents], **live.thresholds()),
         statuses=STATUSES,
         draft=draft,
         draft_kind=draft_kind,
