@@ -145,6 +145,7 @@ ARG_OBJECT = {
     "token_id": "token",
     "team_id": "team",
     "message_id": "message",
+    "attachment_id": "attachment",
 }
 
 
@@ -168,7 +169,7 @@ def rule_url(rule, world, target_key, shared_kind=None, viewer_key=None):
 
 def build_world() -> World:
     """Needs a bound, migrated database (inside an app fixture)."""
-    from appliance.web.models.contact_center import Article, CannedAnswer, Channel, Team
+    from appliance.web.models.contact_center import Article, Attachment, CannedAnswer, Channel, Team
     from appliance.web.models.tenancy import ApiToken, Membership, User
     from appliance.web.services import contacts, conversations, tenants
     from appliance.web.services.passwords import hash_password
@@ -197,12 +198,15 @@ def build_world() -> World:
                                           phone="+49 30 1234567")
         conv = conversations.start_conversation(channel, tenant, contact, f"hello from {key}")
         message = conv.messages.get()
+        attachment = Attachment.create(message=message, tenant=tenant, filename=f"note {key}.txt",
+                                       content_type="text/plain", size=5, data=b"hello")
         world.objects[key] = {
             "channel": channel,
             "shared_channel": shared_channel,
             "contact": contact,
             "conversation": conv,
             "message": message,
+            "attachment": attachment,
             "canned": CannedAnswer.create(tenant=tenant, shortcut="hi", title="Hi", body="Hi there"),
             "article": Article.create(tenant=tenant, title=f"private {key}", body="x"),
             "shared_article": Article.create(tenant=tenant, title=f"shared {key}", body="y", shared=True),

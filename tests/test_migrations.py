@@ -177,8 +177,16 @@ def seed_business(db, ids, instance):
         m.Notification.create(tenant=ids["acme"], key="renewal:1:90", text="Contract ends soon", created_at=T0)
 
 
-SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system, 9: seed_security,
-         14: seed_business}
+def seed_live(db, ids, instance):
+    m = frozen(8)
+    with db.bind_ctx(m.MODELS):
+        m.LiveEvent.create(tenant=ids["acme"], conversation_id=1, kind="message", message_id=1, direction="in",
+                           created_at=T0)
+        m.Presence.create(user=ids["agent"], last_seen_at=T0, last_active_at=T0)
+
+
+SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system, 8: seed_live,
+         9: seed_security, 14: seed_business}
 
 
 def test_every_migration_has_seed_rows():

@@ -85,6 +85,29 @@ DEFAULTS: dict = {
         "public_applications": True,
         "public_applications_per_hour": 5,
     },
+    # Attachments (both directions): the largest file, and the content types accepted
+    # (exact types, or "type/*"). Anything else is refused with 413/415 naming the limit.
+    "attachment_max_bytes": 5 * 1024 * 1024,
+    "attachment_types": [
+        "image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain",
+        "text/csv", "audio/ogg", "audio/mpeg", "video/mp4", "application/zip",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/msword", "application/vnd.ms-excel", "application/octet-stream",
+    ],
+    # Live updates (Server-Sent Events): how long one stream lives before the browser
+    # reconnects with Last-Event-ID, and how often it looks for new events.
+    "live_stream_seconds": 25,
+    "live_poll_seconds": 0.25,
+    "live_event_retention_seconds": 3600,
+    # Each open stream holds a gunicorn thread: at most this many per worker process
+    # (keep it below the profile's threads); pages beyond it poll every fallback_retry_ms.
+    "live_streams_per_process": 2,
+    "live_fallback_retry_ms": 5000,
+    # Presence: online while a page holds a stream and had input within away_after;
+    # away after that idle time; offline once no stream was seen for offline_after.
+    "presence_away_seconds": 300,
+    "presence_offline_seconds": 60,
     # Usage reports to the vendor (docs/SYNC.md). An admin's on/off switch, kept in the
     # database, overrides "enabled"; "locked_off" is the installer's and wins over both.
     "sync": {
@@ -210,6 +233,10 @@ def _coerce(text: str, like):
         return text.strip().lower() in {"1", "true", "yes", "on"}
     if isinstance(like, int):
         return int(text)
+    if isinstance(like, float):
+        return float(text)
+    if isinstance(like, list):  # a comma-separated list in an environment variable
+        return [item.strip() for item in text.split(",") if item.strip()]
     return text
 
 

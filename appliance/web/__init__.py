@@ -27,7 +27,7 @@ def create_app(home=None, overrides: dict | None = None, instance: Instance | No
     database = dbmod.bind(instance.database_url)
     app.extensions["database"] = database
     init_crypto(app, instance)
-    register_request_hooks(app, database)
+    register_request_hooks(app, database, instance)
     register_blueprints(app)
     register_error_handlers(app)
     csrf.init_app(app)
@@ -69,12 +69,22 @@ def init_crypto(app: Flask, instance: Instance) -> None:
     crypto.init_app(app, instance)
 
 
-def register_request_hooks(app: Flask, database) -> None:
+def register_request_hooks(app: Flask, database, instance: Instance) -> None:
     @app.before_request
     def _connect():
         # Static files and health need no session; health connects by itself.
         if request.endpoint not in ("static",):
             database.connect(reuse_if_open=True)
+
+    @app.before_request
+    def _upload_limit():
+        # Registered before CSRF checking, which reads the form: routes marked by
+        # attachments.accepts_uploads take files up to the attachment limit.
+        view = app.view_functions.get(request.endpoint or "")
+        if getattr(view, "accepts_uploads", False):
+            from appliance.web.services.attachments import MAX_FILES
+
+            request.max_content_length = MAX_FILES * int(instance["attachment_max_bytes"]) + 256 * 1024
 
     @app.teardown_request
     def _close(exc):
@@ -109,17 +119,19 @@ def register_blueprints(app: Flask) -> None:
     from appliance.web.business.views import business_pages
     from appliance.web.views.account import account
     from appliance.web.views.admin import admin
+    from appliance.web.views.attachments import files
     from appliance.web.views.auth import auth
     from appliance.web.views.inbox import inbox
     from appliance.web.views.knowledge import knowledge
     from appliance.web.views.licence import licence_pages
+    from appliance.web.views.live import live_pages
     from appliance.web.views.public import public
     from appliance.web.views.security import security
     from appliance.web.views.sync import sync_admin
     from appliance.web.views.system import system
 
     for blueprint in (auth, account, inbox, admin, security, knowledge, public, licence_pages, api, sync_admin,
-                      system, business_pages):
+                      system, live_pages, files, business_pages):
         app.register_blueprint(blueprint)
     app.before_request(enrolment_gate)
     csrf.exempt(api)

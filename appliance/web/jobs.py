@@ -16,6 +16,7 @@ from appliance.web.business.schedule import scheduled_changes_job
 from appliance.web.models.base import utcnow
 from appliance.web.models.system import WorkerHeartbeat
 from appliance.web.services.licence import licence_clock_job
+from appliance.web.services.live import prune_job as live_prune_job
 from appliance.web.services.metering import metering_job
 from appliance.web.services.throttle import security_cleanup_job
 from appliance.web.sync.service import sync_job
@@ -32,6 +33,7 @@ def all_jobs() -> list[Callable]:
         scheduled_changes_job,  # future-dated contract changes whose day has come, each once
         metering_job,  # usage per tenant per local day, for billing and the customers' usage pages
         renewal_reminders_job,  # notices before contracts end
+        live_prune_job,  # forgets live-update events no reconnecting page can still ask for
     ]
 
 

@@ -23,7 +23,7 @@ from flask import abort, request
 class F:
     """One body field."""
 
-    type: str  # string | integer | boolean
+    type: str  # string | integer | boolean | array (max_length: the most items)
     required: bool = False
     max_length: int | None = None
     enum: tuple | None = None
@@ -45,13 +45,22 @@ class F:
                 abort(422, description=f"{name} must be a positive integer.")
         elif self.type == "boolean" and not isinstance(value, bool):
             abort(422, description=f"{name} must be true or false.")
+        elif self.type == "array":
+            if not isinstance(value, list):
+                abort(422, description=f"{name} must be a list.")
+            if self.max_length and len(value) > self.max_length:
+                abort(422, description=f"{name} holds at most {self.max_length} items.")
         if self.enum and value not in self.enum:
             abort(422, description=f"{name} must be one of: {', '.join(map(str, self.enum))}.")
         return value
 
     def openapi(self) -> dict:
         out = {"type": self.type}
-        if self.max_length:
+        if self.type == "array":
+            out["items"] = {"type": "object"}
+            if self.max_length:
+                out["maxItems"] = self.max_length
+        elif self.max_length:
             out["maxLength"] = self.max_length
         if self.enum:
             out["enum"] = list(self.enum)

@@ -18,6 +18,7 @@ from appliance.web.models.contact_center import (
 )
 from appliance.web.models.crypto import CryptoMaster, KeyRotationJob, TenantKey
 from appliance.web.models.licence import InstalledLicence, LicenceClock, TenantProgram
+from appliance.web.models.live import LiveEvent, Presence
 from appliance.web.models.metering import UsageDay
 from appliance.web.models.security import Invitation, RecoveryCode, ThrottleEvent, TotpCredential, UserSession
 from appliance.web.models.sync import SyncOutbox, SyncRequestDay, SyncState
@@ -38,9 +39,11 @@ __all__ = [
     "Invitation",
     "KeyRotationJob",
     "LicenceClock",
+    "LiveEvent",
     "LoginAttempt",
     "Membership",
     "Message",
+    "Presence",
     "RecoveryCode",
     "SyncOutbox",
     "SyncRequestDay",

@@ -17,7 +17,7 @@ from appliance.web.models.contact_center import (
     TeamMember,
 )
 from appliance.web.models.tenancy import Membership, Tenant, User
-from appliance.web.services import ServiceError
+from appliance.web.services import ServiceError, live
 
 MAX_BODY = 20_000
 PAGE_SIZE = 25
@@ -43,12 +43,14 @@ def agents_for(tenant: Tenant):
 
 
 def pick_agent(tenant: Tenant, team: Team | None = None) -> Membership | None:
-    """Round-robin: the available agent idle the longest takes the next conversation."""
+    """Round-robin: the available agent idle the longest takes the next conversation,
+    online agents (a page open, recent input) before away ones before offline ones."""
     query = agents_for(tenant)
     if team is not None:
         query = query.where(Membership.user.in_(TeamMember.select(TeamMember.user).where(TeamMember.team == team)))
+    presence = live.presence_rank(Membership.user, **live.thresholds())
     chosen = (
-        query.order_by(Membership.last_assigned_at.asc(nulls="first"), Membership.id).first()
+        query.order_by(presence, Membership.last_assigned_at.asc(nulls="first"), Membership.id).first()
     )
     if chosen is not None:
         chosen.last_assigned_at = utcnow()
@@ -84,6 +86,7 @@ def start_conversation(channel: Channel, tenant: Tenant, contact: Contact, body:
             if member is not None:
                 conv.assignee = member.user_id
                 conv.save(only=[Conversation.assignee])
+                live.publish(conv.tenant_id, conv.id, "assignment")
     return conv
 
 
@@ -119,6 +122,7 @@ def _add_message(conv: Conversation, direction: str, body: str, author) -> Messa
     ).where(Conversation.id == conv.id).execute()
     conv.message_count += 1
     conv.last_message_at = now
+    live.publish(conv.tenant_id, conv.id, "message", message_id=msg.id, direction=direction)
     return msg
 
 
@@ -131,14 +135,17 @@ def add_message(conv: Conversation, direction: str, body, author=None) -> Messag
         if direction == "out" and conv.status == "open" and conv.assignee_id is None and author:
             conv.assignee = author
             conv.save(only=[Conversation.assignee])
+            live.publish(conv.tenant_id, conv.id, "assignment")
     return msg
 
 
 def set_status(conv: Conversation, status: str) -> Conversation:
     if status not in STATUSES:
         raise ServiceError(f"status must be one of: {', '.join(STATUSES)}.", 422)
-    conv.status = status
-    conv.save(only=[Conversation.status])
+    with write_transaction():
+        conv.status = status
+        conv.save(only=[Conversation.status])
+        live.publish(conv.tenant_id, conv.id, "status")
     return conv
 
 
@@ -158,7 +165,9 @@ def assign(conv: Conversation, user_id: int | None, team_id: int | None = None, 
             raise ServiceError("That team does not belong to this tenant.", 422)
         conv.team = team_id
         fields.append(Conversation.team)
-    conv.save(only=fields)
+    with write_transaction():
+        conv.save(only=fields)
+        live.publish(conv.tenant_id, conv.id, "assignment")
     return conv
 
 

@@ -65,8 +65,18 @@ def full_time(value: dt.datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
 
 
+def filesize(size: int | None) -> str:
+    size = int(size or 0)
+    for unit in ("bytes", "KB", "MB"):
+        if size < 1024 or unit == "MB":
+            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
 def install(blueprint: Blueprint) -> None:
     """App-wide template helpers, attached through one UI blueprint (the inbox)."""
     blueprint.app_context_processor(_ui_context)
     blueprint.add_app_template_filter(when, "when")
     blueprint.add_app_template_filter(full_time, "full_time")
+    blueprint.add_app_template_filter(filesize, "filesize")

@@ -23,7 +23,7 @@ from appliance.web.models.contact_center import (
     Message,
 )
 from appliance.web.models.tenancy import Membership, Tenant, User
-from appliance.web.services import ServiceError, contacts, conversations
+from appliance.web.services import ServiceError, attachments, contacts, conversations, live
 from appliance.web.views import helpers
 from appliance.web.views.helpers import arg_id, form_text, owned_or_404
 
@@ -132,10 +132,12 @@ def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
         earlier=earlier,
         paged=bool(before),
         authors=authors,
+        files=attachments.metadata_for(m.id for m in recent),
         contact=Contact.get_by_id(conv.contact_id),
         channel=Channel.get_by_id(conv.channel_id),
         canned=list(CannedAnswer.select().where(CannedAnswer.tenant == tenant.id).order_by(CannedAnswer.shortcut)),
         agents=agents,
+        presence=live.presence_of([u.id for u in agents], **live.thresholds()),
         statuses=STATUSES,
         draft=draft,
         draft_kind=draft_kind,
@@ -149,6 +151,7 @@ def conversation(tenant, conversation_id):
 
 
 @inbox.route("/t/<id:tenant_id>/conversations/<id:conversation_id>/reply", methods=["POST"])
+@attachments.accepts_uploads
 @helpers.tenant_view("agent")
 def reply(tenant, conversation_id):
     conv = _conversation(tenant, conversation_id)
@@ -156,8 +159,9 @@ def reply(tenant, conversation_id):
     body = form_text("body", conversations.MAX_BODY + 1)
     if kind not in ("out", "note"):
         kind = "out"
+    uploads = [attachments.from_form(f) for f in request.files.getlist("files") if f and f.filename]
     try:
-        conversations.add_message(conv, kind, body, author=g.principal.user_id)
+        attachments.add_message_with_files(conv, kind, body, uploads, author=g.principal.user_id)
     except ServiceError as exc:
         flash(str(exc), "error")
         return _render_conversation(tenant, conv, exc.status, draft=body, draft_kind=kind)

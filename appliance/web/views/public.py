@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import uuid
 from importlib import metadata
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
@@ -16,9 +17,10 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from peewee import DatabaseError, InterfaceError, OperationalError, fn
 from werkzeug.exceptions import HTTPException
 
-from appliance.web.models.contact_center import Channel, Conversation, Message
+from appliance.web.db import write_transaction
+from appliance.web.models.contact_center import Attachment, Channel, Conversation, Message
 from appliance.web.models.tenancy import Tenant, User
-from appliance.web.services import ServiceError, conversations, licence, throttle
+from appliance.web.services import ServiceError, attachments, conversations, licence, live, throttle
 from appliance.web.validation import F, json_object
 
 public = Blueprint("public", __name__)
@@ -34,6 +36,8 @@ HOOK_FIELDS = {
     "email": F("string", max_length=254, nullable=True),
     "phone": F("string", max_length=40, nullable=True),
     "body": F("string", max_length=conversations.MAX_BODY, nullable=True),
+    "files": F("array", max_length=attachments.MAX_FILES, nullable=True,
+               description="[{filename, content_type, data (base64)}]"),
 }
 WIDGET_POLL_LIMIT = 200
 
@@ -246,9 +250,82 @@ def widget_messages(key):
         Message.select().where(Message.conversation == conv.id, Message.direction != "note", Message.id > after)
         .order_by(Message.id).limit(WIDGET_POLL_LIMIT)
     )
-    items = [{"id": m.id, "direction": m.direction, "body": m.body, "created_at": m.created_at.isoformat() + "Z"}
+    rows = list(rows)
+    files = attachments.metadata_for(m.id for m in rows)
+    items = [{"id": m.id, "direction": m.direction, "body": m.body, "created_at": m.created_at.isoformat() + "Z",
+              "files": [_widget_file(key, a) for a in files.get(m.id, [])]}
              for m in rows]
     return _widget_headers(jsonify(conversation_id=conv.id, status=conv.status, items=items))
+
+
+def _widget_file(key: str, att: Attachment) -> dict:
+    return {"id": att.id, "filename": att.filename, "size": att.size,
+            "url": f"/widget/{key}/files/{att.uid}"}
+
+
+@public.route("/widget/<key>/files", methods=["POST"])
+@attachments.accepts_uploads
+def widget_upload(key):
+    """A visitor's files (multipart: ``file`` fields, optional ``body``, ``token``, ``name``, ``email``)."""
+    channel = _channel(key, ("webchat",))
+    form = request.form
+    conv = _widget_conversation(channel, form.get("token", "")[:400] or None)
+    uploads = [attachments.from_form(f) for f in request.files.getlist("file") if f and f.filename]
+    if not uploads:
+        abort(422, description="Attach at least one file in the multipart field 'file'.")
+    body = (form.get("body") or "")[: conversations.MAX_BODY + 1]
+    with write_transaction():
+        if conv is None:
+            tenant = Tenant.get_by_id(channel.tenant_id)
+            contact = conversations.find_or_create_contact(
+                tenant, name=(form.get("name") or "").strip()[:200] or None,
+                email=(form.get("email") or "").strip()[:254] or None)
+            checked = [attachments.check_file(u) for u in uploads]
+            conv = conversations.start_conversation(
+                channel, tenant, contact, body.strip() or "Attachment: " + ", ".join(c.filename for c in checked))
+            first = Message.select().where(Message.conversation == conv.id).order_by(Message.id).get()
+            for upload in uploads:
+                attachments.store_file(first, upload)
+        else:
+            attachments.add_message_with_files(conv, "in", body, uploads)
+            if conv.status == "resolved":
+                conversations.set_status(conv, "open")
+    token = _serializer().dumps({"c": conv.id, "k": channel.id})
+    return _widget_headers(jsonify(token=token, conversation_id=conv.id)), 201
+
+
+@public.route("/widget/<key>/files/<uid>")
+def widget_file(key, uid):
+    """A file of the visitor's own conversation (never one attached to an internal note)."""
+    channel = _channel(key, ("webchat",))
+    conv = _widget_conversation(channel, request.args.get("token", "")[:400])
+    if conv is None:
+        abort(400, description="Pass the conversation token as ?token=.")
+    att = (Attachment.select().join(Message)
+           .where(Attachment.uid == _uuid_or_404(uid), Message.conversation == conv.id, Message.direction != "note")
+           .first())
+    if att is None:
+        abort(404, description="No such file in this conversation.")
+    return current_app.response_class(att.data, headers=attachments.download_headers(att))
+
+
+def _uuid_or_404(text: str):
+    try:
+        return uuid.UUID(text[:40])
+    except ValueError:
+        abort(404, description="No such file in this conversation.")
+
+
+@public.route("/widget/<key>/events")
+def widget_events(key):
+    """The visitor's stream: a frame whenever an agent replies (polling stays the fallback)."""
+    from appliance.web.views.live import event_stream
+
+    channel = _channel(key, ("webchat",))
+    conv = _widget_conversation(channel, request.args.get("token", "")[:400])
+    if conv is None:
+        abort(400, description="Pass the conversation token as ?token=.")
+    return _widget_headers(event_stream(live.Scope(conversation_id=conv.id, visitor=True)))
 
 
 # --- inbound webhook ---------------------------------------------------------------------
@@ -268,7 +345,25 @@ def hook(key):
     if not hmac.compare_digest(given.encode(), expected.encode()):
         abort(401, description="X-Signature must be sha256=<hex HMAC-SHA256 of the body with the channel secret>.")
     data = _json_object(raw, HOOK_FIELDS)
-    conv = conversations.ingest_inbound(
-        channel, body=data.get("body"), name=data.get("name"), email=data.get("email"), phone=data.get("phone")
-    )
+    files = [attachments.check_file(_hook_file(item)) for item in data.get("files") or []]
+    body = data.get("body")
+    if files and not (body or "").strip():
+        body = "Attachment: " + ", ".join(f.filename for f in files)
+    with write_transaction():
+        conv = conversations.ingest_inbound(
+            channel, body=body, name=data.get("name"), email=data.get("email"), phone=data.get("phone")
+        )
+        if files:
+            message = (Message.select().where(Message.conversation == conv.id, Message.direction == "in")
+                       .order_by(Message.id.desc()).get())
+            for f in files:
+                attachments.store_file(message, f)
     return jsonify(conversation_id=conv.id), 202
+
+
+def _hook_file(item) -> attachments.Upload:
+    if not isinstance(item, dict) or not isinstance(item.get("data"), str) or not isinstance(
+            item.get("filename", ""), str) or not isinstance(item.get("content_type", ""), str):
+        abort(422, description="Each of files must be an object {filename, content_type, data (base64)}.")
+    return attachments.Upload(item.get("filename", ""), item.get("content_type", ""),
+                              attachments.decode_base64(item["data"], "files[].data"))
