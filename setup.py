@@ -26,6 +26,7 @@ setup(
         "argon2-cffi>=23.1",
         "PyYAML>=6.0",
         "requests>=2.31",
+        "nh3>=0.2.17",  # HTML mail to safe text
     ],
     extras_require={
         "postgres": ["psycopg2-binary>=2.9"],
@@ -39,6 +40,7 @@ setup(
             "wheel",
             "selenium>=4.20",
             "import-linter>=2.1",
+            "aiosmtpd>=1.4.4",  # a real SMTP server (STARTTLS, AUTH) for the e-mail tests
         ],
         "lab": ["ansible>=10", "ansible-lint>=24"],
     },

@@ -88,7 +88,8 @@ def seed_core(db, ids, instance):
                          created_at=T0, updated_at=T0)
         m.AuditEvent.create(at=T0, tenant=acme.id, actor_id=admin.id, action="channel.create",
                             target=f"channel:{channel.id}", details="{}", prev_hash="0" * 64, hash="e" * 64)
-    ids.update(provider=provider.id, acme=acme.id, admin=admin.id, agent=agent.id)
+    ids.update(provider=provider.id, acme=acme.id, admin=admin.id, agent=agent.id, channel=channel.id,
+               conversation=conversation.id, message=first.id)
 
 
 def seed_keys(db, ids, instance):
@@ -134,7 +135,18 @@ def seed_system(db, ids, instance):
         m.WorkerHeartbeat.create(host="app1.internal", pid=4242, last_round_at=T0, last_failures="")
 
 
-SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system}
+def seed_email(db, ids, instance):
+    m = frozen(7)
+    with db.bind_ctx(m.MODELS):
+        m.EmailMailboxState.create(channel=ids["channel"], mailbox="INBOX", uidvalidity=1796284437, last_uid=12,
+                                   last_poll_at=T0, last_inbound_at=T0, last_error="")
+        m.EmailConversation.create(conversation=ids["conversation"], token="t" * 24)
+        m.EmailOutbound.create(message=ids["message"], channel=ids["channel"], state="sent", attempts=1,
+                               next_attempt_at=T0, last_error="", message_id_hash="h" * 64, created_at=T0,
+                               sent_at=T0)
+
+
+SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system, 7: seed_email}
 
 
 def test_every_migration_has_seed_rows():

@@ -63,6 +63,17 @@ DEFAULTS: dict = {
         "backoff_base": 60.0,
         "backoff_max": 6 * 3600.0,
     },
+    # The e-mail channel (IMAP in, SMTP out); per-channel servers and passwords are the
+    # channel's own settings, these are the limits every e-mail channel shares.
+    "email": {
+        "poll_batch": 50,  # mails fetched per mailbox per worker round
+        "network_timeout": 30.0,
+        "max_attachment_bytes": 10 * 1024 * 1024,  # larger MIME parts are left out, and said so
+        "max_send_attempts": 8,
+        # Retry delay after a temporary SMTP failure: min(backoff_max, backoff_base * 2^(attempts-1)).
+        "send_backoff_base": 30.0,
+        "send_backoff_max": 3600.0,
+    },
 }
 
 

@@ -11,6 +11,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 
+from appliance.web.channels.email.service import email_job
 from appliance.web.models.base import utcnow
 from appliance.web.models.system import WorkerHeartbeat
 from appliance.web.services.licence import licence_clock_job
@@ -24,6 +25,7 @@ def all_jobs() -> list[Callable]:
     return [
         sync_job,  # daily usage reports to the vendor (does nothing while sync is off)
         licence_clock_job,  # keeps the licence clock high-water mark moving on idle appliances
+        email_job,  # e-mail channels: new mail from IMAP into conversations, replies out by SMTP
     ]
 
 

@@ -1,0 +1,90 @@
+"""Sending a reply by SMTP submission (587 with STARTTLS and AUTH, or 465 implicit TLS).
+
+Credentials are sent only over TLS: with security "starttls" the session is upgraded before
+AUTH and the send fails when the server does not offer STARTTLS, rather than falling back to
+plain text. "none" exists for a relay on loopback that needs no login.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int = 587
+    username: str = ""
+    password: str = ""
+    security: str = "starttls"  # starttls | ssl | none
+    ca_file: str = ""
+    timeout: float = 30.0
+
+
+class SmtpTemporaryError(RuntimeError):
+    """Worth retrying later: the server is down, busy or answered 4xx."""
+
+
+class SmtpPermanentError(RuntimeError):
+    """Retrying will not help: a login or recipient refused, or TLS not offered."""
+
+
+def _context(settings: SmtpSettings) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=settings.ca_file or None)
+
+
+def open_session(settings: SmtpSettings) -> smtplib.SMTP:
+    if settings.security == "ssl":
+        conn = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout,
+                                context=_context(settings))
+    else:
+        conn = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+        conn.ehlo()
+        if settings.security == "starttls":
+            if not conn.has_extn("starttls"):
+                conn.quit()
+                raise SmtpPermanentError(f"SMTP server {settings.host}:{settings.port} does not offer "
+                                         "STARTTLS: the password is never sent in the clear")
+            conn.starttls(context=_context(settings))
+            conn.ehlo()
+    if settings.username:
+        if settings.security == "none":
+            conn.quit()
+            raise SmtpPermanentError("SMTP login needs security starttls or ssl")
+        conn.login(settings.username, settings.password)
+    return conn
+
+
+def send(settings: SmtpSettings, message: EmailMessage) -> None:
+    try:
+        conn = open_session(settings)
+        try:
+            refused = conn.send_message(message)
+        finally:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                conn.quit()
+    except smtplib.SMTPAuthenticationError as exc:
+        raise SmtpPermanentError("SMTP login refused: check the SMTP username and password "
+                                 f"({exc.smtp_code})") from exc
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _ in exc.recipients.values()]
+        if all(400 <= c < 500 for c in codes):
+            raise SmtpTemporaryError(f"SMTP recipient deferred ({codes[0]})") from exc
+        raise SmtpPermanentError(f"SMTP recipient refused ({codes[0] if codes else '?'})") from exc
+    except smtplib.SMTPResponseException as exc:
+        cls = SmtpTemporaryError if 400 <= exc.smtp_code < 500 else SmtpPermanentError
+        raise cls(f"SMTP server answered {exc.smtp_code}") from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise SmtpPermanentError("SMTP server certificate not trusted: set the SMTP CA file "
+                                 f"({exc.verify_message})") from exc
+    except (TimeoutError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as exc:
+        raise SmtpTemporaryError(f"SMTP server {settings.host}:{settings.port} unreachable "
+                                 f"({type(exc).__name__})") from exc
+    except smtplib.SMTPException as exc:
+        raise SmtpPermanentError(f"SMTP error ({type(exc).__name__})") from exc
+    if refused:
+        raise SmtpPermanentError(f"SMTP server refused {len(refused)} recipient(s)")

@@ -1,0 +1,258 @@
+"""The e-mail channel against real servers on loopback: Dovecot (IMAP) and aiosmtpd
+(SMTP submission with STARTTLS and AUTH), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import pytest
+
+from appliance.web.channels.email import service, smtp
+from appliance.web.jobs import run_round
+from appliance.web.models.contact_center import Attachment, Channel, Conversation, Message
+from appliance.web.models.email import EmailMailboxState, EmailOutbound, EmailQuarantine
+from appliance.web.services import conversations, tenants
+from appliance.web.services.passwords import hash_password
+from tests.helpers import running_app
+from tests.mail_support import SMTP_USER, Dovecot, SmtpSink
+
+CUSTOMER = "anna@customer.example"
+
+
+@pytest.fixture
+def dovecot():
+    server = Dovecot().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sink(tmp_path):
+    server = SmtpSink(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def desk(app, dovecot, sink):
+    """A tenant with an agent and an e-mail channel reading Dovecot and sending through the sink."""
+    from appliance.web.models.tenancy import Membership, User
+
+    with app.app_context():
+        provider = tenants.create_provider("Provider")
+        tenant = tenants.create_child(provider, "Bank", "customer")
+        agent = User.create(email="agent@bank.test", name="Agent", password_hash=hash_password("pw-agent-123456"))
+        Membership.create(user=agent, tenant=tenant, role="agent")
+        channel = Channel.create(tenant=tenant, kind="email", name="support mail")
+        service.save_settings(channel, {"from_address": "support@bank.example", "from_name": "Bank Support",
+                                        **dovecot.settings(), **sink.settings()})
+        return {"tenant": tenant, "agent": agent, "channel": channel}
+
+
+def customer_mail(body="My card is blocked.", *, subject="Card blocked", to="support@bank.example",
+                  in_reply_to=None, references=None, message_id=None, attachment=None) -> tuple[bytes, str]:
+    msg = EmailMessage()
+    msg["From"] = f"Anna Customer <{CUSTOMER}>"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = message_id or make_msgid(domain="customer.example")
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    if references:
+        msg["References"] = references
+    msg.set_content(body)
+    if attachment:
+        msg.add_attachment(attachment[1], maintype="application", subtype="octet-stream", filename=attachment[0])
+    return msg.as_bytes(), msg["Message-ID"]
+
+
+def conversations_of(channel):
+    return list(Conversation.select().where(Conversation.channel == channel.id).order_by(Conversation.id))
+
+
+def bodies(conv):
+    return [(m.direction, m.body) for m in Message.select().where(Message.conversation == conv.id).order_by(Message.id)]
+
+
+def test_mail_in_reply_out_threaded_and_the_customers_answer_joins_the_conversation(app, desk, dovecot, sink):
+    raw, first_id = customer_mail()
+    dovecot.deliver(raw)
+    with app.app_context():
+        assert service.run()["ingested"] == 1
+        [conv] = conversations_of(desk["channel"])
+        assert conv.subject == "Card blocked"
+        assert conv.contact.email == CUSTOMER
+        assert bodies(conv) == [("in", "My card is blocked.")]
+
+        conversations.add_message(conv, "out", "We have unblocked it.", author=desk["agent"].id)
+        assert service.run()["sent"] == 1
+        [out] = sink.received
+        assert out.tls and out.login == SMTP_USER, "the relay got the mail over TLS after AUTH"
+        assert out.rcpt_tos == [CUSTOMER]
+        reply = out.message
+        assert reply["In-Reply-To"] == first_id
+        assert reply["References"] == first_id
+        assert reply["Subject"] == "Re: Card blocked"
+        assert reply["From"].addresses[0].addr_spec == "support@bank.example"
+        token = service.reply_token(conv)
+        assert reply["Reply-To"].addresses[0].addr_spec == f"support+{token}@bank.example"
+        assert reply.get_body(("plain",)).get_content().strip() == "We have unblocked it."
+        assert service.run()["sent"] == 0, "sent once"
+
+        # The customer answers our reply, quoting it: same conversation, quote trimmed.
+        answer, _ = customer_mail(
+            "Thank you!\n\nOn Thu, 3 Dec 2026, Bank Support <support@bank.example> wrote:\n> We have unblocked it.",
+            subject="Re: Card blocked", in_reply_to=reply["Message-ID"],
+            references=f"{first_id} {reply['Message-ID']}")
+        dovecot.deliver(answer)
+        # A client that drops the threading headers still reaches it through the reply address.
+        tokened, _ = customer_mail("One more thing.", subject="something else", to=f"support+{token}@bank.example")
+        dovecot.deliver(tokened)
+        assert service.run()["ingested"] == 2
+        assert [c.id for c in conversations_of(desk["channel"])] == [conv.id]
+        assert bodies(conv) == [("in", "My card is blocked."), ("out", "We have unblocked it."),
+                                ("in", "Thank you!"), ("in", "One more thing.")]
+
+        # A second reply carries the whole thread in References.
+        conversations.add_message(conv, "out", "Anything else?", author=desk["agent"].id)
+        service.run()
+        second = sink.received[-1].message
+        assert second["In-Reply-To"] != reply["Message-ID"]  # answers the customer's latest mail
+        assert first_id in second["References"] and reply["Message-ID"] in second["References"]
+
+
+def test_same_subject_alone_does_not_thread(app, desk, dovecot):
+    dovecot.deliver(customer_mail(subject="Question")[0])
+    with app.app_context():
+        service.run()
+        conv = conversations_of(desk["channel"])[0]
+        conversations.set_status(conv, "resolved")
+    dovecot.deliver(customer_mail("A new question.", subject="Question")[0])
+    with app.app_context():
+        service.run()
+        assert len(conversations_of(desk["channel"])) == 2
+
+
+def test_a_malformed_mail_is_quarantined_and_the_next_one_still_ingested(app, desk, dovecot):
+    dovecot.deliver(b"Subject: broken\r\nContent-Type: text/plain\r\n\r\nno sender here\r\n")
+    dovecot.deliver(customer_mail("After the broken one.")[0])
+    with app.app_context():
+        totals = service.run()
+        assert (totals["quarantined"], totals["ingested"]) == (1, 1)
+        [q] = EmailQuarantine.select()
+        assert q.imap_uid == 1 and "no sender address" in q.reason
+        assert b"no sender here" in q.raw, "kept whole for the admin"
+        [conv] = conversations_of(desk["channel"])
+        assert bodies(conv) == [("in", "After the broken one.")]
+        assert service.run() == {"ingested": 0, "duplicates": 0, "quarantined": 0, "sent": 0, "errors": 0}
+        assert EmailQuarantine.select().count() == 1
+
+
+def test_a_worker_restart_does_not_reingest_and_a_new_uidvalidity_rereads_without_duplicates(
+        instance, desk, dovecot, app):
+    dovecot.deliver(customer_mail("first")[0])
+    dovecot.deliver(customer_mail("second")[0])
+    with app.app_context():
+        assert run_round(app) == []
+        stored = Message.select().where(Message.direction == "in").count()
+        assert stored == 2
+    app.extensions["database"].close()
+    # A new process: a fresh app on the same instance, as after "systemctl restart".
+    with running_app(instance) as again, again.app_context():
+        assert run_round(again) == []
+        assert Message.select().where(Message.direction == "in").count() == stored
+        state = EmailMailboxState.get()
+        assert state.last_uid == 2 and state.uidvalidity
+        dovecot.deliver(customer_mail("third")[0])
+        assert run_round(again) == []
+        assert Message.select().where(Message.direction == "in").count() == stored + 1
+        # The server renumbered the mailbox: read again from the start, store nothing twice.
+        EmailMailboxState.update(uidvalidity=state.uidvalidity + 1).execute()
+        totals = service.run()
+        assert (totals["ingested"], totals["duplicates"]) == (0, 3)
+        assert EmailMailboxState.get().last_uid == 3
+
+
+def test_mime_attachments_are_stored_with_the_message(app, desk, dovecot):
+    dovecot.deliver(customer_mail("Statement attached.", attachment=("statement.pdf", b"%PDF-1.4 bytes"))[0])
+    with app.app_context():
+        service.run()
+        [conv] = conversations_of(desk["channel"])
+        [att] = Attachment.select().join(Message).where(Message.conversation == conv.id)
+        assert (att.filename, att.size, att.data) == ("statement.pdf", 14, b"%PDF-1.4 bytes")
+
+
+def test_a_temporary_smtp_failure_is_retried_later_and_sent_once(app, desk, dovecot, sink, clock):
+    dovecot.deliver(customer_mail()[0])
+    with app.app_context():
+        service.run()
+        [conv] = conversations_of(desk["channel"])
+        conversations.add_message(conv, "out", "Reply", author=desk["agent"].id)
+        sink.fail_next = [451]
+        assert service.run()["sent"] == 0
+        row = EmailOutbound.get()
+        assert row.state == "pending" and row.attempts == 1 and "451" in row.last_error
+        assert service.run()["sent"] == 0, "not before its backoff"
+        clock.advance(minutes=5)
+        assert service.run()["sent"] == 1
+        assert [r.message.get_body(("plain",)).get_content().strip() for r in sink.received] == ["Reply"]
+        assert EmailOutbound.get().state == "sent"
+
+
+def test_a_refused_recipient_fails_with_its_reason_and_retry_sends_it(app, desk, dovecot, sink):
+    dovecot.deliver(customer_mail()[0])
+    with app.app_context():
+        service.run()
+        [conv] = conversations_of(desk["channel"])
+        conversations.add_message(conv, "out", "Reply", author=desk["agent"].id)
+        sink.fail_next = [554]
+        service.run()
+        row = EmailOutbound.get()
+        assert row.state == "failed" and "554" in row.last_error
+        service.retry(row)
+        assert service.run()["sent"] == 1
+
+
+def test_smtp_credentials_are_only_ever_sent_over_tls(app, desk, sink, tmp_path):
+    with app.app_context():
+        settings = service.smtp_settings(service.load_settings(desk["channel"]))
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "support@bank.example", CUSTOMER, "t"
+    msg.set_content("t")
+    smtp.send(settings, msg)
+    assert sink.auth_attempts == [(SMTP_USER, True)]
+    # "none" with a username is refused before connecting anywhere with the password.
+    from dataclasses import replace
+
+    with pytest.raises(smtp.SmtpPermanentError, match="starttls or ssl"):
+        smtp.send(replace(settings, security="none"), msg)
+    # A server that offers no STARTTLS never sees the password.
+    from aiosmtpd.controller import Controller
+
+    from tests.mail_support import free_port
+
+    class Accept:
+        async def handle_DATA(self, server, session, envelope):
+            return "250 OK"
+
+    port = free_port()
+    plain = Controller(Accept(), hostname="127.0.0.1", port=port, auth_require_tls=False)
+    plain.start()
+    try:
+        with pytest.raises(smtp.SmtpPermanentError, match="does not offer STARTTLS"):
+            smtp.send(replace(settings, port=port), msg)
+    finally:
+        plain.stop()
+    with pytest.raises(smtp.SmtpPermanentError, match="login refused"):
+        smtp.send(replace(settings, password="wrong"), msg)
+    assert sink.auth_attempts[-1] == (SMTP_USER, True)
+
+
+def test_imap_errors_name_the_setting_and_are_recorded_on_the_mailbox(app, desk, dovecot):
+    with app.app_context():
+        settings = service.load_settings(desk["channel"])
+        settings["imap_password"] = "wrong"
+        with pytest.raises(service.imap.ImapError, match="check the username and password"):
+            service.poll_channel(desk["channel"], settings)
+        assert "refused" in EmailMailboxState.get().last_error
