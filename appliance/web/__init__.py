@@ -106,6 +106,7 @@ def register_blueprints(app: Flask) -> None:
     from appliance.web.api import api
     from appliance.web.views.admin import admin
     from appliance.web.views.auth import auth
+    from appliance.web.views.email import email_admin
     from appliance.web.views.inbox import inbox
     from appliance.web.views.knowledge import knowledge
     from appliance.web.views.licence import licence_pages
@@ -113,7 +114,8 @@ def register_blueprints(app: Flask) -> None:
     from appliance.web.views.sync import sync_admin
     from appliance.web.views.system import system
 
-    for blueprint in (auth, inbox, admin, knowledge, public, licence_pages, api, sync_admin, system):
+    for blueprint in (auth, inbox, admin, knowledge, public, licence_pages, api, sync_admin, system,
+                      email_admin):
         app.register_blueprint(blueprint)
     csrf.exempt(api)
     csrf.exempt(public)

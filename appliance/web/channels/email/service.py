@@ -32,7 +32,7 @@ from appliance.web.models.email import (
     EmailQuarantine,
     EmailThreadRef,
 )
-from appliance.web.services import ServiceError
+from appliance.web.services import Conflict, ServiceError
 from appliance.web.services.conversations import (
     MAX_BODY,
     add_message,
@@ -116,8 +116,7 @@ def validate_settings(values: dict) -> dict:
 
 
 def save_settings(channel: Channel, values: dict) -> None:
-    if channel.kind != "email":
-        raise ServiceError("only an e-mail channel has e-mail settings.", 422)
+    require_email(channel)
     old = load_settings(channel) or {}
     # Secrets are write-only: a form or API call that leaves one empty keeps the stored one.
     merged = {**values}
@@ -144,6 +143,59 @@ def public_settings(settings: dict | None) -> dict:
     if settings is None:
         return {}
     return {k: (bool(v) if k in SECRET_FIELDS else v) for k, v in settings.items()}
+
+
+def require_email(channel: Channel) -> None:
+    if channel.kind != "email":
+        raise Conflict(f"channel {channel.id} is a {channel.kind} channel; e-mail settings belong to e-mail channels.")
+
+
+def describe(channel: Channel) -> dict:
+    """Settings and mailbox state as the UI and the API show them."""
+    require_email(channel)
+    state = EmailMailboxState.select().where(EmailMailboxState.channel == channel.id).first()
+    failed = EmailOutbound.select().where(EmailOutbound.channel == channel.id, EmailOutbound.state == "failed")
+    return {
+        "channel_id": channel.id,
+        "configured": load_settings(channel) is not None,
+        "settings": public_settings(load_settings(channel)),
+        "mailbox": None if state is None else {
+            "name": state.mailbox, "uidvalidity": state.uidvalidity, "last_uid": state.last_uid,
+            "last_poll_at": _iso(state.last_poll_at), "last_inbound_at": _iso(state.last_inbound_at),
+            "last_error": state.last_error},
+        "failed_replies": failed.count(),
+        "quarantined": EmailQuarantine.select().where(EmailQuarantine.channel == channel.id).count(),
+    }
+
+
+def _iso(value):
+    return value.isoformat() + "Z" if value else None
+
+
+def test_connection(channel: Channel) -> dict:
+    """Log in to both servers: what an admin checks right after typing the settings."""
+    require_email(channel)
+    settings = load_settings(channel)
+    if settings is None:
+        raise ServiceError("this e-mail channel has no settings yet: set them first.", 409)
+    result = {}
+    try:
+        uidvalidity, _ = imap.fetch_new(imap_settings(settings, 10.0), None, 0, batch=0)
+        result["imap"] = {"ok": True, "detail": f"logged in, mailbox UIDVALIDITY {uidvalidity}"}
+    except imap.ImapError as exc:
+        result["imap"] = {"ok": False, "detail": str(exc)}
+    try:
+        smtp.check(smtp_settings(settings, 10.0))
+        result["smtp"] = {"ok": True, "detail": "connected" + (" and logged in" if settings.get("smtp_username")
+                                                              else "")}
+    except (smtp.SmtpPermanentError, smtp.SmtpTemporaryError) as exc:
+        result["smtp"] = {"ok": False, "detail": str(exc)}
+    return result
+
+
+def quarantined(tenant, limit: int = 200):
+    return list(EmailQuarantine.select().where(EmailQuarantine.tenant == tenant.id)
+                .order_by(EmailQuarantine.received_at.desc(), EmailQuarantine.id.desc()).limit(limit))
 
 
 def imap_settings(settings: dict, timeout: float = 30.0) -> imap.ImapSettings:

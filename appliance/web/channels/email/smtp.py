@@ -59,11 +59,18 @@ def open_session(settings: SmtpSettings) -> smtplib.SMTP:
     return conn
 
 
-def send(settings: SmtpSettings, message: EmailMessage) -> None:
+def check(settings: SmtpSettings) -> None:
+    """Connect, upgrade to TLS and log in, sending nothing (the "test connection" action)."""
+    send(settings, None)
+
+
+def send(settings: SmtpSettings, message: EmailMessage | None) -> None:
+    refused = {}
     try:
         conn = open_session(settings)
         try:
-            refused = conn.send_message(message)
+            if message is not None:
+                refused = conn.send_message(message)
         finally:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 conn.quit()
