@@ -256,3 +256,55 @@ def test_imap_errors_name_the_setting_and_are_recorded_on_the_mailbox(app, desk,
         with pytest.raises(service.imap.ImapError, match="check the username and password"):
             service.poll_channel(desk["channel"], settings)
         assert "refused" in EmailMailboxState.get().last_error
+
+
+def test_admins_set_settings_write_only_test_the_connection_and_see_the_quarantine(app, client, world, dovecot,
+                                                                                   sink):
+    from tests.helpers import login
+
+    tenant = world.tenants["A"]
+    with app.app_context():
+        channel = Channel.create(tenant=tenant, kind="email", name="mail A")
+    url = f"/api/v1/channels/{channel.id}/email"
+    body = {"from_address": "support@a.example", **dovecot.settings(), **sink.settings()}
+    admin = world.headers("A", "admin")
+    assert client.put(url, json=body, headers=world.headers("A", "supervisor")).status_code == 403
+    resp = client.put(url, json=body, headers=admin)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["settings"]["imap_password"] is True
+    assert dovecot.settings()["imap_password"] not in resp.get_data(as_text=True)
+    # Leaving a password empty keeps the stored one (write-only fields are never sent back to be kept).
+    resp = client.put(url, json={**body, "imap_password": "", "smtp_password": ""}, headers=admin)
+    assert resp.status_code == 200
+    got = client.get(url, headers=admin)
+    assert got.status_code == 200 and "secret-pw" not in got.get_data(as_text=True)
+    with app.app_context():
+        assert service.load_settings(channel)["imap_password"] == dovecot.settings()["imap_password"]
+        raw = app.extensions["database"].execute_sql("SELECT settings FROM email_channel_config").fetchone()[0]
+        assert b"secret-pw" not in bytes(raw), "encrypted at rest"
+    bad = client.put(url, json={**body, "imap_security": "plain"}, headers=admin)
+    assert bad.status_code == 422 and "imap_security" in bad.get_json()["message"]
+    assert client.put(f"/api/v1/channels/{world.objects['A']['channel'].id}/email", json=body,
+                      headers=admin).status_code == 409, "a web chat channel has no e-mail settings"
+
+    test = client.post(f"{url}/test", json={}, headers=admin).get_json()
+    assert test["imap"]["ok"] and test["smtp"]["ok"], test
+    assert sink.auth_attempts[-1][1] is True
+
+    dovecot.deliver(b"Subject: broken\r\n\r\nno sender\r\n")
+    with app.app_context():
+        assert service.run()["quarantined"] == 1
+    listing = client.get(f"/api/v1/tenants/{tenant.id}/email/quarantine", headers=admin)
+    [item] = listing.get_json()["items"]
+    assert item["channel_id"] == channel.id and "no sender address" in item["reason"]
+    assert "no sender" not in item["reason"].replace("no sender address", ""), "the content is not shown"
+    assert client.get(f"/api/v1/tenants/{tenant.id}/email/quarantine",
+                      headers=world.headers("B", "admin")).status_code == 404
+    assert client.get(f"/api/v1/tenants/{tenant.id}/email/quarantine",
+                      headers=world.headers("A", "agent")).status_code == 403
+    assert client.get(url, headers=admin).get_json()["quarantined"] == 1
+
+    login(client, world.email("A", "admin"))
+    page = client.get(f"/t/{tenant.id}/admin/email/quarantine")
+    assert page.status_code == 200
+    assert "no sender address" in page.get_data(as_text=True) and "mail A" in page.get_data(as_text=True)
