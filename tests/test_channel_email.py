@@ -308,3 +308,25 @@ def test_admins_set_settings_write_only_test_the_connection_and_see_the_quaranti
     page = client.get(f"/t/{tenant.id}/admin/email/quarantine")
     assert page.status_code == 200
     assert "no sender address" in page.get_data(as_text=True) and "mail A" in page.get_data(as_text=True)
+
+
+def test_on_postgresql_a_second_host_skips_the_round_while_one_holds_the_mail_lock(app, desk, dovecot, db_url):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite is one host by construction: there is no second host to keep out")
+    import psycopg2
+
+    dovecot.deliver(customer_mail()[0])
+    other = psycopg2.connect(db_url)  # another app host's worker, mid-round
+    try:
+        with other.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_lock(%s)", (service.LOCK_EMAIL,))
+            assert cur.fetchone()[0]
+        with app.app_context():
+            assert service.run()["ingested"] == 0
+            assert Message.select().where(Message.direction == "in").count() == 0
+        with other.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", (service.LOCK_EMAIL,))
+        with app.app_context():
+            assert service.run()["ingested"] == 1
+    finally:
+        other.close()
