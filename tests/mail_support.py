@@ -239,16 +239,21 @@ class SmtpSink:
             ok = user == SMTP_USER and auth_data.password.decode() == SMTP_PASSWORD
             return AuthResult(success=ok, handled=False, auth_data=user if ok else None)
 
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
-                                     tls_context=context, require_starttls=True, auth_required=True,
-                                     auth_require_tls=True, authenticator=authenticator)
+        self._make = lambda: Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
+                                        tls_context=context, require_starttls=True, auth_required=True,
+                                        auth_require_tls=True, authenticator=authenticator)
+        self.controller = None
 
     def start(self) -> SmtpSink:
+        """Start (again, after ``stop``: a stopped controller cannot be restarted) on the same port."""
+        self.controller = self._make()
         self.controller.start()
         return self
 
     def stop(self) -> None:
-        self.controller.stop()
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
 
     def settings(self, **extra) -> dict:
         return {"smtp_host": "127.0.0.1", "smtp_port": self.port, "smtp_security": "starttls",

@@ -330,3 +330,25 @@ def test_on_postgresql_a_second_host_skips_the_round_while_one_holds_the_mail_lo
             assert service.run()["ingested"] == 1
     finally:
         other.close()
+
+
+def test_an_unreachable_relay_leaves_every_reply_pending_and_one_session_sends_them_all_later(
+        app, desk, dovecot, sink, clock):
+    for i in range(3):
+        dovecot.deliver(customer_mail(f"question {i}")[0])
+    with app.app_context():
+        service.run()
+        for conv in conversations_of(desk["channel"]):
+            conversations.add_message(conv, "out", f"answer to {conv.id}", author=desk["agent"].id)
+        sink.stop()
+        assert service.run()["sent"] == 0
+        rows = list(EmailOutbound.select().order_by(EmailOutbound.id))
+        assert [r.state for r in rows] == ["pending"] * 3
+        assert "unreachable" in rows[0].last_error
+        assert [r.attempts for r in rows] == [1, 0, 0], "the round stops at the first unreachable send"
+        sink.start()
+        clock.advance(minutes=5)
+        before = len(sink.auth_attempts)
+        assert service.run()["sent"] == 3
+        assert len(sink.auth_attempts) - before == 1, "one login for the round"
+        assert sorted(r.rcpt_tos[0] for r in sink.received) == [CUSTOMER] * 3

@@ -367,8 +367,12 @@ def send_due(channel: Channel, settings: dict, limits: dict | None = None) -> in
                                         EmailOutbound.next_attempt_at <= utcnow())
            .order_by(EmailOutbound.id).limit(100))
     sent = 0
-    for row in due:
-        sent += _send_one(channel, settings, row, limits)
+    with smtp.Session(smtp_settings(settings, limits["network_timeout"])) as session:
+        for row in due:
+            outcome = _send_one(channel, settings, row, limits, session)
+            if outcome is None:  # the relay is unreachable: the rest wait for the next round
+                break
+            sent += outcome
     return sent
 
 
@@ -409,7 +413,7 @@ def compose_file(att: Attachment) -> _File:
     return _File(att.filename, att.content_type, att.data)
 
 
-def _send_one(channel, settings, row: EmailOutbound, limits) -> int:
+def _send_one(channel, settings, row: EmailOutbound, limits, session: smtp.Session) -> int | None:
     msg = Message.get_or_none(Message.id == row.message_id)
     if msg is None:
         row.delete_instance()
@@ -418,7 +422,7 @@ def _send_one(channel, settings, row: EmailOutbound, limits) -> int:
     try:
         with write_transaction():
             mail = build_message(channel, settings, msg, row)
-        smtp.send(smtp_settings(settings, limits["network_timeout"]), mail)
+        session.send(mail)
     except smtp.SmtpTemporaryError as exc:
         if row.attempts >= limits["max_send_attempts"]:
             _fail(row, f"gave up after {row.attempts} tries: {exc}")
@@ -427,7 +431,7 @@ def _send_one(channel, settings, row: EmailOutbound, limits) -> int:
             row.next_attempt_at = utcnow() + dt.timedelta(seconds=delay)
             row.last_error = str(exc)[:1000]
             row.save()
-        return 0
+        return None if isinstance(exc, smtp.SmtpUnreachable) else 0
     except smtp.SmtpPermanentError as exc:
         _fail(row, str(exc))
         return 0

@@ -29,6 +29,10 @@ class SmtpTemporaryError(RuntimeError):
     """Worth retrying later: the server is down, busy or answered 4xx."""
 
 
+class SmtpUnreachable(SmtpTemporaryError):
+    """No session at all (refused, timed out, dropped): the other mails would fail alike."""
+
+
 class SmtpPermanentError(RuntimeError):
     """Retrying will not help: a login or recipient refused, or TLS not offered."""
 
@@ -61,25 +65,63 @@ def open_session(settings: SmtpSettings) -> smtplib.SMTP:
 
 def check(settings: SmtpSettings) -> None:
     """Connect, upgrade to TLS and log in, sending nothing (the "test connection" action)."""
-    send(settings, None)
+    with Session(settings) as session:
+        session.open()
 
 
-def send(settings: SmtpSettings, message: EmailMessage | None) -> None:
-    refused = {}
-    try:
-        conn = open_session(settings)
-        try:
-            if message is not None:
-                refused = conn.send_message(message)
-        finally:
+def send(settings: SmtpSettings, message: EmailMessage) -> None:
+    with Session(settings) as session:
+        session.send(message)
+
+
+class Session:
+    """One submission session for several mails: a round sending many replies pays for the
+    TLS handshake and the login once. Any failure closes it; the next send opens a new one."""
+
+    def __init__(self, settings: SmtpSettings):
+        self.settings = settings
+        self.conn: smtplib.SMTP | None = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self) -> None:
+        if self.conn is None:
+            with _translated(self.settings):
+                self.conn = open_session(self.settings)
+
+    def close(self) -> None:
+        if self.conn is not None:
             with contextlib.suppress(smtplib.SMTPException, OSError):
-                conn.quit()
+                self.conn.quit()
+            self.conn = None
+
+    def send(self, message: EmailMessage) -> None:
+        self.open()
+        try:
+            with _translated(self.settings):
+                refused = self.conn.send_message(message)
+        except (SmtpTemporaryError, SmtpPermanentError):
+            self.close()
+            raise
+        if refused:
+            raise SmtpPermanentError(f"SMTP server refused {len(refused)} recipient(s)")
+
+
+@contextlib.contextmanager
+def _translated(settings: SmtpSettings):
+    """smtplib's and ssl's exceptions as temporary (retry later) or permanent failures."""
+    try:
+        yield
     except smtplib.SMTPAuthenticationError as exc:
         raise SmtpPermanentError("SMTP login refused: check the SMTP username and password "
                                  f"({exc.smtp_code})") from exc
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]
-        if all(400 <= c < 500 for c in codes):
+        if codes and all(400 <= c < 500 for c in codes):
             raise SmtpTemporaryError(f"SMTP recipient deferred ({codes[0]})") from exc
         raise SmtpPermanentError(f"SMTP recipient refused ({codes[0] if codes else '?'})") from exc
     except smtplib.SMTPResponseException as exc:
@@ -89,9 +131,7 @@ def send(settings: SmtpSettings, message: EmailMessage | None) -> None:
         raise SmtpPermanentError("SMTP server certificate not trusted: set the SMTP CA file "
                                  f"({exc.verify_message})") from exc
     except (TimeoutError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as exc:
-        raise SmtpTemporaryError(f"SMTP server {settings.host}:{settings.port} unreachable "
+        raise SmtpUnreachable(f"SMTP server {settings.host}:{settings.port} unreachable "
                                  f"({type(exc).__name__})") from exc
     except smtplib.SMTPException as exc:
         raise SmtpPermanentError(f"SMTP error ({type(exc).__name__})") from exc
-    if refused:
-        raise SmtpPermanentError(f"SMTP server refused {len(refused)} recipient(s)")
