@@ -98,14 +98,24 @@ def new_uids(conn: imaplib.IMAP4, after_uid: int) -> list[int]:
     return sorted(u for u in (int(x) for x in (data[0] or b"").split()) if u > after_uid)
 
 
-def fetch(conn: imaplib.IMAP4, uid: int) -> bytes | None:
-    typ, data = conn.uid("FETCH", str(uid), "(BODY.PEEK[])")
-    if typ != "OK":
-        raise ImapError(f"IMAP FETCH of UID {uid} failed")
-    for item in data or []:
-        if isinstance(item, tuple) and len(item) == 2:
-            return item[1]
-    return None  # expunged between SEARCH and FETCH
+_FETCH_UID_RE = re.compile(rb"\bUID (\d+)")
+FETCH_CHUNK = 25  # UIDs per FETCH command: one round trip for many mails, bounded memory
+
+
+def fetch(conn: imaplib.IMAP4, uids: list[int]) -> dict[int, bytes]:
+    """The raw mails of ``uids`` by UID (a mail expunged meanwhile is simply absent)."""
+    found: dict[int, bytes] = {}
+    for i in range(0, len(uids), FETCH_CHUNK):
+        chunk = uids[i:i + FETCH_CHUNK]
+        typ, data = conn.uid("FETCH", ",".join(str(u) for u in chunk), "(UID BODY.PEEK[])")
+        if typ != "OK":
+            raise ImapError(f"IMAP FETCH of UIDs {chunk[0]}-{chunk[-1]} failed")
+        for item in data or []:
+            if isinstance(item, tuple) and len(item) == 2:
+                match = _FETCH_UID_RE.search(item[0])
+                if match:
+                    found[int(match.group(1))] = item[1]
+    return found
 
 
 def fetch_new(settings: ImapSettings, uidvalidity: int | None, last_uid: int,
@@ -120,12 +130,8 @@ def fetch_new(settings: ImapSettings, uidvalidity: int | None, last_uid: int,
         current = select(conn, settings.mailbox)
         start = last_uid if uidvalidity == current else 0
         uids = new_uids(conn, start)[:batch]
-        mails = []
-        for uid in uids:
-            raw = fetch(conn, uid)
-            if raw is not None:
-                mails.append(FetchedMail(uid=uid, raw=raw))
-        return current, iter(mails)
+        raw = fetch(conn, uids)
+        return current, iter([FetchedMail(uid=uid, raw=raw[uid]) for uid in uids if uid in raw])
     finally:
         with contextlib.suppress(OSError, imaplib.IMAP4.error):
             conn.logout()
