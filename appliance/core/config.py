@@ -63,6 +63,20 @@ DEFAULTS: dict = {
         "backoff_base": 60.0,
         "backoff_max": 6 * 3600.0,
     },
+    # Messenger and webhook channels (per-channel settings such as tokens live in the database).
+    "channels": {
+        # A signed webhook delivery whose timestamp is further than this from the server's clock is refused.
+        "webhook_tolerance_seconds": 300,
+        "http_timeout_seconds": 10.0,
+        # getUpdates / VK long poll: how long one poll waits for news at the service.
+        "poll_wait_seconds": 20,
+        # Outbox: tries before a reply is marked failed; delay d = min(backoff_max, backoff_base * 2^(tries-1)).
+        "outbox_max_attempts": 8,
+        "outbox_backoff_base": 5.0,
+        "outbox_backoff_max": 3600.0,
+        "outbox_batch": 50,  # replies one worker round sends at most
+        "rate_per_minute": 60,  # replies per channel per minute (overridable per channel)
+    },
 }
 
 
