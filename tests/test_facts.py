@@ -87,9 +87,11 @@ def test_a_round_runs_the_jobs_it_is_given_and_reports_each_failure(app):
     from appliance.web.channels.email.service import email_job
     from appliance.web.jobs import all_jobs, run_round
     from appliance.web.services.licence import licence_clock_job
+    from appliance.web.services.outbox import outbox_job
+    from appliance.web.services.pollers import poll_job
     from appliance.web.sync.service import sync_job
 
-    assert all_jobs() == [sync_job, licence_clock_job, email_job]
+    assert all_jobs() == [sync_job, licence_clock_job, poll_job, outbox_job, email_job]
     ran = []
 
     def broken(app):

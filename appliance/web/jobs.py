@@ -15,6 +15,8 @@ from appliance.web.channels.email.service import email_job
 from appliance.web.models.base import utcnow
 from appliance.web.models.system import WorkerHeartbeat
 from appliance.web.services.licence import licence_clock_job
+from appliance.web.services.outbox import outbox_job
+from appliance.web.services.pollers import poll_job
 from appliance.web.sync.service import sync_job
 
 log = logging.getLogger("appliance.web.jobs")
@@ -25,6 +27,8 @@ def all_jobs() -> list[Callable]:
     return [
         sync_job,  # daily usage reports to the vendor (does nothing while sync is off)
         licence_clock_job,  # keeps the licence clock high-water mark moving on idle appliances
+        poll_job,  # messenger channels that receive by polling (Telegram getUpdates, VK long poll)
+        outbox_job,  # replies to messenger and webhook channels
         email_job,  # e-mail channels: new mail from IMAP into conversations, replies out by SMTP
     ]
 

@@ -8,14 +8,15 @@ from flask import jsonify
 from appliance.web.api import api
 from appliance.web.api.schema import spec
 from appliance.web.channels.email import service as email
+from appliance.web.channels.email.settings import FIELDS, SECURITY
 from appliance.web.validation import F
 
-_FIELD_TYPES = {"imap_port": "integer", "smtp_port": "integer"}
 SETTINGS_BODY = {
-    name: F(_FIELD_TYPES.get(name, "string"), required=required and not secret, max_length=None
-            if name in _FIELD_TYPES else 500, enum=email.SECURITY if name.endswith("_security") else None,
-            description=label + (" (write-only; empty keeps the stored one)" if secret else ""))
-    for name, label, secret, required in email.SETTINGS_FIELDS
+    f.name: F("integer" if f.name.endswith("_port") else "string",
+              max_length=None if f.name.endswith("_port") else 500,
+              enum=SECURITY if f.name.endswith("_security") else None,
+              description=f.label + (" (write-only; empty keeps the stored one)" if f.secret else ""))
+    for f in FIELDS
 }
 
 
@@ -25,11 +26,12 @@ def get_email_settings(channel):
     return jsonify(email.describe(channel))
 
 
-@api.route("/channels/<id:channel_id>/email", methods=["PUT"])
-@spec("Set an e-mail channel's IMAP and SMTP settings", role="admin", body=SETTINGS_BODY, tag="channels")
-def put_email_settings(channel, data):
-    email.save_settings(channel, data)
-    return jsonify(email.describe(channel))
+@api.route("/channels/<id:channel_id>/email", methods=["PATCH"])
+@spec("Change an e-mail channel's IMAP and SMTP settings (the fields given)", role="admin", body=SETTINGS_BODY,
+      tag="channels")
+def patch_email_settings(channel, data):
+    result = email.save_settings(channel, data)
+    return jsonify({**email.describe(channel), "missing": result["missing"]})
 
 
 @api.route("/channels/<id:channel_id>/email/test", methods=["POST"])

@@ -1,4 +1,4 @@
-"""The e-mail channel: settings, mailbox positions, quarantine, thread references, outbound queue.
+"""The e-mail channel: mailbox positions, quarantine, thread references, reply tokens.
 
 Frozen: these classes are the tables as this step created them (see the package docstring).
 """
@@ -40,18 +40,6 @@ class Conversation(_Ref):
 class Message(_Ref):
     class Meta:
         table_name = "message"
-
-
-class EmailChannelConfig(FrozenModel):
-    id = AutoField()
-    channel = ForeignKeyField(Channel, unique=True, on_delete="CASCADE", backref="+")
-    tenant = ForeignKeyField(Tenant, on_delete="CASCADE", backref="+")
-    uid = UUIDField(unique=True)
-    settings = BlobField()
-    updated_at = DateTimeField()
-
-    class Meta:
-        table_name = "email_channel_config"
 
 
 class EmailMailboxState(FrozenModel):
@@ -116,25 +104,7 @@ class EmailConversation(FrozenModel):
         table_name = "email_conversation"
 
 
-class EmailOutbound(FrozenModel):
-    id = AutoField()
-    message = ForeignKeyField(Message, unique=True, on_delete="CASCADE", backref="+")
-    channel = ForeignKeyField(Channel, on_delete="CASCADE", backref="+")
-    state = CharField(max_length=10)
-    attempts = IntegerField()
-    next_attempt_at = DateTimeField()
-    last_error = TextField()
-    message_id_hash = CharField(max_length=64)
-    created_at = DateTimeField()
-    sent_at = DateTimeField(null=True)
-
-    class Meta:
-        table_name = "email_outbound"
-        indexes = ((("state", "next_attempt_at"), False),)
-
-
-MODELS = [EmailChannelConfig, EmailMailboxState, EmailQuarantine, EmailThreadRef, EmailConversation,
-          EmailOutbound]
+MODELS = [EmailMailboxState, EmailQuarantine, EmailThreadRef, EmailConversation]
 
 
 def up(db, migrator):

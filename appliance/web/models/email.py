@@ -1,5 +1,6 @@
-"""The e-mail channel's own tables: its settings, each mailbox's position, quarantined
-mail, the Message-IDs that thread a conversation, and the replies waiting to be sent."""
+"""The e-mail channel's own tables: each mailbox's position, quarantined mail, the
+Message-IDs that thread a conversation and its reply token. Settings, the inbound
+ledger and the outbox are the channel layer's (models/channels.py)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,6 @@ from appliance.web.crypto.fields import EncryptedBytesField, EncryptedModel, Enc
 from appliance.web.models.base import BaseModel, utcnow
 from appliance.web.models.contact_center import Channel, Conversation, Message
 from appliance.web.models.tenancy import Tenant
-
-
-class EmailChannelConfig(EncryptedModel, BaseModel):
-    """IMAP and SMTP settings of one e-mail channel, passwords included: one encrypted JSON."""
-
-    channel = ForeignKeyField(Channel, unique=True, on_delete="CASCADE")
-    tenant = ForeignKeyField(Tenant, on_delete="CASCADE")
-    uid = UUIDField(default=uuid4, unique=True)
-    settings = EncryptedTextField()
-    updated_at = DateTimeField(default=utcnow)
 
 
 class EmailMailboxState(BaseModel):
@@ -91,20 +82,3 @@ class EmailConversation(BaseModel):
 
     conversation = ForeignKeyField(Conversation, unique=True, on_delete="CASCADE")
     token = CharField(max_length=64, unique=True)
-
-
-class EmailOutbound(BaseModel):
-    """An agent's reply on an e-mail conversation until the SMTP relay has taken it."""
-
-    message = ForeignKeyField(Message, unique=True, on_delete="CASCADE")
-    channel = ForeignKeyField(Channel, on_delete="CASCADE")
-    state = CharField(max_length=10, default="pending")  # pending | sent | failed
-    attempts = IntegerField(default=0)
-    next_attempt_at = DateTimeField(default=utcnow)
-    last_error = TextField(default="")
-    message_id_hash = CharField(max_length=64, default="")
-    created_at = DateTimeField(default=utcnow)
-    sent_at = DateTimeField(null=True)
-
-    class Meta:
-        indexes = ((("state", "next_attempt_at"), False),)

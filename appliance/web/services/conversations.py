@@ -119,6 +119,11 @@ def _add_message(conv: Conversation, direction: str, body: str, author) -> Messa
     ).where(Conversation.id == conv.id).execute()
     conv.message_count += 1
     conv.last_message_at = now
+    if direction == "out":
+        # Queued in the same transaction as the reply: stored means on its way, once.
+        from appliance.web.services.outbox import enqueue
+
+        enqueue(conv, msg)
     return msg
 
 

@@ -6,7 +6,6 @@ monitoring systems, anonymous visitors and third-party gateways.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 from importlib import metadata
@@ -16,6 +15,10 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from peewee import DatabaseError, InterfaceError, OperationalError, fn
 from werkzeug.exceptions import HTTPException
 
+from appliance.web.channels import adapter_for
+from appliance.web.channels import config as channel_config
+from appliance.web.channels.base import Refused
+from appliance.web.channels.ingest import store_inbound
 from appliance.web.models.contact_center import Channel, Conversation, Message
 from appliance.web.models.tenancy import Tenant, User
 from appliance.web.services import ServiceError, conversations, licence
@@ -29,12 +32,7 @@ WIDGET_FIELDS = {
     "body": F("string", max_length=conversations.MAX_BODY, nullable=True),
     "token": F("string", max_length=400, nullable=True),
 }
-HOOK_FIELDS = {
-    "name": F("string", max_length=200, nullable=True),
-    "email": F("string", max_length=254, nullable=True),
-    "phone": F("string", max_length=40, nullable=True),
-    "body": F("string", max_length=conversations.MAX_BODY, nullable=True),
-}
+HOOK_KINDS = ("webhook", "email", "telegram", "whatsapp", "vk")
 WIDGET_POLL_LIMIT = 200
 
 
@@ -47,7 +45,8 @@ def _version() -> str:
 
 def _error(status: int, message: str):
     names = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-             413: "Payload Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
+             405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+             415: "Unsupported Media Type", 422: "Unprocessable Entity",
              503: "Service Unavailable"}
     return jsonify(error=names.get(status, "Error"), message=message, status=status), status
 
@@ -239,19 +238,33 @@ def widget_messages(key):
     return _widget_headers(jsonify(conversation_id=conv.id, status=conv.status, items=items))
 
 
-# --- inbound webhook ---------------------------------------------------------------------
+# --- inbound posts of every channel kind ------------------------------------------------
 
-@public.route("/hooks/<key>", methods=["POST"])
+@public.route("/hooks/<key>", methods=["GET", "POST"])
 def hook(key):
-    """Messenger and e-mail gateways: JSON signed with the channel's secret."""
-    channel = _channel(key, ("webhook", "email"))
+    """Every kind's inbound posts (and set-up requests), verified by the kind's own rule
+    over the raw bytes before anything is parsed; each item is stored once."""
+    channel = _channel(key, HOOK_KINDS)
+    adapter = adapter_for(channel.kind)
+    settings = channel_config.settings_for(channel)
     raw = request.get_data(cache=False)
-    given = request.headers.get("X-Signature", "")
-    expected = "sha256=" + hmac.new(channel.secret.encode(), raw, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        abort(401, description="X-Signature must be sha256=<hex HMAC-SHA256 of the body with the channel secret>.")
-    data = _json_object(raw, HOOK_FIELDS)
-    conv = conversations.ingest_inbound(
-        channel, body=data.get("body"), name=data.get("name"), email=data.get("email"), phone=data.get("phone")
-    )
-    return jsonify(conversation_id=conv.id), 202
+    headers, query = request.headers, request.args
+    try:
+        answer = adapter.handshake(settings, headers, raw, query)
+        if answer is not None:
+            return answer
+        if request.method == "GET":
+            return _error(405, "Deliveries are POSTed; GET answers only the service's set-up handshake.")
+        adapter.verify(settings, headers, raw, query)
+        items = adapter.parse(settings, headers, raw, query)
+    except Refused as exc:
+        return _error(exc.status, exc.reason)
+    stored = store_inbound(channel, items)
+    acknowledged = adapter.acknowledge(stored)
+    if acknowledged is not None:
+        return acknowledged
+    if channel.kind in ("webhook", "email") and items and not stored:
+        return _error(409, "This delivery was received before (same signature or id): it is not stored again.")
+    ids = sorted({m.conversation_id for m in stored})
+    status = 202 if channel.kind in ("webhook", "email") else 200  # messengers retry on anything but 200
+    return jsonify(stored=len(stored), conversation_id=ids[0] if ids else None, conversation_ids=ids), status
