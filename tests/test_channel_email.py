@@ -309,6 +309,8 @@ def test_admins_set_settings_write_only_test_the_connection_and_see_the_quaranti
     assert client.get(url, headers=admin).get_json()["quarantined"] == 1
 
     login(client, world.email("A", "admin"))
+    assert f"/t/{tenant.id}/admin/email/quarantine" in client.get(f"/t/{tenant.id}/admin/users").get_data(
+        as_text=True), "linked from the admin menu"
     page = client.get(f"/t/{tenant.id}/admin/email/quarantine")
     assert page.status_code == 200
     assert "no sender address" in page.get_data(as_text=True) and "mail A" in page.get_data(as_text=True)
