@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import requests  # noqa: E402
+import requests
 
-from tests.channel_doubles import TelegramDouble  # noqa: E402
-from tests.helpers import make_instance  # noqa: E402
+from tests.channel_doubles import TelegramDouble
+from tests.helpers import make_instance
 
 
 def _rate(n, seconds):
