@@ -87,7 +87,8 @@ def main():
                 "contacts": [{"profile": {"name": "W"}, "wa_id": f"1650{i:07d}"}],
                 "messages": [{"from": f"1650{i:07d}", "id": f"wamid.{i}", "type": "text",
                               "text": {"body": f"hello {i}"}}]}}]}]}).encode()
-            return client.post(f"/hooks/{ch.public_key}", data=raw, headers={"X-Hub-Signature-256": signature("s", raw)})
+            return client.post(f"/hooks/{ch.public_key}", data=raw,
+                               headers={"X-Hub-Signature-256": signature("s", raw)})
 
         def vk(i):
             ch, gen = made["vk"]
