@@ -49,4 +49,4 @@ def openapi():
 
 
 # The route modules attach themselves to ``api``, so they are imported once it exists.
-from appliance.web.api import email, licence, routes  # noqa: E402,F401
+from appliance.web.api import channels, email, licence, routes  # noqa: E402,F401

@@ -24,7 +24,7 @@ import functools
 from flask import abort, g, request
 
 from appliance.web.access import is_provider_admin, object_or_404, require_role, tenant_or_404
-from appliance.web.models.contact_center import Article, CannedAnswer, Channel, Contact, Conversation
+from appliance.web.models.contact_center import Article, CannedAnswer, Channel, Contact, Conversation, Message
 from appliance.web.models.tenancy import ROLES, ApiToken, Membership, Tenant
 from appliance.web.validation import request_json
 
@@ -37,6 +37,7 @@ TARGETS = {
     "conversation_id": Conversation,
     "canned_id": CannedAnswer,
     "article_id": Article,
+    "message_id": Message,
 }
 # "tenant": the role in the tenant concerned is enough; "provider": an admin of the provider, too.
 SCOPES = ("tenant", "provider")

@@ -84,6 +84,10 @@ class SettingField:
     generate: bool = False  # a secret the appliance makes when none is given (shown once)
 
 
+# Every kind that sends has it: the installation's default (channels.rate_per_minute) applies when empty.
+RATE_FIELD = SettingField("rate_per_minute", "Replies per minute at most (empty: the installation's default)")
+
+
 class Adapter:
     """Base of every kind. Subclasses set ``kind`` and ``settings_fields`` and override what they support."""
 

@@ -95,6 +95,8 @@ def update_settings(channel: Channel, values: dict) -> dict:
             raise ServiceError(f"{name} is limited to {MAX_VALUE} characters.", 422)
         if f.secret and not value:
             continue  # write-only: an empty field means "keep the current one"
+        if name == "rate_per_minute" and value and not (value.isdigit() and 0 < int(value) <= 100_000):
+            raise ServiceError("rate_per_minute must be a whole number of replies per minute (1 or more).", 422)
         if name.endswith("url") and value and not value.startswith(("https://", "http://")):
             raise ServiceError(f"{name} must be an http:// or https:// URL.", 422)
         stored[name] = value

@@ -12,6 +12,7 @@ import re
 
 from appliance.web.channels import http
 from appliance.web.channels.base import (
+    RATE_FIELD,
     Adapter,
     Inbound,
     InboundFile,
@@ -44,6 +45,7 @@ class TelegramAdapter(Adapter):
         SettingField("secret_token", "Webhook secret token (pass it to setWebhook)", secret=True, generate=True),
         SettingField("receive", "Receive updates by: webhook or polling", default="webhook"),
         SettingField("api_base_url", "Bot API base URL (a relay or local Bot API server)", default=DEFAULT_API),
+        RATE_FIELD,
     )
 
     def _method(self, settings, name):

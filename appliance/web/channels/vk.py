@@ -14,6 +14,7 @@ from flask import make_response
 
 from appliance.web.channels import http
 from appliance.web.channels.base import (
+    RATE_FIELD,
     Adapter,
     Inbound,
     Outbound,
@@ -48,6 +49,7 @@ class VkAdapter(Adapter):
         SettingField("secret", "Secret key (enter the same in VK)", secret=True, generate=True),
         SettingField("receive", "Receive events by: webhook or polling", default="webhook"),
         SettingField("api_base_url", "API base URL", default=DEFAULT_API),
+        RATE_FIELD,
     )
 
     def _call(self, settings, method, params, *, timeout=None) -> dict:

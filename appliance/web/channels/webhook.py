@@ -16,6 +16,7 @@ import json
 from appliance.core import clock
 from appliance.web.channels import http
 from appliance.web.channels.base import (
+    RATE_FIELD,
     Adapter,
     Inbound,
     Outbound,
@@ -52,6 +53,7 @@ class WebhookAdapter(Adapter):
     kind = "webhook"
     settings_fields = (
         SettingField("callback_url", "Callback URL for replies (empty: replies are not delivered)"),
+        RATE_FIELD,
     )
 
     def delivers(self, settings) -> bool:

@@ -13,6 +13,7 @@ from flask import make_response
 
 from appliance.web.channels import http
 from appliance.web.channels.base import (
+    RATE_FIELD,
     Adapter,
     Inbound,
     Outbound,
@@ -40,6 +41,7 @@ class WhatsappAdapter(Adapter):
         SettingField("app_secret", "App secret (signs every post)", secret=True, required=True),
         SettingField("verify_token", "Verify token (for the webhook set-up)", secret=True, generate=True),
         SettingField("api_base_url", "Graph API base URL (with version)", default=DEFAULT_API),
+        RATE_FIELD,
     )
 
     def handshake(self, settings, headers, raw_body, query):

@@ -189,7 +189,7 @@ def retry(message: Message, actor_id=None) -> OutboxMessage:
     """Send a failed reply again (a fresh set of tries, the same idempotency key)."""
     row = OutboxMessage.get_or_none(OutboxMessage.message == message.id)
     if row is None:
-        raise ServiceError("This message is not on its way to a channel.", 404)
+        raise ServiceError("This message is not on its way to a channel, so there is nothing to retry.", 409)
     if row.state != FAILED:
         raise ServiceError(f"Only a failed delivery can be retried; this one is {row.state}.", 409)
     OutboxMessage.update(state=PENDING, attempts=0, next_attempt_at=utcnow(), last_error=None).where(

@@ -56,6 +56,11 @@ class EmailAdapter(Adapter):
         return Sent(external_id=mail["Message-ID"])
 
     def test_connection(self, settings: dict) -> str:
+        from appliance.web.channels.email.settings import problem
+
+        wrong = problem(settings)
+        if wrong:
+            raise PermanentFailure(wrong)
         result = _service().check_servers(settings)
         failed = [f"{part.upper()}: {r['detail']}" for part, r in result.items() if not r["ok"]]
         if failed:

@@ -18,7 +18,7 @@ from appliance.web.channels import config as channel_config
 from appliance.web.channels.base import Inbound, InboundFile
 from appliance.web.channels.email import compose, imap, smtp
 from appliance.web.channels.email.parse import MailParseError, ParsedMail, parse_mail
-from appliance.web.channels.email.settings import as_stored, configured, imap_settings, smtp_settings
+from appliance.web.channels.email.settings import as_stored, configured, imap_settings, problem, smtp_settings
 from appliance.web.channels.ingest import store_inbound
 from appliance.web.crypto import blind_index
 from appliance.web.db import database_proxy, is_postgres, write_transaction
@@ -105,14 +105,6 @@ def check_servers(settings: dict) -> dict:
     except (smtp.SmtpPermanentError, smtp.SmtpTemporaryError, ValueError) as exc:
         result["smtp"] = {"ok": False, "detail": str(exc)}
     return result
-
-
-def test_connection(channel: Channel) -> dict:
-    require_email(channel)
-    settings = load_settings(channel)
-    if settings is None:
-        raise ServiceError("this e-mail channel has no settings yet: set them first.", 409)
-    return check_servers(settings)
 
 
 def quarantined(tenant, limit: int = 200):
@@ -318,6 +310,11 @@ def run(limits: dict | None = None) -> dict:
         for channel in email_channels():
             settings = load_settings(channel)
             if settings is None:
+                continue
+            wrong = problem(settings)
+            if wrong:
+                channel_config.record_error(channel, f"E-mail settings: {wrong}")
+                totals["errors"] += 1
                 continue
             try:
                 result = poll_channel(channel, settings, limits)

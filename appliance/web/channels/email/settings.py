@@ -3,7 +3,7 @@ built from the stored document (the channel layer stores every value as text).""
 
 from __future__ import annotations
 
-from appliance.web.channels.base import SettingField
+from appliance.web.channels.base import RATE_FIELD, SettingField
 from appliance.web.channels.email import imap, smtp
 from appliance.web.services import ServiceError
 
@@ -24,6 +24,7 @@ FIELDS = (
     SettingField("smtp_username", "SMTP username"),
     SettingField("smtp_password", "SMTP password", secret=True),
     SettingField("smtp_ca_file", "CA file for the SMTP server (empty: the system's CAs)"),
+    RATE_FIELD,
 )
 NAMES = tuple(f.name for f in FIELDS)
 SECRETS = frozenset(f.name for f in FIELDS if f.secret)
@@ -57,6 +58,15 @@ def as_stored(values: dict) -> dict:
             raise ServiceError("from_address must be an e-mail address (local@domain).", 422)
         out[name] = value
     return out
+
+
+def problem(settings: dict) -> str | None:
+    """What is wrong with stored settings (the channel layer stores any text), or None."""
+    try:
+        as_stored({k: v for k, v in settings.items() if k in NAMES and k != RATE_FIELD.name})
+    except ServiceError as exc:
+        return str(exc)
+    return None
 
 
 def configured(settings: dict) -> bool:
