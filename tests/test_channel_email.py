@@ -364,3 +364,19 @@ def test_an_unreachable_relay_leaves_the_replies_pending_and_they_go_out_once_it
         assert outbox.drain()["sent"] == 3
         assert sorted(r.message.get_body(("plain",)).get_content().strip() for r in sink.received) == [
             "answer 0", "answer 1", "answer 2"]
+
+
+def test_attachments_round_trip_a_customers_file_in_and_an_agents_file_out(app, desk, dovecot, sink):
+    dovecot.deliver(customer_mail("Here is the form.", attachment=("form.bin", b"\x00\x01customer-bytes"))[0])
+    with app.app_context():
+        service.run()
+        [conv] = conversations_of(desk["channel"])
+        with app.extensions["database"].atomic():
+            reply = conversations.add_message(conv, "out", "Signed copy attached.", author=desk["agent"].id)
+            Attachment.create(message=reply.id, tenant=conv.tenant_id, filename="signed.pdf",
+                              content_type="application/pdf", size=9, data=b"%PDF-sign")
+        assert outbox.drain()["sent"] == 1
+    [out] = sink.received
+    [part] = list(out.message.iter_attachments())
+    assert (part.get_filename(), part.get_content_type(), part.get_content()) == (
+        "signed.pdf", "application/pdf", b"%PDF-sign")
