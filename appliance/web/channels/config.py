@@ -112,12 +112,17 @@ def update_settings(channel: Channel, values: dict) -> dict:
 
 
 def record_inbound(channel: Channel) -> None:
-    config_row(channel)
-    ChannelConfig.update(last_inbound_at=utcnow()).where(ChannelConfig.channel == channel.id).execute()
+    if not ChannelConfig.update(last_inbound_at=utcnow()).where(ChannelConfig.channel == channel.id).execute():
+        config_row(channel)
+        ChannelConfig.update(last_inbound_at=utcnow()).where(ChannelConfig.channel == channel.id).execute()
 
 
 def record_error(channel: Channel, reason: str | None) -> None:
     """The last error of a channel (None clears it); the reason is the service's words, no message content."""
+    if reason is None:  # the common case after every good send: one UPDATE that usually touches nothing
+        ChannelConfig.update(last_error=None, last_error_at=None).where(
+            ChannelConfig.channel == channel.id, ChannelConfig.last_error.is_null(False)).execute()
+        return
     config_row(channel)
     ChannelConfig.update(last_error=(reason or None) and reason[:500],
                          last_error_at=utcnow() if reason else None).where(

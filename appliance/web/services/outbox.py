@@ -91,27 +91,29 @@ def _send_one(limits, skipped) -> str | None:
             row = _claim_query(now, skipped).for_update(skip_locked=True).first()
             if row is None:
                 return None
-            deferred = _rate_limited(row, now, limits)
-            if deferred:
+            channel = Channel.get_by_id(row.channel_id)
+            settings = channel_config.settings_for(channel)
+            if _rate_limited(row, settings, now, limits):
                 skipped.add(row.id)
                 return "deferred"
-            return _deliver(row, now, limits)
+            return _deliver(row, channel, settings, now, limits)
     with database_proxy.atomic("IMMEDIATE"):
         row = _claim_query(now, skipped).first()
         if row is None:
             return None
-        if _rate_limited(row, now, limits):
+        channel = Channel.get_by_id(row.channel_id)
+        settings = channel_config.settings_for(channel)
+        if _rate_limited(row, settings, now, limits):
             skipped.add(row.id)
             return "deferred"
         OutboxMessage.update(state=SENDING, lease_until=now + LEASE).where(OutboxMessage.id == row.id).execute()
-    with database_proxy.atomic("IMMEDIATE"):
-        return _deliver(row, now, limits)
+    # The request runs outside any transaction: the web app is never blocked behind a slow service.
+    return _deliver(row, channel, settings, now, limits)
 
 
-def _rate_limited(row: OutboxMessage, now, limits) -> bool:
+def _rate_limited(row: OutboxMessage, settings: dict, now, limits) -> bool:
     """Over the channel's sends per minute: move the row to when the oldest send of the window ages out."""
-    channel = Channel.get_by_id(row.channel_id)
-    per_minute = channel_config.settings_for(channel).get("rate_per_minute") or limits["rate_per_minute"]
+    per_minute = settings.get("rate_per_minute") or limits["rate_per_minute"]
     try:
         per_minute = max(1, int(per_minute))
     except (TypeError, ValueError):
@@ -146,12 +148,11 @@ def _files_of(message: Message) -> list:
     return [InboundFile(a.filename, a.content_type, a.data) for a in message.attachments]
 
 
-def _deliver(row: OutboxMessage, now, limits) -> str:
-    channel = Channel.get_by_id(row.channel_id)
+def _deliver(row: OutboxMessage, channel: Channel, settings: dict, now, limits) -> str:
     adapter = adapter_for(channel.kind)
     attempts = row.attempts + 1
     try:
-        sent = adapter.send(channel_config.settings_for(channel), outbound_for(row))
+        sent = adapter.send(settings, outbound_for(row))
     except TemporaryFailure as exc:
         return _retry_or_fail(row, channel, attempts, exc.reason, exc.retry_after, now, limits)
     except PermanentFailure as exc:
