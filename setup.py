@@ -28,6 +28,7 @@ setup(
         "requests>=2.31",
         "pyotp>=2.9",
         "segno>=1.6",
+        "nh3>=0.2.17",  # HTML mail to safe text
     ],
     extras_require={
         "postgres": ["psycopg2-binary>=2.9"],
@@ -42,6 +43,7 @@ setup(
             "selenium>=4.20",
             "import-linter>=2.1",
             "hypothesis>=6.100",
+            "aiosmtpd>=1.4.4",  # a real SMTP server (STARTTLS, AUTH) for the e-mail tests
         ],
         "lab": ["ansible>=10", "ansible-lint>=24"],
     },

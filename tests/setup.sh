@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 or Ubuntu 22.04/24.04 machine to run the whole test suite:
-# system packages (PostgreSQL server for the tests, Chromium for the browser test,
+# system packages (PostgreSQL server and Dovecot IMAP for the tests, Chromium for the browser test,
 # debootstrap/systemd-nspawn/nftables for the Ansible lab) and a virtualenv in .venv.
 #
 # Safe to run again: installs only what is missing and keeps an existing .venv.
@@ -57,7 +57,7 @@ if [ ! -x .venv/bin/python ]; then
     python3.[0-9]*) PYTHON_PACKAGES=("${PYTHON##*/}" "${PYTHON##*/}-venv") ;;
   esac
 fi
-BASE_PACKAGES=(postgresql debootstrap systemd-container nftables iproute2 openssh-client rsync git
+BASE_PACKAGES=(postgresql dovecot-imapd debootstrap systemd-container nftables iproute2 openssh-client rsync git
                "${PYTHON_PACKAGES[@]}")
 
 missing_packages() {
@@ -107,6 +107,8 @@ else
   if can_be_root; then
     # The tests start their own throwaway PostgreSQL; the packaged cluster is not needed.
     as_root systemctl disable --now postgresql >/dev/null 2>&1 || true
+    # Likewise Dovecot: the e-mail tests start their own on a free loopback port.
+    as_root systemctl disable --now dovecot >/dev/null 2>&1 || true
   fi
 fi
 

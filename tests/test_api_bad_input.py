@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 
 import pytest
 
+from appliance.web.channels.webhook import signed_headers
 from tests.helpers import rule_url
 
 
@@ -152,8 +151,7 @@ def test_one_status_per_fault_on_api_widget_and_webhook(client, world):
         "widget": lambda raw: client.post(f"/widget/{world.objects['A']['channel'].public_key}/messages",
                                           data=raw, content_type="application/json"),
         "webhook": lambda raw: client.post(f"/hooks/{hook.public_key}", data=raw, content_type="application/json",
-                                           headers={"X-Signature": "sha256=" + hmac.new(
-                                               hook.secret.encode(), raw, hashlib.sha256).hexdigest()}),
+                                           headers=signed_headers(hook.secret, raw)),
     }
     for name, post in endpoints.items():
         for label, raw, status in FAULTS:

@@ -84,14 +84,17 @@ def test_provider_admin_is_an_admin_of_the_provider_tenant_only(app, world):
 
 
 def test_a_round_runs_the_jobs_it_is_given_and_reports_each_failure(app):
+    from appliance.web.channels.email.service import email_job
     from appliance.web.jobs import all_jobs, run_round
     from appliance.web.services.licence import licence_clock_job
     from appliance.web.services.live import prune_job
+    from appliance.web.services.outbox import outbox_job
+    from appliance.web.services.pollers import poll_job
     from appliance.web.services.throttle import security_cleanup_job
     from appliance.web.sync.service import sync_job
 
     jobs = all_jobs()
-    assert {sync_job, licence_clock_job, security_cleanup_job, prune_job} <= set(jobs)
+    assert {sync_job, licence_clock_job, security_cleanup_job, prune_job, poll_job, outbox_job, email_job} <= set(jobs)
     assert len(set(jobs)) == len(jobs)  # each once per round
     ran = []
 

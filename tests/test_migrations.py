@@ -88,7 +88,8 @@ def seed_core(db, ids, instance):
                          created_at=T0, updated_at=T0)
         m.AuditEvent.create(at=T0, tenant=acme.id, actor_id=admin.id, action="channel.create",
                             target=f"channel:{channel.id}", details="{}", prev_hash="0" * 64, hash="e" * 64)
-    ids.update(provider=provider.id, acme=acme.id, admin=admin.id, agent=agent.id)
+    ids.update(provider=provider.id, acme=acme.id, admin=admin.id, agent=agent.id, channel=channel.id,
+               conversation=conversation.id, message=first.id)
 
 
 def seed_keys(db, ids, instance):
@@ -185,8 +186,39 @@ def seed_live(db, ids, instance):
         m.Presence.create(user=ids["agent"], last_seen_at=T0, last_active_at=T0)
 
 
-SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system, 8: seed_live,
-         9: seed_security, 14: seed_business}
+def seed_channels(db, ids, instance):
+    core, m = frozen(1), frozen(6)
+    with db.bind_ctx(core.MODELS + m.MODELS):
+        message = core.Message.select().first()
+        channel = core.Channel.select().first()
+        m.ChannelConfig.create(channel=channel.id, tenant=channel.tenant_id, uid=uuid.UUID(int=11),
+                               settings=ciphertext("settings"), poll_state='{"offset": 8}', last_inbound_at=T0,
+                               updated_at=T0)
+        m.InboundSeen.create(channel=channel.id, external_id="update:7", message=message.id, created_at=T0)
+        m.OutboxMessage.create(message=message.id, channel=channel.id, tenant=channel.tenant_id, state="sent",
+                               attempts=1, next_attempt_at=T0, idempotency_key="i" * 32, external_id="5",
+                               created_at=T0, sent_at=T0)
+        m.ChannelIdentity.create(channel=channel.id, tenant=channel.tenant_id, uid=uuid.UUID(int=12),
+                                 contact=core.Contact.select().first().id, external=ciphertext("chat 42"),
+                                 external_bidx=EMAIL_BIDX, created_at=T0)
+
+
+def seed_email(db, ids, instance):
+    m = frozen(7)
+    with db.bind_ctx(m.MODELS):
+        m.EmailMailboxState.create(channel=ids["channel"], mailbox="INBOX", uidvalidity=1796284437, last_uid=12,
+                                   last_poll_at=T0, last_inbound_at=T0, last_error="")
+        m.EmailConversation.create(conversation=ids["conversation"], token="t" * 24)
+        m.EmailThreadRef.create(tenant=ids["acme"], channel=ids["channel"], conversation=ids["conversation"],
+                                message=ids["message"], uid=uuid.UUID(int=21), message_id_hash="h" * 64,
+                                mail_id=ciphertext("<m@x>"), direction="in", created_at=T0)
+        m.EmailQuarantine.create(tenant=ids["acme"], channel=ids["channel"], uid=uuid.UUID(int=22), mailbox="INBOX",
+                                 uidvalidity=1796284437, imap_uid=3, reason="the mail has no sender address",
+                                 raw=ciphertext("raw"), size=40, received_at=T0)
+
+
+SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system, 6: seed_channels,
+         7: seed_email, 8: seed_live, 9: seed_security, 14: seed_business}
 
 
 def test_every_migration_has_seed_rows():

@@ -7,8 +7,6 @@ Tree from conftest: P > A > (A1, A2); P > B > B1, a user of each role per tenant
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import io
 import json
 import logging
@@ -522,8 +520,10 @@ def test_widget_end_to_end(client, world):
     assert visitor.get("/widget/unknown-key").status_code == 404
 
 
-def _sign(secret: str, raw: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+def _sign(secret: str, raw: bytes) -> dict:
+    from appliance.web.channels.webhook import signed_headers
+
+    return signed_headers(secret, raw)
 
 
 def test_webhook_signatures(client, world):
@@ -532,26 +532,27 @@ def test_webhook_signatures(client, world):
     raw = json.dumps({"name": "Max", "phone": "+49 170 5550000", "body": "via messenger"}).encode()
     headers = {"Content-Type": "application/json"}
     assert client.post(url, data=raw, headers=headers).status_code == 401
-    wrong = client.post(url, data=raw, headers=headers | {"X-Signature": _sign("not-the-secret", raw)})
+    wrong = client.post(url, data=raw, headers=headers | _sign("not-the-secret", raw))
     assert wrong.status_code == 401 and wrong.get_json()["status"] == 401
     tampered = raw.replace(b"Max", b"Eve")
-    signed_other = headers | {"X-Signature": _sign(channel.secret, raw)}
+    signed_other = headers | _sign(channel.secret, raw)
     assert client.post(url, data=tampered, headers=signed_other).status_code == 401
 
-    good = client.post(url, data=raw, headers=headers | {"X-Signature": _sign(channel.secret, raw)})
+    good = client.post(url, data=raw, headers=headers | _sign(channel.secret, raw))
     assert good.status_code == 202
     conv = Conversation.get_by_id(good.get_json()["conversation_id"])
     assert conv.tenant_id == world.tenants["B"].id and conv.channel_id == channel.id
     assert [m.body for m in conv.messages] == ["via messenger"]
-    again = client.post(url, data=raw, headers=headers | {"X-Signature": _sign(channel.secret, raw)})
+    second = json.dumps({"phone": "+49 170 5550000", "body": "again"}).encode()
+    again = client.post(url, data=second, headers=headers | _sign(channel.secret, second))
     assert again.get_json()["conversation_id"] == conv.id  # the same contact continues
 
     for bad, status in ((b"{not json", 400), (b'{"body": "x", "extra": 1}', 422), (b'{"name": "x"}', 422)):
-        answer = client.post(url, data=bad, headers=headers | {"X-Signature": _sign(channel.secret, bad)})
+        answer = client.post(url, data=bad, headers=headers | _sign(channel.secret, bad))
         assert answer.status_code == status, bad
     webchat = world.objects["B"]["channel"]
     assert client.post(f"/hooks/{webchat.public_key}", data=raw,
-                       headers=headers | {"X-Signature": _sign(webchat.secret, raw)}).status_code == 404
+                       headers=headers | _sign(webchat.secret, raw)).status_code == 404
 
 
 # --- health and metrics -----------------------------------------------------------------

@@ -145,6 +145,27 @@ DEFAULTS: dict = {
         "log_lines": 2000,
         "journal_units": ["appliance-web", "appliance-worker"],
     },
+    # Messenger and webhook channels (per-channel settings such as tokens live in the database).
+    "channels": {
+        # A signed webhook delivery whose timestamp is further than this from the server's clock is refused.
+        "webhook_tolerance_seconds": 300,
+        "http_timeout_seconds": 10.0,
+        # getUpdates / VK long poll: how long one poll waits for news at the service.
+        "poll_wait_seconds": 20,
+        # Outbox: tries before a reply is marked failed; delay d = min(backoff_max, backoff_base * 2^(tries-1)).
+        "outbox_max_attempts": 8,
+        "outbox_backoff_base": 5.0,
+        "outbox_backoff_max": 3600.0,
+        "outbox_batch": 50,  # replies one worker round sends at most
+        "rate_per_minute": 60,  # replies per channel per minute (overridable per channel)
+    },
+    # The e-mail channel (IMAP in; replies go out by SMTP through the channel outbox above).
+    # Per-channel servers and passwords are the channel's own settings; these limits are shared.
+    "email": {
+        "poll_batch": 50,  # mails fetched per mailbox per worker round
+        "network_timeout": 30.0,  # seconds, IMAP and SMTP
+        "max_attachment_bytes": 10 * 1024 * 1024,  # larger MIME parts are left out, and said so
+    },
 }
 
 

@@ -121,6 +121,7 @@ def register_blueprints(app: Flask) -> None:
     from appliance.web.views.admin import admin
     from appliance.web.views.attachments import files
     from appliance.web.views.auth import auth
+    from appliance.web.views.email import email_admin
     from appliance.web.views.inbox import inbox
     from appliance.web.views.knowledge import knowledge
     from appliance.web.views.licence import licence_pages
@@ -131,7 +132,7 @@ def register_blueprints(app: Flask) -> None:
     from appliance.web.views.system import system
 
     for blueprint in (auth, account, inbox, admin, security, knowledge, public, licence_pages, api, sync_admin,
-                      system, live_pages, files, business_pages):
+                      system, live_pages, files, email_admin, business_pages):
         app.register_blueprint(blueprint)
     app.before_request(enrolment_gate)
     csrf.exempt(api)

@@ -13,11 +13,14 @@ from collections.abc import Callable, Sequence
 
 from appliance.web.business.reminders import renewal_reminders_job
 from appliance.web.business.schedule import scheduled_changes_job
+from appliance.web.channels.email.service import email_job
 from appliance.web.models.base import utcnow
 from appliance.web.models.system import WorkerHeartbeat
 from appliance.web.services.licence import licence_clock_job
 from appliance.web.services.live import prune_job as live_prune_job
 from appliance.web.services.metering import metering_job
+from appliance.web.services.outbox import outbox_job
+from appliance.web.services.pollers import poll_job
 from appliance.web.services.throttle import security_cleanup_job
 from appliance.web.sync.service import sync_job
 
@@ -29,10 +32,13 @@ def all_jobs() -> list[Callable]:
     return [
         sync_job,  # daily usage reports to the vendor (does nothing while sync is off)
         licence_clock_job,  # keeps the licence clock high-water mark moving on idle appliances
-        security_cleanup_job,  # old throttle counters and dead sessions
+        poll_job,  # messenger channels that receive by polling (Telegram getUpdates, VK long poll)
+        email_job,  # e-mail channels: new mail from IMAP into conversations, replies out by SMTP
+        outbox_job,  # replies to messenger and webhook channels
         scheduled_changes_job,  # future-dated contract changes whose day has come, each once
         metering_job,  # usage per tenant per local day, for billing and the customers' usage pages
         renewal_reminders_job,  # notices before contracts end
+        security_cleanup_job,  # old throttle counters and dead sessions
         live_prune_job,  # forgets live-update events no reconnecting page can still ask for
     ]
 

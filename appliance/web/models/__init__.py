@@ -5,6 +5,7 @@ frozen copy of each step; tests/test_migrations.py checks that the two agree.
 """
 
 from appliance.web.models.audit import AuditEvent
+from appliance.web.models.channels import ChannelConfig, ChannelIdentity, InboundSeen, OutboxMessage
 from appliance.web.models.contact_center import (
     Article,
     Attachment,
@@ -32,9 +33,12 @@ __all__ = [
     "AuditEvent",
     "CannedAnswer",
     "Channel",
+    "ChannelConfig",
+    "ChannelIdentity",
     "Contact",
     "Conversation",
     "CryptoMaster",
+    "InboundSeen",
     "InstalledLicence",
     "Invitation",
     "KeyRotationJob",
@@ -43,6 +47,7 @@ __all__ = [
     "LoginAttempt",
     "Membership",
     "Message",
+    "OutboxMessage",
     "Presence",
     "RecoveryCode",
     "SyncOutbox",

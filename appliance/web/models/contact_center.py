@@ -24,7 +24,8 @@ from appliance.web.crypto.fields import (  # personal data and content: cipherte
 from appliance.web.models.base import BaseModel, utcnow
 from appliance.web.models.tenancy import Tenant, User
 
-CHANNEL_KINDS = ("webchat", "webhook", "email")
+# The adapters for these live in appliance/web/channels (one registry there).
+CHANNEL_KINDS = ("webchat", "webhook", "email", "telegram", "whatsapp", "vk")
 STATUSES = ("open", "pending", "resolved")
 DIRECTIONS = ("in", "out", "note")
 

@@ -123,6 +123,11 @@ def _add_message(conv: Conversation, direction: str, body: str, author) -> Messa
     conv.message_count += 1
     conv.last_message_at = now
     live.publish(conv.tenant_id, conv.id, "message", message_id=msg.id, direction=direction)
+    if direction == "out":
+        # Queued in the same transaction as the reply: stored means on its way, once.
+        from appliance.web.services.outbox import enqueue
+
+        enqueue(conv, msg)
     return msg
 
 

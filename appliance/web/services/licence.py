@@ -64,7 +64,8 @@ from appliance.web.services import Conflict, ServiceError
 log = logging.getLogger("appliance.web.services.licence")
 
 # Channel kinds (appliance.web.models.contact_center.CHANNEL_KINDS) and the program each needs.
-CHANNEL_PROGRAMS = {"webchat": "webchat", "email": "email", "webhook": "messengers"}
+CHANNEL_PROGRAMS = {"webchat": "webchat", "email": "email", "webhook": "messengers", "telegram": "messengers",
+                    "whatsapp": "messengers", "vk": "messengers"}
 MARK_FILE = "licence/clock-mark.json"
 
 

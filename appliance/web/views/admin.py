@@ -17,6 +17,7 @@ from flask import (
 )
 
 from appliance.web.access import shared_from_ancestors
+from appliance.web.channels import config as channel_config
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import CHANNEL_KINDS, Channel
 from appliance.web.models.tenancy import (
@@ -30,12 +31,15 @@ from appliance.web.models.tenancy import (
     Tenant,
     User,
 )
-from appliance.web.services import ServiceError, catalogue, invitations, tenants
+from appliance.web.services import ServiceError, catalogue, channel_admin, invitations, tenants
 from appliance.web.services import tokens as token_service
 from appliance.web.views import helpers
 from appliance.web.views.helpers import form_bool, form_text, owned_or_404
 
 admin = Blueprint("admin", __name__, url_prefix="/t/<id:tenant_id>/admin")
+
+KIND_LABELS = {"webchat": "web chat", "webhook": "webhook (gateway)", "email": "e-mail", "telegram": "Telegram",
+               "whatsapp": "WhatsApp", "vk": "VK"}
 
 LOGO_MAX_BYTES = 140_000  # base64 grows it by 4/3: the data URL then stays under 200 kB
 # Raster formats only: an SVG can carry script, and sniffing beats trusting the upload's type.
@@ -157,6 +161,7 @@ def _render_channels(tenant, status=200, form=None):
         shared_from_ancestors(Channel, tenant).select(Channel, Tenant).join(Tenant).order_by(Channel.name)
     )
     return render_template("admin/channels.html", own=own, inherited=inherited, kinds=CHANNEL_KINDS,
+                           kind_labels=KIND_LABELS, config=channel_config.installation_settings(),
                            form=form or {}), status
 
 
@@ -192,6 +197,44 @@ def update_channel(tenant, channel_id):
         return _render_channels(tenant, exc.status)
     flash(f"Channel {channel.name} saved.", "info")
     return redirect(url_for("admin.channels", tenant_id=tenant.id))
+
+
+def _render_channel_settings(tenant, channel, status=200, generated=None, result=None):
+    return render_template("admin/channel_settings.html", channel=channel, info=channel_admin.describe(channel),
+                           kind_label=KIND_LABELS.get(channel.kind, channel.kind), generated=generated or {},
+                           result=result), status
+
+
+@admin.route("/channels/<id:channel_id>/settings")
+@helpers.tenant_view("admin")
+def channel_settings(tenant, channel_id):
+    return _render_channel_settings(tenant, owned_or_404(Channel, channel_id, tenant, "admin"))
+
+
+@admin.route("/channels/<id:channel_id>/settings", methods=["POST"])
+@helpers.tenant_view("admin")
+def save_channel_settings(tenant, channel_id):
+    channel = owned_or_404(Channel, channel_id, tenant, "admin")
+    names = [f["name"] for f in channel_admin.form_fields(channel)]
+    values = {name: form_text(name, 2001) for name in names if name in request.form}
+    try:
+        answer = channel_admin.update(channel, values, actor_id=_actor())
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_channel_settings(tenant, channel, exc.status)
+    if answer["missing"]:
+        flash("Saved. Still missing: " + ", ".join(answer["missing"]) + ".", "error")
+    else:
+        flash(f"Settings of {channel.name} saved.", "info")
+    # Generated secrets are shown on this one answer only (never stored anywhere readable).
+    return _render_channel_settings(tenant, channel, 200, generated=answer["generated_secrets"])
+
+
+@admin.route("/channels/<id:channel_id>/test", methods=["POST"])
+@helpers.tenant_view("admin")
+def test_channel(tenant, channel_id):
+    channel = owned_or_404(Channel, channel_id, tenant, "admin")
+    return _render_channel_settings(tenant, channel, result=channel_admin.test_connection(channel, actor_id=_actor()))
 
 
 # --- API tokens --------------------------------------------------------------------------

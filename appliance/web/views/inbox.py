@@ -23,7 +23,7 @@ from appliance.web.models.contact_center import (
     Message,
 )
 from appliance.web.models.tenancy import Membership, Tenant, User
-from appliance.web.services import ServiceError, attachments, contacts, conversations, live
+from appliance.web.services import ServiceError, attachments, contacts, conversations, live, outbox
 from appliance.web.views import helpers
 from appliance.web.views.helpers import arg_id, form_text, owned_or_404
 
@@ -133,6 +133,7 @@ def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
         paged=bool(before),
         authors=authors,
         files=attachments.metadata_for(m.id for m in recent),
+        deliveries=outbox.deliveries(m.id for m in recent if m.direction == "out"),
         contact=Contact.get_by_id(conv.contact_id),
         channel=Channel.get_by_id(conv.channel_id),
         canned=list(CannedAnswer.select().where(CannedAnswer.tenant == tenant.id).order_by(CannedAnswer.shortcut)),
@@ -166,6 +167,23 @@ def reply(tenant, conversation_id):
         flash(str(exc), "error")
         return _render_conversation(tenant, conv, exc.status, draft=body, draft_kind=kind)
     flash("Note added." if kind == "note" else "Reply sent.", "info")
+    return redirect(url_for("inbox.conversation", tenant_id=tenant.id, conversation_id=conv.id) + "#latest")
+
+
+@inbox.route("/t/<id:tenant_id>/conversations/<id:conversation_id>/messages/<id:message_id>/retry",
+             methods=["POST"])
+@helpers.tenant_view("agent")
+def retry_delivery(tenant, conversation_id, message_id):
+    conv = _conversation(tenant, conversation_id)
+    message = Message.get_or_none(Message.id == message_id, Message.conversation == conv.id)
+    if message is None:
+        abort(404)
+    try:
+        outbox.retry(message, actor_id=g.principal.user_id)
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_conversation(tenant, conv, exc.status)
+    flash("The reply will be sent again.", "info")
     return redirect(url_for("inbox.conversation", tenant_id=tenant.id, conversation_id=conv.id) + "#latest")
 
 

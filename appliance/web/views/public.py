@@ -6,7 +6,6 @@ monitoring systems, anonymous visitors and third-party gateways.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import uuid
@@ -17,6 +16,10 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from peewee import DatabaseError, InterfaceError, OperationalError, fn
 from werkzeug.exceptions import HTTPException
 
+from appliance.web.channels import adapter_for
+from appliance.web.channels import config as channel_config
+from appliance.web.channels.base import Refused
+from appliance.web.channels.ingest import store_inbound
 from appliance.web.db import write_transaction
 from appliance.web.models.contact_center import Attachment, Channel, Conversation, Message
 from appliance.web.models.tenancy import Tenant, User
@@ -31,14 +34,7 @@ WIDGET_FIELDS = {
     "body": F("string", max_length=conversations.MAX_BODY, nullable=True),
     "token": F("string", max_length=400, nullable=True),
 }
-HOOK_FIELDS = {
-    "name": F("string", max_length=200, nullable=True),
-    "email": F("string", max_length=254, nullable=True),
-    "phone": F("string", max_length=40, nullable=True),
-    "body": F("string", max_length=conversations.MAX_BODY, nullable=True),
-    "files": F("array", max_length=attachments.MAX_FILES, nullable=True,
-               description="[{filename, content_type, data (base64)}]"),
-}
+HOOK_KINDS = ("webhook", "email", "telegram", "whatsapp", "vk")
 WIDGET_POLL_LIMIT = 200
 
 
@@ -51,7 +47,8 @@ def _version() -> str:
 
 def _error(status: int, message: str):
     names = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-             413: "Payload Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity",
+             405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
+             415: "Unsupported Media Type", 422: "Unprocessable Entity",
              503: "Service Unavailable"}
     return jsonify(error=names.get(status, "Error"), message=message, status=status), status
 
@@ -328,42 +325,38 @@ def widget_events(key):
     return _widget_headers(event_stream(live.Scope(conversation_id=conv.id, visitor=True)))
 
 
-# --- inbound webhook ---------------------------------------------------------------------
+# --- inbound posts of every channel kind ------------------------------------------------
 
-@public.route("/hooks/<key>", methods=["POST"])
+@public.route("/hooks/<key>", methods=["GET", "POST"])
 def hook(key):
-    """Messenger and e-mail gateways: JSON signed with the channel's secret."""
+    """Every kind's inbound posts (and set-up requests), verified by the kind's own rule
+    over the raw bytes before anything is parsed; each item is stored once."""
     limits = throttle.limits()
     # Before any work (and before the signature check): a flood is refused cheaply.
     throttle.take("webhook.address", throttle.digest(throttle.client_address()),
                   int(limits["webhook_requests_per_address"]), int(limits["webhook_window_seconds"]),
                   "webhook requests from your address")
-    channel = _channel(key, ("webhook", "email"))
+    channel = _channel(key, HOOK_KINDS)
+    adapter = adapter_for(channel.kind)
+    settings = channel_config.settings_for(channel)
     raw = request.get_data(cache=False)
-    given = request.headers.get("X-Signature", "")
-    expected = "sha256=" + hmac.new(channel.secret.encode(), raw, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        abort(401, description="X-Signature must be sha256=<hex HMAC-SHA256 of the body with the channel secret>.")
-    data = _json_object(raw, HOOK_FIELDS)
-    files = [attachments.check_file(_hook_file(item)) for item in data.get("files") or []]
-    body = data.get("body")
-    if files and not (body or "").strip():
-        body = "Attachment: " + ", ".join(f.filename for f in files)
-    with write_transaction():
-        conv = conversations.ingest_inbound(
-            channel, body=body, name=data.get("name"), email=data.get("email"), phone=data.get("phone")
-        )
-        if files:
-            message = (Message.select().where(Message.conversation == conv.id, Message.direction == "in")
-                       .order_by(Message.id.desc()).get())
-            for f in files:
-                attachments.store_file(message, f)
-    return jsonify(conversation_id=conv.id), 202
-
-
-def _hook_file(item) -> attachments.Upload:
-    if not isinstance(item, dict) or not isinstance(item.get("data"), str) or not isinstance(
-            item.get("filename", ""), str) or not isinstance(item.get("content_type", ""), str):
-        abort(422, description="Each of files must be an object {filename, content_type, data (base64)}.")
-    return attachments.Upload(item.get("filename", ""), item.get("content_type", ""),
-                              attachments.decode_base64(item["data"], "files[].data"))
+    headers, query = request.headers, request.args
+    try:
+        answer = adapter.handshake(settings, headers, raw, query)
+        if answer is not None:
+            return answer
+        if request.method == "GET":
+            return _error(405, "Deliveries are POSTed; GET answers only the service's set-up handshake.")
+        adapter.verify(settings, headers, raw, query)
+        items = adapter.parse(settings, headers, raw, query)
+    except Refused as exc:
+        return _error(exc.status, exc.reason)
+    stored = store_inbound(channel, items)
+    acknowledged = adapter.acknowledge(stored)
+    if acknowledged is not None:
+        return acknowledged
+    if channel.kind in ("webhook", "email") and items and not stored:
+        return _error(409, "This delivery was received before (same signature or id): it is not stored again.")
+    ids = sorted({m.conversation_id for m in stored})
+    status = 202 if channel.kind in ("webhook", "email") else 200  # messengers retry on anything but 200
+    return jsonify(stored=len(stored), conversation_id=ids[0] if ids else None, conversation_ids=ids), status

@@ -1,0 +1,102 @@
+"""WhatsApp Cloud API (Meta): the verify handshake, X-Hub-Signature-256, /messages.
+
+Every POST is checked against ``sha256=<hex HMAC-SHA256(app secret, raw body)>`` before
+a byte of it is parsed. The wamid (``messages[].id``) is the de-duplication key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from flask import make_response
+
+from appliance.web.channels import http
+from appliance.web.channels.base import (
+    RATE_FIELD,
+    Adapter,
+    Inbound,
+    Outbound,
+    PermanentFailure,
+    Refused,
+    Sent,
+    SettingField,
+    dig,
+    json_document,
+    same_secret,
+)
+
+DEFAULT_API = "https://graph.facebook.com/v21.0"
+
+
+def signature(app_secret: str, raw: bytes) -> str:
+    return "sha256=" + hmac.new(app_secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+class WhatsappAdapter(Adapter):
+    kind = "whatsapp"
+    settings_fields = (
+        SettingField("phone_number_id", "Phone number ID", required=True),
+        SettingField("access_token", "Access token", secret=True, required=True),
+        SettingField("app_secret", "App secret (signs every post)", secret=True, required=True),
+        SettingField("verify_token", "Verify token (for the webhook set-up)", secret=True, generate=True),
+        SettingField("api_base_url", "Graph API base URL (with version)", default=DEFAULT_API),
+        RATE_FIELD,
+    )
+
+    def handshake(self, settings, headers, raw_body, query):
+        if query.get("hub.mode") is None:
+            return None
+        if query.get("hub.mode") != "subscribe" or not same_secret(query.get("hub.verify_token"),
+                                                                   settings.get("verify_token")):
+            raise Refused(403, "hub.verify_token does not match the channel's verify token.")
+        response = make_response(str(query.get("hub.challenge", ""))[:200], 200)
+        response.mimetype = "text/plain"
+        return response
+
+    def verify(self, settings, headers, raw_body, query):
+        if not settings.get("app_secret"):
+            raise Refused(503, "This WhatsApp channel has no app secret yet: posts cannot be verified.")
+        if not same_secret(headers.get("X-Hub-Signature-256"), signature(settings["app_secret"], raw_body)):
+            raise Refused(401, "X-Hub-Signature-256 must be sha256=<hex HMAC-SHA256 of the raw body with the "
+                               "app secret>.")
+
+    def parse(self, settings, headers, raw_body, query):
+        data = json_document(raw_body)
+        out = []
+        for entry in dig(data, "entry", default=[]) or []:
+            for change in dig(entry, "changes", default=[]) or []:
+                value = dig(change, "value", default={})
+                if not isinstance(value, dict):
+                    continue
+                names = {dig(c, "wa_id"): dig(c, "profile", "name") for c in value.get("contacts") or []
+                         if isinstance(c, dict)}
+                for message in value.get("messages") or []:
+                    wamid, sender = dig(message, "id"), dig(message, "from")
+                    if not isinstance(wamid, str) or not isinstance(sender, str):
+                        continue
+                    text = dig(message, "text", "body") or dig(message, dig(message, "type", default=""),
+                                                               "caption") or ""
+                    out.append(Inbound(external_id=wamid, sender_id=sender, text=str(text),
+                                       sender_name=names.get(sender), phone="+" + sender.lstrip("+")))
+        return out
+
+    def send(self, settings, out: Outbound) -> Sent:
+        if not out.recipient_id:
+            raise PermanentFailure("No WhatsApp number is known for this contact.")
+        if not settings.get("access_token") or not settings.get("phone_number_id"):
+            raise PermanentFailure("Set the access token and the phone number ID of this WhatsApp channel.")
+        url = f"{http.base_url(settings, DEFAULT_API)}/{settings['phone_number_id']}/messages"
+        body = http.call("POST", url, timeout=settings["timeout"],
+                         headers={"Authorization": f"Bearer {settings['access_token']}"},
+                         json={"messaging_product": "whatsapp", "to": out.recipient_id, "type": "text",
+                               "text": {"body": out.text}})
+        return Sent(external_id=dig(body, "messages", 0, "id"))
+
+    def test_connection(self, settings) -> str:
+        if not settings.get("access_token") or not settings.get("phone_number_id"):
+            raise PermanentFailure("Set the access token and the phone number ID first.")
+        url = f"{http.base_url(settings, DEFAULT_API)}/{settings['phone_number_id']}"
+        body = http.call("GET", url, timeout=settings["timeout"],
+                         headers={"Authorization": f"Bearer {settings['access_token']}"})
+        return f"Connected: {body.get('display_phone_number') or body.get('id') or 'number found'}."

@@ -1,0 +1,213 @@
+"""Replies on their way out: the channel outbox, drained by the worker.
+
+An agent's reply on a channel that delivers becomes an outbox row in the same
+transaction as the message, so a reply is never stored without being queued or queued
+twice. The worker sends each row exactly once across app hosts:
+
+* PostgreSQL: a row is claimed with ``SELECT ... FOR UPDATE SKIP LOCKED`` and kept
+  locked while the request is in flight; another host skips it without waiting; a host
+  that dies mid-request drops its connection, the lock goes, and the row is due again.
+* SQLite (one host): the claim is a ``BEGIN IMMEDIATE`` transaction that marks the row
+  ``sending`` with a lease and commits before the request, so the web app is never
+  blocked behind a slow service; an expired lease makes the row due again.
+
+A retry reuses the row's idempotency key (VK's ``random_id``, the webhook's
+``Idempotency-Key``), so a service that de-duplicates drops a repeat after a lost answer.
+Temporary failures (timeouts, 5xx, 429) back off, honouring ``retry_after``; a bounded
+number of tries, then the row is ``failed`` with the reason, shown on the message with
+a "retry" action. Each channel is held to a number of sends per minute.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+
+from appliance.web.channels import adapter_for
+from appliance.web.channels import config as channel_config
+from appliance.web.channels.base import Outbound, PermanentFailure, TemporaryFailure
+from appliance.web.db import database_proxy, is_postgres
+from appliance.web.models.audit import record
+from appliance.web.models.base import utcnow
+from appliance.web.models.channels import FAILED, PENDING, SENDING, SENT, OutboxMessage
+from appliance.web.models.contact_center import Channel, Conversation, Message
+from appliance.web.services import ServiceError
+
+log = logging.getLogger("appliance.web.outbox")
+
+LEASE = dt.timedelta(minutes=5)
+
+
+def enqueue(conv: Conversation, message: Message) -> OutboxMessage | None:
+    """Queue ``message`` (an agent's reply) when its channel delivers replies somewhere."""
+    channel = Channel.get_by_id(conv.channel_id)
+    adapter = adapter_for(channel.kind)
+    if not adapter.sends or not adapter.delivers(channel_config.settings_for(channel)):
+        return None
+    return OutboxMessage.create(message=message.id, channel=channel.id, tenant=conv.tenant_id,
+                                idempotency_key=uuid.uuid4().hex, next_attempt_at=utcnow())
+
+
+def _limits() -> dict:
+    return channel_config.installation_settings()
+
+
+def backoff(attempts: int, limits: dict) -> float:
+    """Seconds before try ``attempts + 1``: doubling from the base, capped."""
+    return min(float(limits["outbox_backoff_max"]), float(limits["outbox_backoff_base"]) * 2 ** max(0, attempts - 1))
+
+
+def _due(now):
+    return (((OutboxMessage.state == PENDING) & (OutboxMessage.next_attempt_at <= now))
+            | ((OutboxMessage.state == SENDING) & (OutboxMessage.lease_until < now)))
+
+
+def drain(limit: int | None = None) -> dict:
+    """Send what is due, at most ``limit`` rows; returns counts by outcome."""
+    limits = _limits()
+    limit = int(limits["outbox_batch"]) if limit is None else limit
+    counts = {"sent": 0, "retry": 0, "failed": 0, "deferred": 0}
+    skipped: set[int] = set()  # rows deferred this round (rate limit), so the loop moves on
+    for _ in range(limit):
+        outcome = _send_one(limits, skipped)
+        if outcome is None:
+            break
+        counts[outcome] += 1
+    return counts
+
+
+def _claim_query(now, skipped):
+    query = OutboxMessage.select().where(_due(now)).order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+    if skipped:
+        query = query.where(OutboxMessage.id.not_in(list(skipped)))
+    return query
+
+
+def _send_one(limits, skipped) -> str | None:
+    now = utcnow()
+    if is_postgres():
+        with database_proxy.atomic():
+            row = _claim_query(now, skipped).for_update(skip_locked=True).first()
+            if row is None:
+                return None
+            channel = Channel.get_by_id(row.channel_id)
+            settings = channel_config.settings_for(channel)
+            if _rate_limited(row, settings, now, limits):
+                skipped.add(row.id)
+                return "deferred"
+            return _deliver(row, channel, settings, now, limits)
+    with database_proxy.atomic("IMMEDIATE"):
+        row = _claim_query(now, skipped).first()
+        if row is None:
+            return None
+        channel = Channel.get_by_id(row.channel_id)
+        settings = channel_config.settings_for(channel)
+        if _rate_limited(row, settings, now, limits):
+            skipped.add(row.id)
+            return "deferred"
+        OutboxMessage.update(state=SENDING, lease_until=now + LEASE).where(OutboxMessage.id == row.id).execute()
+    # The request runs outside any transaction: the web app is never blocked behind a slow service.
+    return _deliver(row, channel, settings, now, limits)
+
+
+def _rate_limited(row: OutboxMessage, settings: dict, now, limits) -> bool:
+    """Over the channel's sends per minute: move the row to when the oldest send of the window ages out."""
+    per_minute = settings.get("rate_per_minute") or limits["rate_per_minute"]
+    try:
+        per_minute = max(1, int(per_minute))
+    except (TypeError, ValueError):
+        per_minute = int(limits["rate_per_minute"])
+    window = now - dt.timedelta(minutes=1)
+    recent = (OutboxMessage.select(OutboxMessage.sent_at)
+              .where(OutboxMessage.channel == row.channel_id, OutboxMessage.state == SENT,
+                     OutboxMessage.sent_at > window)
+              .order_by(OutboxMessage.sent_at.desc()).limit(per_minute))
+    stamps = [r.sent_at for r in recent]
+    if len(stamps) < per_minute:
+        return False
+    OutboxMessage.update(state=PENDING, lease_until=None,
+                         next_attempt_at=min(stamps) + dt.timedelta(minutes=1)).where(
+        OutboxMessage.id == row.id).execute()
+    return True
+
+
+def outbound_for(row: OutboxMessage) -> Outbound:
+    from appliance.web.channels.ingest import recipient_for
+
+    message = Message.get_by_id(row.message_id)
+    conv = Conversation.get_by_id(message.conversation_id)
+    return Outbound(message_uid=str(message.uid), conversation_uid=str(conv.uid), recipient_id=recipient_for(conv),
+                    text=message.body, subject=conv.subject, idempotency_key=row.idempotency_key,
+                    files=_files_of(message))
+
+
+def _files_of(message: Message) -> list:
+    from appliance.web.channels.base import InboundFile
+
+    return [InboundFile(a.filename, a.content_type, a.data) for a in message.attachments]
+
+
+def _deliver(row: OutboxMessage, channel: Channel, settings: dict, now, limits) -> str:
+    adapter = adapter_for(channel.kind)
+    attempts = row.attempts + 1
+    try:
+        sent = adapter.send(settings, outbound_for(row))
+    except TemporaryFailure as exc:
+        return _retry_or_fail(row, channel, attempts, exc.reason, exc.retry_after, now, limits)
+    except PermanentFailure as exc:
+        return _fail(row, channel, attempts, exc.reason)
+    except Exception as exc:  # a bug or an odd answer must not wedge the queue: retried, then failed
+        log.exception("sending outbox row %s failed", row.id)
+        return _retry_or_fail(row, channel, attempts, f"Internal error ({type(exc).__name__}).", None, now, limits)
+    OutboxMessage.update(state=SENT, attempts=attempts, sent_at=utcnow(), lease_until=None, last_error=None,
+                         external_id=(sent.external_id or None) and str(sent.external_id)[:255]).where(
+        OutboxMessage.id == row.id).execute()
+    channel_config.record_error(channel, None)
+    return "sent"
+
+
+def _retry_or_fail(row, channel, attempts, reason, retry_after, now, limits) -> str:
+    if attempts >= int(limits["outbox_max_attempts"]):
+        return _fail(row, channel, attempts, f"Gave up after {attempts} tries: {reason}")
+    delay = backoff(attempts, limits)
+    if retry_after is not None:
+        delay = max(delay, float(retry_after))
+    OutboxMessage.update(state=PENDING, attempts=attempts, lease_until=None, last_error=reason[:500],
+                         next_attempt_at=now + dt.timedelta(seconds=delay)).where(OutboxMessage.id == row.id).execute()
+    channel_config.record_error(channel, reason)
+    return "retry"
+
+
+def _fail(row, channel, attempts, reason) -> str:
+    OutboxMessage.update(state=FAILED, attempts=attempts, lease_until=None, last_error=reason[:500]).where(
+        OutboxMessage.id == row.id).execute()
+    channel_config.record_error(channel, reason)
+    return "failed"
+
+
+def retry(message: Message, actor_id=None) -> OutboxMessage:
+    """Send a failed reply again (a fresh set of tries, the same idempotency key)."""
+    row = OutboxMessage.get_or_none(OutboxMessage.message == message.id)
+    if row is None:
+        raise ServiceError("This message is not on its way to a channel, so there is nothing to retry.", 409)
+    if row.state != FAILED:
+        raise ServiceError(f"Only a failed delivery can be retried; this one is {row.state}.", 409)
+    OutboxMessage.update(state=PENDING, attempts=0, next_attempt_at=utcnow(), last_error=None).where(
+        OutboxMessage.id == row.id, OutboxMessage.state == FAILED).execute()
+    record("message.retry_delivery", actor_id=actor_id, tenant_id=message.tenant_id, target=f"message:{message.id}")
+    return OutboxMessage.get_by_id(row.id)
+
+
+def deliveries(message_ids) -> dict:
+    """message id -> {state, attempts, reason} for the conversation view."""
+    ids = list(message_ids)
+    if not ids:
+        return {}
+    return {r.message_id: {"state": r.state, "attempts": r.attempts, "reason": r.last_error}
+            for r in OutboxMessage.select().where(OutboxMessage.message.in_(ids))}
+
+
+def outbox_job(app) -> None:
+    """Worker job: deliver the replies that are due."""
+    drain()

@@ -1,0 +1,234 @@
+"""Loopback stand-ins for the messenger services, speaking their documented HTTP APIs.
+
+Each double is a small threaded HTTP server on 127.0.0.1 with a random port. It answers
+like the real service (shapes from /work/shared/CHANNELS.md and the services' docs),
+records what it was sent, and plays faults queued by a test: ``fail("429", retry_after=3)``,
+``fail("500")``, ``fail("drop")`` (the connection is closed before any answer). Used as
+context managers, they stop and free their port on exit.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _serve(self, method):
+        double = self.server.double
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        url = urlparse(self.path)
+        fault = double.next_fault(url.path)
+        if fault is not None:
+            kind, retry_after = fault
+            if kind == "drop":
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            status, body, headers = double.fault_answer(kind, retry_after)
+        else:
+            status, body, headers = double.route(method, url.path, parse_qs(url.query), self.headers, raw)
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self._serve("GET")
+
+    def do_POST(self):
+        self._serve("POST")
+
+
+class ServiceDouble:
+    def __init__(self):
+        self.sent: list[dict] = []  # what the appliance delivered, in order
+        self.calls: list[str] = []  # every path asked, faults included
+        self._faults: list[tuple[str, str, float | None]] = []
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server.daemon_threads = True
+        self.server.double = self
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+    def fail(self, kind: str, *, path_contains: str = "", retry_after: float | None = None, times: int = 1):
+        """Queue ``times`` faults for the next calls whose path contains ``path_contains``."""
+        with self._lock:
+            self._faults += [(path_contains, kind, retry_after)] * times
+
+    def next_fault(self, path):
+        with self._lock:
+            self.calls.append(path)
+            for i, (needle, kind, retry_after) in enumerate(self._faults):
+                if needle in path:
+                    del self._faults[i]
+                    return kind, retry_after
+        return None
+
+    def fault_answer(self, kind, retry_after):
+        if kind == "429":
+            return 429, {"error": "Too Many Requests"}, {"Retry-After": str(int(retry_after or 1))}
+        return int(kind), {"error": "Internal Server Error"}, {}
+
+    def route(self, method, path, query, headers, raw):
+        return 404, {"error": "not found"}, {}
+
+    def record(self, item):
+        with self._lock:
+            self.sent.append(item)
+
+
+class TelegramDouble(ServiceDouble):
+    """Bot API: /bot<token>/<method> answering {"ok": ...}; /file/bot<token>/<path> for downloads."""
+
+    def __init__(self, token="123456:TEST-token"):
+        super().__init__()
+        self.token = token
+        self.updates: list[dict] = []  # what getUpdates hands out
+        self.files: dict[str, bytes] = {}
+        self._message_id = 100
+
+    def fault_answer(self, kind, retry_after):
+        if kind == "429":
+            return 429, {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after "
+                         f"{int(retry_after or 1)}", "parameters": {"retry_after": int(retry_after or 1)}}, {}
+        return int(kind), {"ok": False, "error_code": int(kind), "description": "Internal Server Error"}, {}
+
+    def route(self, method, path, query, headers, raw):
+        prefix = f"/bot{self.token}/"
+        if path.startswith(f"/file/bot{self.token}/"):
+            data = self.files.get(path.rsplit("/", 1)[-1])
+            return (200, data, {"Content-Type": "application/octet-stream"}) if data is not None else (404, {}, {})
+        if not path.startswith(prefix):
+            return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}, {}
+        name = path[len(prefix):]
+        args = json.loads(raw or b"{}")
+        if name == "getMe":
+            return 200, {"ok": True, "result": {"id": 1, "is_bot": True, "username": "test_bot"}}, {}
+        if name == "sendMessage":
+            if not args.get("text"):
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: message text is empty"}, {}
+            self._message_id += 1
+            self.record({"chat_id": args["chat_id"], "text": args["text"]})
+            return 200, {"ok": True, "result": {"message_id": self._message_id, "chat": {"id": args["chat_id"]},
+                                                "text": args["text"]}}, {}
+        if name == "getUpdates":
+            offset = int(args.get("offset") or 0)
+            ready = [u for u in self.updates if u["update_id"] >= offset]
+            if not ready and args.get("timeout"):
+                time.sleep(min(float(args["timeout"]), 0.2))
+            return 200, {"ok": True, "result": ready}, {}
+        if name == "getFile":
+            file_id = args.get("file_id")
+            if file_id not in self.files:
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: invalid file_id"}, {}
+            return 200, {"ok": True, "result": {"file_id": file_id, "file_path": f"documents/{file_id}"}}, {}
+        return 404, {"ok": False, "error_code": 404, "description": "Not Found"}, {}
+
+
+class WhatsAppDouble(ServiceDouble):
+    """Cloud API: POST /<phone_number_id>/messages with a bearer token."""
+
+    def __init__(self, phone_number_id="106540352242922", token="EAAG-test"):
+        super().__init__()
+        self.phone_number_id, self.token = phone_number_id, token
+        self._n = 0
+
+    def fault_answer(self, kind, retry_after):
+        if kind == "429":
+            return 429, {"error": {"message": "(#130429) Rate limit hit", "code": 130429}}, {
+                "Retry-After": str(int(retry_after or 1))}
+        return int(kind), {"error": {"message": "Service temporarily unavailable", "code": 2}}, {}
+
+    def route(self, method, path, query, headers, raw):
+        if headers.get("Authorization") != f"Bearer {self.token}":
+            return 401, {"error": {"message": "Invalid OAuth access token.", "code": 190}}, {}
+        if path == f"/{self.phone_number_id}" and method == "GET":
+            return 200, {"id": self.phone_number_id, "display_phone_number": "15550783881"}, {}
+        if path == f"/{self.phone_number_id}/messages" and method == "POST":
+            body = json.loads(raw or b"{}")
+            self._n += 1
+            wamid = f"wamid.out{self._n}"
+            self.record({"to": body.get("to"), "text": (body.get("text") or {}).get("body"), "id": wamid})
+            return 200, {"messaging_product": "whatsapp", "contacts": [{"input": body.get("to"),
+                                                                        "wa_id": body.get("to")}],
+                         "messages": [{"id": wamid}]}, {}
+        return 404, {"error": {"message": "Unknown path", "code": 100}}, {}
+
+
+class VkDouble(ServiceDouble):
+    """VK API: POST /method/<name> (form fields), always HTTP 200 with response or error;
+    Bots Long Poll at /lp."""
+
+    def __init__(self, token="vk1.a.test", group_id="1"):
+        super().__init__()
+        self.token, self.group_id = token, group_id
+        self.events: list[dict] = []  # what the long-poll server hands out, by position = ts
+        self._seen_random: dict[int, int] = {}
+        self._n = 0
+
+    def fault_answer(self, kind, retry_after):
+        if kind == "429":  # VK's way: HTTP 200, error 6
+            return 200, {"error": {"error_code": 6, "error_msg": "Too many requests per second"}}, {}
+        return int(kind), b"<html>502 Bad Gateway</html>", {"Content-Type": "text/html"}
+
+    def route(self, method, path, query, headers, raw):
+        if path == "/lp":
+            ts = int((query.get("ts") or ["0"])[0])
+            if (query.get("key") or [""])[0] != "lpkey":
+                return 200, {"failed": 2}, {}
+            return 200, {"ts": str(len(self.events)), "updates": self.events[ts:]}, {}
+        if not path.startswith("/method/"):
+            return 404, b"not found", {"Content-Type": "text/plain"}
+        form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+        if form.get("access_token") != self.token:
+            return 200, {"error": {"error_code": 5, "error_msg": "User authorization failed"}}, {}
+        name = path[len("/method/"):]
+        if name == "groups.getById":
+            return 200, {"response": {"groups": [{"id": int(self.group_id), "name": "Test"}]}}, {}
+        if name == "groups.getLongPollServer":
+            return 200, {"response": {"server": self.url + "/lp", "key": "lpkey", "ts": "0"}}, {}
+        if name == "messages.send":
+            random_id = int(form.get("random_id") or 0)
+            if random_id and random_id in self._seen_random:  # VK's idempotency: the same message id again
+                return 200, {"response": self._seen_random[random_id]}, {}
+            self._n += 1
+            self._seen_random[random_id] = self._n
+            self.record({"peer_id": form.get("peer_id"), "text": form.get("message"), "random_id": random_id})
+            return 200, {"response": self._n}, {}
+        return 200, {"error": {"error_code": 3, "error_msg": "Unknown method passed"}}, {}
+
+
+class CallbackDouble(ServiceDouble):
+    """A generic webhook's callback receiver: records the signed deliveries."""
+
+    def route(self, method, path, query, headers, raw):
+        self.record({"headers": dict(headers), "raw": raw})
+        return 200, {"ok": True}, {}
