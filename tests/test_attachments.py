@@ -4,8 +4,6 @@ encrypted at rest; downloads only as downloads, only within their tenant."""
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import io
 import json
 import re
@@ -15,6 +13,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from appliance.web.channels.webhook import signed_headers
 from appliance.web.models.contact_center import Attachment, Conversation, Message
 from tests.helpers import login, make_instance, running_app
 
@@ -22,7 +21,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + secrets.token_bytes(64)
 
 
 def _sign(channel, raw: bytes) -> dict:
-    return {"X-Signature": "sha256=" + hmac.new(channel.secret.encode(), raw, hashlib.sha256).hexdigest()}
+    return signed_headers(channel.secret, raw)
 
 
 def _agent_client(app, world, key="A", role="agent"):
