@@ -39,6 +39,9 @@ DEFAULTS: dict = {
     "phone_trunk_prefix": "0",
     "session_cookie_secure": False,
     "max_request_bytes": 1024 * 1024,
+    # JSON bodies (API, widget, webhooks): checked on the raw bytes before parsing.
+    "json_max_bytes": 256 * 1024,
+    "json_max_depth": 32,
     # Bearer token for /metrics from other hosts; empty: loopback only.
     "metrics_token": "",
     "login_throttle_attempts": 5,
