@@ -84,6 +84,10 @@ def register_request_hooks(app: Flask, database) -> None:
     def _security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        # Pages and API answers hold tenant data: no browser or proxy may keep a copy
+        # (a shared machine's back button, a caching proxy). Static assets are public.
+        if request.endpoint != "static":
+            response.headers.setdefault("Cache-Control", "no-store")
         # The chat widget is made to be framed by the tenant's own site; it sets its own CSP.
         if not (request.endpoint or "").startswith("public.widget"):
             response.headers.setdefault("X-Frame-Options", "DENY")

@@ -18,7 +18,7 @@ from appliance.web.models.tenancy import (
     Tenant,
     User,
 )
-from appliance.web.services import Conflict, ServiceError, licence
+from appliance.web.services import Conflict, ServiceError, licence, logos
 from appliance.web.services.passwords import check_strength, hash_password
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
@@ -75,9 +75,7 @@ def update_branding(tenant: Tenant, *, name=None, brand_color=None, logo=None, a
             raise ServiceError("brand_color must look like #1f6feb.", 422)
         tenant.brand_color = brand_color
     if logo is not None:
-        if logo and (not logo.startswith("data:image/") or len(logo) > 200_000):
-            raise ServiceError("logo must be a data:image/... URL under 200 kB.", 422)
-        tenant.logo = logo or None
+        tenant.logo = logos.check_data_url(logo) if logo else None
     tenant.save()
     record("tenant.branding", actor_id=actor_id, tenant_id=tenant.id, target=f"tenant:{tenant.id}")
     return tenant
