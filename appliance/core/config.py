@@ -44,6 +44,8 @@ DEFAULTS: dict = {
     "json_max_depth": 32,
     # Bearer token for /metrics from other hosts; empty: loopback only.
     "metrics_token": "",
+    # The audit chain's head, kept outside the database (relative paths are under home).
+    "audit_anchor_file": "audit.anchor",
     "login_throttle_attempts": 5,
     "login_throttle_window_seconds": 300,
     # Usage reports to the vendor (docs/SYNC.md). An admin's on/off switch, kept in the

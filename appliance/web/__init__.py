@@ -27,6 +27,7 @@ def create_app(home=None, overrides: dict | None = None, instance: Instance | No
     database = dbmod.bind(instance.database_url)
     app.extensions["database"] = database
     init_crypto(app, instance)
+    init_audit(app, instance)
     register_request_hooks(app, database)
     register_blueprints(app)
     register_error_handlers(app)
@@ -68,6 +69,17 @@ def init_crypto(app: Flask, instance: Instance) -> None:
     crypto.init_app(app, instance)
 
 
+def init_audit(app: Flask, instance: Instance) -> None:
+    """Load the audit chain's key and anchor (outside the database: see models/audit.py)."""
+    from appliance.core.identity import IdentityError
+    from appliance.web.models.audit import bind_trail
+
+    try:
+        app.extensions["audit_trail"] = bind_trail(instance)
+    except IdentityError as exc:
+        raise ConfigError(f"The audit trail needs the installation key: {exc}") from exc
+
+
 def register_request_hooks(app: Flask, database) -> None:
     @app.before_request
     def _connect():
@@ -77,6 +89,13 @@ def register_request_hooks(app: Flask, database) -> None:
 
     @app.teardown_request
     def _close(exc):
+        if g.pop("audit_anchor_pending", False) and not database.is_closed() and not database.in_transaction():
+            from appliance.web.models.audit import advance_anchor
+
+            try:
+                advance_anchor()
+            except Exception:  # the next event moves it on; never fail the answer for it
+                log.exception("could not advance the audit anchor")
         if not database.is_closed():
             database.close()
 
@@ -109,6 +128,7 @@ def register_blueprints(app: Flask) -> None:
     app.url_map.converters["id"] = IdConverter
     from appliance.web.api import api
     from appliance.web.views.admin import admin
+    from appliance.web.views.audit import audit_pages
     from appliance.web.views.auth import auth
     from appliance.web.views.inbox import inbox
     from appliance.web.views.knowledge import knowledge
@@ -117,7 +137,8 @@ def register_blueprints(app: Flask) -> None:
     from appliance.web.views.sync import sync_admin
     from appliance.web.views.system import system
 
-    for blueprint in (auth, inbox, admin, knowledge, public, licence_pages, api, sync_admin, system):
+    for blueprint in (auth, inbox, admin, audit_pages, knowledge, public, licence_pages, api, sync_admin,
+                      system):
         app.register_blueprint(blueprint)
     csrf.exempt(api)
     csrf.exempt(public)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, g, jsonify, request
 
 from appliance.web.access import Principal
+from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
 from appliance.web.models.tenancy import ApiToken, Tenant
 from appliance.web.services import ServiceError
@@ -34,6 +35,10 @@ def _authenticate():
     g.principal = Principal.for_token(row)
     g.user = None
     require_program(tenant, "api")
+    if row.role == "admin":
+        # Admin tokens can do what admins do: each use is in the audit trail.
+        record("token.use", actor_id=row.created_by_id, tenant_id=row.tenant_id, target=f"token:{row.id}",
+               method=request.method, endpoint=request.endpoint)
 
 
 @api.errorhandler(ServiceError)

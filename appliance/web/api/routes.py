@@ -21,7 +21,7 @@ from appliance.web.models.contact_center import (
     Team,
 )
 from appliance.web.models.tenancy import ACCOUNT_KINDS, ROLES, SUBACCOUNT_KINDS, ApiToken, Membership, Tenant
-from appliance.web.services import catalogue, contacts, conversations, tenants, tokens
+from appliance.web.services import catalogue, contacts, conversations, tenants, tokens, visitors
 from appliance.web.validation import F
 
 
@@ -258,6 +258,19 @@ def get_contact(contact):
 @spec("Change a contact", body=CONTACT_BODY, tag="contacts")
 def patch_contact(contact, data):
     return jsonify(contacts.update_contact(contact, **data).to_json())
+
+
+MERGE_BODY = {"into": F("integer", required=True, description="The contact the visitor turned out to be")}
+
+
+@api.route("/contacts/<id:contact_id>/merge", methods=["POST"])
+@spec("Merge an unverified visitor contact into the contact it turned out to be", body=MERGE_BODY,
+      tag="contacts")
+def merge_contact(contact, data):
+    target = Contact.get_or_none(Contact.id == data["into"], Contact.tenant == contact.tenant_id)
+    if target is None:
+        abort(422, description="into is not a contact of this contact's tenant.")
+    return jsonify(visitors.merge(contact, target, actor_id=_actor()).to_json())
 
 
 # --- conversations and messages ---------------------------------------------------------

@@ -7,6 +7,8 @@ from peewee import DatabaseError
 
 from appliance.web.access import is_provider_admin
 from appliance.web.auth import authenticate, load_user, login_required, login_user, seconds_locked
+from appliance.web.models.audit import record
+from appliance.web.models.tenancy import User
 
 auth = Blueprint("auth", __name__)
 
@@ -16,6 +18,14 @@ def _safe_next(target: str | None) -> str | None:
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return None
+
+
+def audit_failed_login(email: str) -> None:
+    # The account's id when the e-mail names one, never the typed address (personal data,
+    # and a password pasted into the e-mail field must not land in the trail).
+    user = User.get_or_none(User.email == email.strip().lower()) if email else None
+    record("auth.login_failed", actor_id=None, target=f"user:{user.id}" if user else None,
+           known_account=user is not None)
 
 
 @auth.route("/login", methods=["GET", "POST"])
@@ -30,9 +40,11 @@ def login():
         return render_template("login.html", next=request.form.get("next", "")), 429
     user = authenticate(email, password) if email and password else None
     if user is None:
+        audit_failed_login(email)
         flash("Wrong e-mail or password.", "error")
         return render_template("login.html", next=request.form.get("next", "")), 401
     login_user(user)
+    record("auth.login", actor_id=user.id, target=f"user:{user.id}")
     return redirect(_safe_next(request.form.get("next")) or url_for("auth.home"))
 
 

@@ -23,7 +23,7 @@ from appliance.web.models.contact_center import (
     Message,
 )
 from appliance.web.models.tenancy import Membership, Tenant, User
-from appliance.web.services import ServiceError, contacts, conversations
+from appliance.web.services import ServiceError, contacts, conversations, visitors
 from appliance.web.views import helpers
 from appliance.web.views.helpers import arg_id, form_text, owned_or_404
 
@@ -240,6 +240,26 @@ def _render_contact(tenant, contact, status=200):
 @helpers.tenant_view("agent")
 def contact(tenant, contact_id):
     return _render_contact(tenant, owned_or_404(Contact, contact_id, tenant))
+
+
+@inbox.route("/t/<id:tenant_id>/contacts/<id:contact_id>/merge", methods=["POST"])
+@helpers.tenant_view("agent")
+def contact_merge(tenant, contact_id):
+    """An agent who has checked a visitor's identity moves them onto the real contact."""
+    source = owned_or_404(Contact, contact_id, tenant)
+    raw = (request.form.get("into") or "").strip().lstrip("#")
+    target_id = int(raw) if raw.isdigit() and len(raw) <= 18 else None
+    target = Contact.get_or_none(Contact.id == target_id, Contact.tenant == tenant.id) if target_id else None
+    if target is None:
+        flash("Give the id of a contact of this organisation to merge into.", "error")
+        return _render_contact(tenant, source, 422)
+    try:
+        visitors.merge(source, target, actor_id=g.principal.user_id)
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_contact(tenant, source, exc.status)
+    flash("Visitor merged into this contact.", "info")
+    return redirect(url_for("inbox.contact", tenant_id=tenant.id, contact_id=target.id))
 
 
 @inbox.route("/t/<id:tenant_id>/contacts/<id:contact_id>", methods=["POST"])
