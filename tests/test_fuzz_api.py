@@ -1,7 +1,7 @@
 """Schema-generated requests against every API operation, over real HTTP on loopback:
 no answer is a 5xx and every answer matches the response schema the document declares.
 
-The number of examples per operation is ``FUZZ_EXAMPLES`` (default 60, about 2,700
+The number of examples per operation is ``FUZZ_EXAMPLES`` (default 40, about 1,800
 requests over the 45 operations); raise it for a longer run. The token is the provider
 admin's, which reaches every tenant; the fuzzer may revoke it or remove the membership
 it acts through, so both are put back before each request.
@@ -22,7 +22,8 @@ from werkzeug.serving import make_server
 
 from tests.helpers import build_world
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
+pytestmark = pytest.mark.timeout(900)
 
 
 @contextmanager

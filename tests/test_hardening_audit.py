@@ -125,6 +125,10 @@ def test_admin_token_use_is_recorded(client, world):
                       headers=world.headers("A", "admin")).status_code == 200
     use = AuditEvent.select().where(AuditEvent.action == "token.use").order_by(AuditEvent.id.desc()).first()
     assert use.actor_id == world.users[("A", "admin")].id and use.tenant_id == world.tenants["A"].id
+    # Once a minute per token, like last_used_at: not an event per request.
+    uses = AuditEvent.select().where(AuditEvent.action == "token.use").count()
+    client.get(f"/api/v1/tenants/{world.tenants['A'].id}", headers=world.headers("A", "admin"))
+    assert AuditEvent.select().where(AuditEvent.action == "token.use").count() == uses
 
 
 def test_viewer_filters_scopes_to_the_subtree_and_exports_csv(app, world):

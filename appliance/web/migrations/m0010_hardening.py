@@ -1,4 +1,5 @@
-"""Hardening: the audit chain's scheme per entry; whether a contact's identity is verified.
+"""Hardening: the audit chain's scheme per entry; whether a contact's identity is verified;
+the MAC of the licence evaluation's start (sealed on first use for rows already there).
 
 Frozen: the columns as this step adds them (see the package docstring).
 
@@ -16,6 +17,7 @@ from peewee import PostgresqlDatabase
 COLUMNS = [
     ("audit_event", "scheme", "VARCHAR(8) NOT NULL DEFAULT 'sha256'", "VARCHAR(8) NOT NULL DEFAULT 'sha256'"),
     ("contact", "verified", "INTEGER NOT NULL DEFAULT TRUE", "BOOLEAN NOT NULL DEFAULT TRUE"),
+    ("licence_clock", "evaluation_mac", "VARCHAR(64)", "VARCHAR(64)"),
 ]
 
 
