@@ -46,6 +46,8 @@ DEFAULTS: dict = {
     "metrics_token": "",
     # The audit chain's head, kept outside the database (relative paths are under home).
     "audit_anchor_file": "audit.anchor",
+    # Card numbers in messages, where a tenant masks them: this role and above may reveal them (audited).
+    "pan_reveal_role": "supervisor",
     "login_throttle_attempts": 5,
     "login_throttle_window_seconds": 300,
     # Usage reports to the vendor (docs/SYNC.md). An admin's on/off switch, kept in the

@@ -42,7 +42,8 @@ def page(item: dict) -> dict:
 TIME = string(format="date-time")
 
 TENANT = obj(id=integer(), parent_id=integer(nullable=True), level=integer(), kind=string(), name=string(),
-             slug=string(), brand_color=string(nullable=True), is_active=boolean(), created_at=TIME)
+             slug=string(), brand_color=string(nullable=True), is_active=boolean(), mask_card_numbers=boolean(),
+             created_at=TIME)
 USER = obj(id=integer(), email=string(), name=string(), is_active=boolean())
 MEMBER = obj(id=integer(), user=USER, tenant_id=integer(), role=string(), shared=boolean(), available=boolean())
 TOKEN = obj(id=integer(), tenant_id=integer(), name=string(), role=string(), prefix=string(), revoked=boolean(),

@@ -4,7 +4,7 @@ the OpenAPI document and the isolation tests all read the same rules."""
 
 from __future__ import annotations
 
-from flask import abort, g, jsonify, request
+from flask import abort, current_app, g, jsonify, request
 
 from appliance.web.access import is_shared_down, require_role, shared_from_ancestors
 from appliance.web.api import api
@@ -22,7 +22,7 @@ from appliance.web.models.contact_center import (
     Team,
 )
 from appliance.web.models.tenancy import ACCOUNT_KINDS, ROLES, SUBACCOUNT_KINDS, ApiToken, Membership, Tenant
-from appliance.web.services import catalogue, contacts, conversations, tenants, tokens, visitors
+from appliance.web.services import catalogue, contacts, conversations, pan, tenants, tokens, visitors
 from appliance.web.validation import F
 
 
@@ -59,6 +59,7 @@ TENANT_PATCH = {
     "name": F("string", max_length=120),
     "brand_color": F("string", max_length=7),
     "logo": F("string", max_length=200_000, nullable=True),
+    "mask_card_numbers": F("boolean", description="Show card numbers in messages masked to agents"),
 }
 
 
@@ -376,7 +377,9 @@ def patch_conversation(conversation, data):
 
 
 @api.route("/conversations/<id:conversation_id>/messages")
-@spec("Messages of a conversation, oldest first", query={"after": F("integer"), "limit": F("integer")},
+@spec("Messages of a conversation, oldest first; card numbers masked where the tenant masks them "
+      "(?unmasked=true: the full text, for pan_reveal_role and above, audited)",
+      query={"after": F("integer"), "limit": F("integer"), "unmasked": F("boolean")},
       tag="conversations", response=R.page(R.MESSAGE))
 def list_messages(conversation):
     after = query_int("after", 0, 0, 2**62)
@@ -384,7 +387,19 @@ def list_messages(conversation):
         Message.select().where(Message.conversation == conversation.id, Message.id > after)
         .order_by(Message.id).limit(query_int("limit", 100, 1, 500))
     )
-    return _page(rows, str(rows[-1].id) if rows else None)
+    items = [m.to_json() for m in rows]
+    tenant = Tenant.get_by_id(conversation.tenant_id)
+    if pan.masking_on(tenant):
+        if request.args.get("unmasked") in ("true", "1"):
+            if not pan.may_reveal(g.principal.role_in(tenant), current_app.extensions["appliance_instance"]
+                                  ["pan_reveal_role"]):
+                abort(403, description="Your role may not see full card numbers (setting pan_reveal_role).")
+            pan.audit_reveal(actor_id=_actor(), tenant_id=tenant.id, conversation_id=conversation.id,
+                             messages=len(items))
+        else:
+            for item in items:
+                item["body"] = pan.mask(item["body"])
+    return jsonify(items=items, next_cursor=str(rows[-1].id) if rows else None)
 
 
 @api.route("/conversations/<id:conversation_id>/messages", methods=["POST"])

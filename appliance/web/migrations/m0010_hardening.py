@@ -1,5 +1,6 @@
 """Hardening: the audit chain's scheme per entry; whether a contact's identity is verified;
-the MAC of the licence evaluation's start (sealed on first use for rows already there).
+the MAC of the licence evaluation's start (sealed on first use for rows already there);
+a tenant's choice to mask card numbers (off for tenants already there).
 
 Frozen: the columns as this step adds them (see the package docstring).
 
@@ -18,6 +19,7 @@ COLUMNS = [
     ("audit_event", "scheme", "VARCHAR(8) NOT NULL DEFAULT 'sha256'", "VARCHAR(8) NOT NULL DEFAULT 'sha256'"),
     ("contact", "verified", "INTEGER NOT NULL DEFAULT TRUE", "BOOLEAN NOT NULL DEFAULT TRUE"),
     ("licence_clock", "evaluation_mac", "VARCHAR(64)", "VARCHAR(64)"),
+    ("tenant", "mask_card_numbers", "INTEGER NOT NULL DEFAULT FALSE", "BOOLEAN NOT NULL DEFAULT FALSE"),
 ]
 
 

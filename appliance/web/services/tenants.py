@@ -64,7 +64,8 @@ def create_child(parent: Tenant, name: str, kind: str, actor_id=None) -> Tenant:
     return tenant
 
 
-def update_branding(tenant: Tenant, *, name=None, brand_color=None, logo=None, actor_id=None):
+def update_branding(tenant: Tenant, *, name=None, brand_color=None, logo=None, mask_card_numbers=None,
+                    actor_id=None):
     if name is not None:
         name = name.strip()
         if not name or len(name) > 120:
@@ -76,6 +77,10 @@ def update_branding(tenant: Tenant, *, name=None, brand_color=None, logo=None, a
         tenant.brand_color = brand_color
     if logo is not None:
         tenant.logo = logos.check_data_url(logo) if logo else None
+    if mask_card_numbers is not None and bool(mask_card_numbers) != tenant.mask_card_numbers:
+        tenant.mask_card_numbers = bool(mask_card_numbers)
+        record("tenant.mask_card_numbers", actor_id=actor_id, tenant_id=tenant.id, target=f"tenant:{tenant.id}",
+               on=tenant.mask_card_numbers)
     tenant.save()
     record("tenant.branding", actor_id=actor_id, tenant_id=tenant.id, target=f"tenant:{tenant.id}")
     return tenant

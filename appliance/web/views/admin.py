@@ -240,7 +240,7 @@ def branding(tenant):
         elif upload is not None and upload.filename:
             logo = logo_data_url(upload)
         tenants.update_branding(tenant, name=form_text("name", 200), brand_color=request.form.get("brand_color", ""),
-                                logo=logo, actor_id=_actor())
+                                logo=logo, mask_card_numbers=form_bool("mask_card_numbers"), actor_id=_actor())
     except ServiceError as exc:
         flash(str(exc), "error")
         tenant = Tenant.get_by_id(tenant.id)  # forget the unsaved changes

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import (
     Blueprint,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -23,7 +24,7 @@ from appliance.web.models.contact_center import (
     Message,
 )
 from appliance.web.models.tenancy import Membership, Tenant, User
-from appliance.web.services import ServiceError, contacts, conversations, visitors
+from appliance.web.services import ServiceError, contacts, conversations, pan, visitors
 from appliance.web.views import helpers
 from appliance.web.views.helpers import arg_id, form_text, owned_or_404
 
@@ -118,6 +119,7 @@ def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
     recent = recent[:MESSAGES_SHOWN]
     recent.reverse()
     authors = _by_id(User, [m.author_id for m in recent] + [conv.assignee_id])
+    bodies, can_reveal = _visible_bodies(tenant, conv, recent)
     agents = []
     if helpers.can("supervisor"):
         seen = set()
@@ -139,7 +141,24 @@ def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
         statuses=STATUSES,
         draft=draft,
         draft_kind=draft_kind,
+        bodies=bodies,
+        can_reveal=can_reveal,
     ), status
+
+
+def _visible_bodies(tenant, conv, messages) -> tuple[dict, bool]:
+    """Message bodies as this viewer may see them: card numbers masked where the tenant asks.
+
+    ``?reveal=1`` shows them in full to ``pan_reveal_role`` and above, and is audited.
+    """
+    if not pan.masking_on(tenant):
+        return {}, False
+    allowed = pan.may_reveal(g.role, current_app.extensions["appliance_instance"]["pan_reveal_role"])
+    if allowed and request.args.get("reveal") == "1":
+        pan.audit_reveal(actor_id=g.principal.user_id, tenant_id=tenant.id, conversation_id=conv.id,
+                         messages=len(messages))
+        return {}, False
+    return {m.id: pan.mask(m.body) for m in messages}, allowed
 
 
 @inbox.route("/t/<id:tenant_id>/conversations/<id:conversation_id>")
