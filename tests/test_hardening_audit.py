@@ -177,3 +177,16 @@ def test_key_operations_are_recorded(app, instance, runner, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "keys.export_recovery" in _actions()
     assert verify().intact
+
+
+def test_cli_verify_and_head(app, instance, runner, events):
+    from appliance.cli import main
+
+    ok = runner.invoke(main, ["--home", str(instance.home), "audit", "verify"])
+    assert ok.exit_code == 0 and "intact" in ok.output
+    shown = runner.invoke(main, ["--home", str(instance.home), "audit", "head"])
+    assert json.loads(shown.output)["last_id"] == AuditEvent.select().order_by(AuditEvent.id.desc()).first().id
+    AuditEvent.delete().where(AuditEvent.id == events[-1].id).execute()
+    AuditEvent.delete().where(AuditEvent.id > events[-1].id).execute()
+    broken = runner.invoke(main, ["--home", str(instance.home), "audit", "verify"])
+    assert broken.exit_code == 1 and "Truncated" in broken.output
