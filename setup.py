@@ -39,6 +39,7 @@ setup(
             "wheel",
             "selenium>=4.20",
             "import-linter>=2.1",
+            "schemathesis>=4.0",  # tests/test_fuzz_api.py (brings hypothesis and jsonschema)
         ],
         "lab": ["ansible>=10", "ansible-lint>=24"],
     },
