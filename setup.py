@@ -44,6 +44,7 @@ setup(
             "import-linter>=2.1",
             "hypothesis>=6.100",
             "aiosmtpd>=1.4.4",  # a real SMTP server (STARTTLS, AUTH) for the e-mail tests
+            "schemathesis>=4.0",  # tests/test_fuzz_api.py (brings hypothesis and jsonschema)
         ],
         "lab": ["ansible>=10", "ansible-lint>=24"],
     },

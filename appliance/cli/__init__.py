@@ -6,7 +6,7 @@ import os
 
 import click
 
-from appliance.cli import backup, bundle, instance, keys, licence, sizing, support, sync
+from appliance.cli import audit, backup, bundle, instance, keys, licence, sizing, support, sync
 from appliance.cli.context import Context
 from appliance.vendor_tools.cli import vendor
 
@@ -30,6 +30,7 @@ def main(ctx, home):
 for _command in [
     *instance.COMMANDS,
     keys.keys,
+    audit.audit,
     licence.licence,
     sync.sync,
     sizing.sizing,

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 import click
 
 from appliance.core.config import ConfigError, Instance
+from appliance.core.identity import IdentityError
 
 
 class Context:
@@ -37,6 +38,7 @@ def open_database(instance: Instance):
     """
     from appliance.web import db as dbmod
     from appliance.web.migrations import pending
+    from appliance.web.models.audit import advance_anchor, bind_trail
 
     database = dbmod.bind(instance.database_url)
     with database.connection_context():
@@ -45,4 +47,9 @@ def open_database(instance: Instance):
             raise click.ClickException(
                 f"{len(todo)} migration(s) pending: run 'appliance --home {instance.home} migrate' first."
             )
+        try:
+            bind_trail(instance)  # commands write audit events, chained with the key outside the database
+        except IdentityError as exc:
+            raise click.ClickException(str(exc)) from exc
         yield database
+        advance_anchor()  # events a command wrote inside its own transaction

@@ -82,6 +82,7 @@ def rotate_master_cmd(ctx, yes):
             new = rotate_master(instance, keyring=keyring, new_passphrase=new_passphrase)
         except MasterKeyError as exc:
             raise click.ClickException(str(exc)) from exc
+        _audit("keys.rotate_master", master_key_id=new.key_id)
     click.echo(f"master key rotated: {new.key_id} is now in use "
                f"({new.describe()}). Restart the web and worker services, and run "
                f"'appliance keys export-recovery' for a new recovery kit.")
@@ -129,6 +130,8 @@ def rotate_tenant_cmd(ctx, tenant, all_tenants, batch_size):
                        + ("; old key retired" if result.retired else ""))
             for note in result.notes:
                 click.echo(f"  {note}")
+            _audit("keys.rotate_tenant", tenant_id=tenant_id, data_key_id=result.new_key_id,
+                   finished=bool(result.retired))
             if not result.retired:
                 incomplete.append(tenant_id)
     if incomplete:
@@ -156,6 +159,8 @@ def export_recovery(ctx, output):
         kit = export_recovery_kit(keyring.master, passphrase, label=str(instance.home))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    with _database.connection_context():
+        _audit("keys.export_recovery", master_key_id=keyring.master.key_id)
     if output:
         if not write_secret_file(output, kit.encode()):
             raise click.ClickException(f"{output} exists; choose another file.")
@@ -224,6 +229,13 @@ def verify(ctx, show):
         click.echo(f"  ... and {len(report.failures) - show} more")
     if report.failures:
         raise SystemExit(1)
+
+
+def _audit(action: str, tenant_id=None, **details) -> None:
+    """Key operations belong in the audit trail (an operator at the console: no actor id)."""
+    from appliance.web.models.audit import record
+
+    record(action, tenant_id=tenant_id, target="keys", **details)
 
 
 def _import_models():

@@ -39,11 +39,18 @@ DEFAULTS: dict = {
     "phone_trunk_prefix": "0",
     "session_cookie_secure": False,
     "max_request_bytes": 1024 * 1024,
+    # JSON bodies (API, widget, webhooks): checked on the raw bytes before parsing.
+    "json_max_bytes": 256 * 1024,
+    "json_max_depth": 32,
     # Bearer token for /metrics from other hosts; empty: loopback only.
     "metrics_token": "",
     # Failed logins per address and account within the window before that pair is locked;
     # each further failure doubles the lock, up to throttle.backoff_max_seconds. The lock is
     # per address+account, so an attacker elsewhere cannot lock the owner out.
+    # The audit chain's head, kept outside the database (relative paths are under home).
+    "audit_anchor_file": "audit.anchor",
+    # Card numbers in messages, where a tenant masks them: this role and above may reveal them (audited).
+    "pan_reveal_role": "supervisor",
     "login_throttle_attempts": 5,
     "login_throttle_window_seconds": 300,
     # Users with an admin role must enrol TOTP before they reach any page (the API too).

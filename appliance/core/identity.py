@@ -20,11 +20,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from appliance.core.config import write_secret_file
 
@@ -53,6 +54,19 @@ class Identity:
 
     def sign(self, data: bytes) -> bytes:
         return self.private_key.sign(data)
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A 32-byte secret for one ``purpose``, derived from the private key (HKDF-SHA256).
+
+        Keys that must live outside the database (the audit chain's, the licence
+        clock's) come from here: whoever can read the database but not
+        ``keys/installation.key`` cannot recompute them, and each purpose gets its own.
+        """
+        raw = self.private_key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                    info=b"appliance/" + purpose.encode("ascii")).derive(raw)
 
 
 def public_key_pem(key: Ed25519PublicKey) -> str:

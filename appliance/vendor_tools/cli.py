@@ -161,7 +161,8 @@ def issue_licence(key_file, spec_file, out_file, passphrase_file, force):
     Spec fields: licence_id (default generated), customer, issued_at (default
     now), valid_from (default issued_at), expires_at, grace_days (default 30),
     max_tenants, max_seats, programs, profiles, installation_id (optional),
-    replaces (optional). Dates may be 2027-01-31 or 2027-01-31T00:00:00Z.
+    installation_key (optional: the fingerprint 'appliance sync identity' prints;
+    binds the licence to that key), replaces (optional). Dates may be 2027-01-31 or 2027-01-31T00:00:00Z.
     """
     try:
         spec = yaml.safe_load(Path(spec_file).read_text())

@@ -27,6 +27,7 @@ def create_app(home=None, overrides: dict | None = None, instance: Instance | No
     database = dbmod.bind(instance.database_url)
     app.extensions["database"] = database
     init_crypto(app, instance)
+    init_audit(app, instance)
     register_request_hooks(app, database, instance)
     register_blueprints(app)
     register_error_handlers(app)
@@ -69,6 +70,17 @@ def init_crypto(app: Flask, instance: Instance) -> None:
     crypto.init_app(app, instance)
 
 
+def init_audit(app: Flask, instance: Instance) -> None:
+    """Load the audit chain's key and anchor (outside the database: see models/audit.py)."""
+    from appliance.core.identity import IdentityError
+    from appliance.web.models.audit import bind_trail
+
+    try:
+        app.extensions["audit_trail"] = bind_trail(instance)
+    except IdentityError as exc:
+        raise ConfigError(f"The audit trail needs the installation key: {exc}") from exc
+
+
 def register_request_hooks(app: Flask, database, instance: Instance) -> None:
     @app.before_request
     def _connect():
@@ -88,6 +100,13 @@ def register_request_hooks(app: Flask, database, instance: Instance) -> None:
 
     @app.teardown_request
     def _close(exc):
+        if g.pop("audit_anchor_pending", False) and not database.is_closed() and not database.in_transaction():
+            from appliance.web.models.audit import advance_anchor
+
+            try:
+                advance_anchor()
+            except Exception:  # the next event moves it on; never fail the answer for it
+                log.exception("could not advance the audit anchor")
         if not database.is_closed():
             database.close()
 
@@ -95,6 +114,10 @@ def register_request_hooks(app: Flask, database, instance: Instance) -> None:
     def _security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        # Pages and API answers hold tenant data: no browser or proxy may keep a copy
+        # (a shared machine's back button, a caching proxy). Static assets are public.
+        if request.endpoint != "static":
+            response.headers.setdefault("Cache-Control", "no-store")
         # The chat widget is made to be framed by the tenant's own site; it sets its own CSP.
         if not (request.endpoint or "").startswith("public.widget"):
             response.headers.setdefault("X-Frame-Options", "DENY")
@@ -120,6 +143,7 @@ def register_blueprints(app: Flask) -> None:
     from appliance.web.views.account import account
     from appliance.web.views.admin import admin
     from appliance.web.views.attachments import files
+    from appliance.web.views.audit import audit_pages
     from appliance.web.views.auth import auth
     from appliance.web.views.email import email_admin
     from appliance.web.views.inbox import inbox
@@ -131,8 +155,8 @@ def register_blueprints(app: Flask) -> None:
     from appliance.web.views.sync import sync_admin
     from appliance.web.views.system import system
 
-    for blueprint in (auth, account, inbox, admin, security, knowledge, public, licence_pages, api, sync_admin,
-                      system, live_pages, files, email_admin, business_pages):
+    for blueprint in (auth, account, inbox, admin, audit_pages, security, knowledge, public, licence_pages, api,
+                      sync_admin, system, live_pages, files, email_admin, business_pages):
         app.register_blueprint(blueprint)
     app.before_request(enrolment_gate)
     csrf.exempt(api)

@@ -54,7 +54,10 @@ def check_master_key(instance: Instance) -> None:
 
 def ensure_provider_admin(instance: Instance, email: str, password: str, provider_name: str) -> bool:
     """Create the provider tenant and its first admin when the database has no user yet."""
+    from appliance.web.models.audit import bind_trail
+
     database = dbmod.bind(instance.database_url)
+    bind_trail(instance)  # whatever the services record is chained with the installation's key
     with database.connection_context(), database.atomic():
         if User.select().exists():
             return False

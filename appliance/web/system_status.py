@@ -108,13 +108,15 @@ def _sync(instance) -> Check:
 
 
 def _audit() -> Check:
-    from appliance.web.models.audit import AuditEvent, verify_chain
+    from appliance.web.models.audit import verify
 
-    broken = verify_chain()
-    total = AuditEvent.select().count()
-    if broken:
-        return Check("Audit trail", "error", f"{len(broken)} of {total} entries do not chain: first at id {broken[0]}")
-    return Check("Audit trail", "ok", f"{total} entries, chain intact")
+    report = verify()
+    if report.broken:
+        return Check("Audit trail", "error",
+                     f"{len(report.broken)} of {report.total} entries do not chain: first at id {report.broken[0]}")
+    if report.problems:
+        return Check("Audit trail", "error", " ".join(report.problems))
+    return Check("Audit trail", "ok", f"{report.total} entries, chain intact and anchored")
 
 
 def _disk(instance) -> Check:

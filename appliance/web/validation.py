@@ -4,6 +4,9 @@ One status for each fault, wherever the body arrives, so a client learns one rul
 
 - 415: the endpoint needs ``Content-Type: application/json`` and the body is not declared so;
 - 400: the bytes are not a JSON object (malformed, not UTF-8, empty, an array or a bare value);
+- 413: the body is larger than ``json_max_bytes``;
+- 400: the document nests deeper than ``json_max_depth`` (checked on the raw bytes, before
+  the parser could recurse into it);
 - 422: the object is well formed but its content is wrong (an unknown or a missing field,
   a wrong type, null where not allowed, too long, not one of the allowed values).
 
@@ -14,9 +17,16 @@ client that sends a field we do not know gets told which fields exist, never ign
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
-from flask import abort, request
+from flask import abort, current_app, has_app_context, request
+
+from appliance.core.config import DEFAULTS
+
+# A JSON string (escapes included) or one bracket: strings are skipped whole, so a bracket
+# inside a string never counts as nesting.
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 @dataclass(frozen=True)
@@ -71,12 +81,48 @@ class F:
         return out
 
 
-def json_object(raw: bytes, fields: dict[str, F]) -> dict:
-    """``raw`` parsed as a JSON object and checked against ``fields``; abort 400/422 otherwise."""
+def nesting_depth(raw: bytes, limit: int) -> int:
+    """How deep ``raw`` nests arrays and objects, counting no further than ``limit + 1``.
+
+    A scan of the bytes that never recurses, so it is safe on any input: the parser
+    itself recurses per level and would raise RecursionError on a deep enough document.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return 0  # cannot exceed the limit: no need to scan
+    depth = deepest = 0
+    for match in _TOKENS.finditer(raw):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                break
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def _limits() -> tuple[int, int]:
+    settings = current_app.extensions["appliance_instance"] if has_app_context() else DEFAULTS
+    return int(settings["json_max_bytes"]), int(settings["json_max_depth"])
+
+
+def parse_json(raw: bytes):
+    """``raw`` parsed as JSON within the size and depth limits; abort 413/400 otherwise."""
+    max_bytes, max_depth = _limits()
+    if len(raw) > max_bytes:
+        abort(413, description=f"The JSON body is limited to {max_bytes} bytes (setting json_max_bytes).")
+    if nesting_depth(raw, max_depth) > max_depth:
+        abort(400, description=f"The JSON body nests deeper than {max_depth} levels (setting json_max_depth).")
     try:
-        data = json.loads(raw)
-    except ValueError:  # UnicodeDecodeError is a ValueError too
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError too
         abort(400, description="The body is not valid JSON (UTF-8).")
+
+
+def json_object(raw: bytes, fields: dict[str, F]) -> dict:
+    """``raw`` parsed as a JSON object and checked against ``fields``; abort 400/413/422 otherwise."""
+    data = parse_json(raw)
     if not isinstance(data, dict):
         abort(400, description="The body must be a JSON object.")
     unknown = sorted(set(data) - set(fields))

@@ -69,6 +69,9 @@ FIELDS: dict[str, tuple[str, bool]] = {
     "programs": ("names", True),
     "profiles": ("names", True),
     "installation_id": ("optional_text", False),
+    # The installation's public-key fingerprint ("SHA256:...", as 'appliance sync identity'
+    # prints it): binds the licence to the key, which a copied or rewritten id file cannot fake.
+    "installation_key": ("optional_text", False),
     "replaces": ("optional_licence_id", False),
 }
 MAX_COUNT = 1_000_000
@@ -105,6 +108,7 @@ class Licence:
     production: bool
     text: str = field(repr=False, compare=False)
     payload_bytes: bytes = field(repr=False)
+    installation_key: str | None = None
 
     @property
     def grace_ends_at(self) -> datetime:
@@ -130,6 +134,7 @@ class Licence:
             "programs": list(self.programs),
             "profiles": list(self.profiles),
             "installation_id": self.installation_id,
+            "installation_key": self.installation_key,
             "replaces": self.replaces,
             "key_id": self.key_id,
             "production_key": self.production,
@@ -450,6 +455,7 @@ def verify_licence(data: str | bytes, trust) -> Licence:
         programs=tuple(payload["programs"]),
         profiles=tuple(payload["profiles"]),
         installation_id=payload.get("installation_id"),
+        installation_key=payload.get("installation_key"),
         replaces=payload.get("replaces"),
         key_id=armoured.key_id,
         production=trusted.production,

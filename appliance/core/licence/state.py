@@ -168,12 +168,21 @@ def select_licences(licences: Sequence[Licence], effective_now: datetime) -> tup
     return active, pending
 
 
+def binding_problem(lic: Licence, installation_key: str | None) -> str | None:
+    """Why ``lic`` is not for the installation holding the key ``installation_key`` (None: it is)."""
+    if lic.installation_key is None or lic.installation_key == installation_key:
+        return None
+    return (f"Licence {lic.licence_id} is bound to the installation key {lic.installation_key}, but this "
+            f"installation's key is {installation_key or 'missing'}.")
+
+
 def evaluate(
     licences: Sequence[Licence],
     *,
     now: datetime,
     installed_at: datetime,
     installation_id: str,
+    installation_key: str | None = None,
     high_water: datetime | None = None,
     profile: str | None = None,
     extra_messages: Sequence[Message] = (),
@@ -203,6 +212,9 @@ def evaluate(
                     f"one ({installation_id}); it is ignored.",
                 )
             )
+            continue
+        if binding_problem(lic, installation_key):
+            messages.append(Message("error", binding_problem(lic, installation_key) + " It is ignored."))
             continue
         usable.append(lic)
 
@@ -389,6 +401,7 @@ class FileMark:
 class ClockReading:
     high_water: datetime | None  # the verified mark before this reading
     problems: list[Message]
+    missing: bool = False  # no source held a mark at all (deleted, or a brand-new installation)
 
 
 class ClockGuard:
@@ -399,22 +412,34 @@ class ClockGuard:
     rewritten from the verified copies. Only verified values count.
     """
 
-    def __init__(self, sources: Sequence[MarkSource], key: bytes, installation_id: str):
+    def __init__(self, sources: Sequence[MarkSource], key: bytes, installation_id: str,
+                 legacy_keys: Sequence[bytes] = ()):
         self.sources = list(sources)
         self.key = key
         self.installation_id = installation_id
+        # Keys an older release MACed marks with: still believed once, then rewritten under ``key``.
+        self.legacy_keys = list(legacy_keys)
+
+    def _genuine(self, value: str, mac: str) -> tuple[bool, bool]:
+        """(verifies, under the current key)."""
+        if hmac.compare_digest(mark_mac(self.key, self.installation_id, value), mac):
+            return True, True
+        old = any(hmac.compare_digest(mark_mac(k, self.installation_id, value), mac) for k in self.legacy_keys)
+        return old, False
 
     def observe(self, now: datetime, persist: bool = True) -> ClockReading:
         problems: list[Message] = []
         verified: list[datetime] = []
         stored: dict[int, datetime | None] = {}
+        found = 0
         for i, source in enumerate(self.sources):
             record = source.load()
             stored[i] = None
             if record is None:
                 continue
+            found += 1
             value, mac = record
-            good = hmac.compare_digest(mark_mac(self.key, self.installation_id, value), mac)
+            good, current_key = self._genuine(value, mac)
             when = None
             if good:
                 try:
@@ -430,7 +455,7 @@ class ClockGuard:
                     )
                 )
                 continue
-            stored[i] = when
+            stored[i] = when if current_key else None  # under an old key: rewrite it
             verified.append(when)
         high_water = max(verified) if verified else None
         if persist:
@@ -446,4 +471,4 @@ class ClockGuard:
                         problems.append(
                             Message("warning", f"Cannot keep the clock high-water mark in {source.name}: {exc}")
                         )
-        return ClockReading(high_water, problems)
+        return ClockReading(high_water, problems, missing=found == 0)

@@ -6,6 +6,7 @@ from flask import Blueprint, abort, current_app, g, jsonify, request
 
 from appliance.web.access import Principal
 from appliance.web.auth import must_enrol
+from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
 from appliance.web.models.tenancy import ApiToken, Tenant, User
 from appliance.web.services import ServiceError
@@ -38,12 +39,18 @@ def _authenticate():
     creator = User.get_by_id(principal.user_id)
     if must_enrol(creator):
         abort(403, description="The creator of this API token must set up TOTP (two-factor login) first.")
-    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
+    first_in_a_minute = row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60
+    if first_in_a_minute:
         ApiToken.update(last_used_at=now).where(ApiToken.id == row.id).execute()
     g.token = row
     g.principal = principal
     g.user = None
     require_program(tenant, "api")
+    if row.role == "admin" and first_in_a_minute:
+        # Admin tokens can do what admins do: their use is in the audit trail, once a
+        # minute per token like last_used_at (an event per request would swamp the trail).
+        record("token.use", actor_id=row.created_by_id, tenant_id=row.tenant_id, target=f"token:{row.id}",
+               method=request.method, endpoint=request.endpoint)
 
 
 @api.errorhandler(ServiceError)

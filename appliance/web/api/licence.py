@@ -14,6 +14,7 @@ from flask import abort, g, jsonify, request
 from appliance.core.licence.format import MAX_LICENCE_BYTES, LicenceError
 from appliance.web.access import is_provider_admin
 from appliance.web.api import api
+from appliance.web.api import responses as R
 from appliance.web.api.schema import spec
 from appliance.web.models.licence import TenantProgram
 from appliance.web.models.tenancy import Tenant
@@ -22,7 +23,7 @@ from appliance.web.validation import F
 
 
 @api.route("/licence")
-@spec("Licence state; provider admins also get limits, use and history", tag="licence")
+@spec("Licence state; provider admins also get limits, use and history", tag="licence", response=R.LICENCE_STATE)
 def licence_state():
     tenant = Tenant.get_by_id(g.token.tenant_id)
     if is_provider_admin(g.principal):
@@ -45,7 +46,7 @@ INSTALL_BODY = {"text": F("string", required=True, max_length=MAX_LICENCE_BYTES,
 
 @api.route("/licence", methods=["POST"])
 @spec("Install a licence (provider admins)", role="admin", scope="provider", body=INSTALL_BODY, tag="licence",
-      status=201)
+      status=201, response=R.LICENCE_INSTALLED)
 def licence_install(data):
     try:
         installed, created = licence.service().install(data["text"], actor_id=g.principal.user_id)
@@ -62,7 +63,7 @@ PROGRAM_BODY = {
 
 
 @api.route("/tenants/<id:tenant_id>/programs")
-@spec("Programs of a tenant: assigned (with dates) and usable now", tag="licence")
+@spec("Programs of a tenant: assigned (with dates) and usable now", tag="licence", response=R.PROGRAMS)
 def list_programs(tenant):
     rows = TenantProgram.select().where(TenantProgram.tenant == tenant.id).order_by(TenantProgram.program)
     return jsonify(items=[r.to_json() for r in rows], usable=sorted(licence.tenant_programs(tenant)))
@@ -70,7 +71,7 @@ def list_programs(tenant):
 
 @api.route("/tenants/<id:tenant_id>/programs", methods=["POST"])
 @spec("Assign a program to a tenant (provider admins, within the licence)", role="admin", scope="provider",
-      body=PROGRAM_BODY, tag="licence", status=201)
+      body=PROGRAM_BODY, tag="licence", status=201, response=R.PROGRAM)
 def assign_program(tenant, data):
     row = licence.assign_program(tenant, data["program"], effective_from=licence.parse_when(data.get("effective_from")),
                                    actor_id=g.principal.user_id)
@@ -79,7 +80,7 @@ def assign_program(tenant, data):
 
 @api.route("/tenants/<id:tenant_id>/programs", methods=["DELETE"])
 @spec("Take a program away from a tenant (?program=NAME; provider admins)", role="admin", scope="provider",
-      query={"program": F("string")}, tag="licence")
+      query={"program": F("string")}, tag="licence", response=R.PROGRAM_REMOVED)
 def unassign_program(tenant):
     program = request.args.get("program", "")
     if not licence.unassign_program(tenant, program, actor_id=g.principal.user_id):

@@ -8,6 +8,7 @@ from flask import abort, current_app, g, jsonify, request
 
 from appliance.web.access import is_shared_down, require_role, shared_from_ancestors
 from appliance.web.api import api
+from appliance.web.api import responses as R
 from appliance.web.api.schema import query_int, spec
 from appliance.web.models.contact_center import (
     CHANNEL_KINDS,
@@ -21,7 +22,18 @@ from appliance.web.models.contact_center import (
     Team,
 )
 from appliance.web.models.tenancy import ACCOUNT_KINDS, ROLES, SUBACCOUNT_KINDS, ApiToken, Membership, Tenant, User
-from appliance.web.services import catalogue, contacts, conversations, invitations, sessions, tenants, tokens, totp
+from appliance.web.services import (
+    catalogue,
+    contacts,
+    conversations,
+    invitations,
+    pan,
+    sessions,
+    tenants,
+    tokens,
+    totp,
+    visitors,
+)
 from appliance.web.validation import F
 
 
@@ -36,7 +48,7 @@ def _page(items, next_cursor=None):
 # --- identity and tenants -------------------------------------------------------------
 
 @api.route("/me")
-@spec("The token's tenant, role and reach", tag="tenants")
+@spec("The token's tenant, role and reach", tag="tenants", response=R.ME)
 def me():
     token = g.token
     tenant = Tenant.get_by_id(token.tenant_id)
@@ -44,13 +56,13 @@ def me():
 
 
 @api.route("/tenants")
-@spec("Tenants this token reaches (its tenant and the sub-accounts below)", tag="tenants")
+@spec("Tenants this token reaches (its tenant and the sub-accounts below)", tag="tenants", response=R.page(R.TENANT))
 def list_tenants():
     return _page(g.principal.reachable_tenants().limit(500))
 
 
 @api.route("/tenants/<id:tenant_id>")
-@spec("One tenant", tag="tenants")
+@spec("One tenant", tag="tenants", response=R.TENANT)
 def get_tenant(tenant):
     return jsonify(tenant.to_json())
 
@@ -59,11 +71,12 @@ TENANT_PATCH = {
     "name": F("string", max_length=120),
     "brand_color": F("string", max_length=7),
     "logo": F("string", max_length=200_000, nullable=True),
+    "mask_card_numbers": F("boolean", description="Show card numbers in messages masked to agents"),
 }
 
 
 @api.route("/tenants/<id:tenant_id>", methods=["PATCH"])
-@spec("Change a tenant's name and branding", role="admin", body=TENANT_PATCH, tag="tenants")
+@spec("Change a tenant's name and branding", role="admin", body=TENANT_PATCH, tag="tenants", response=R.TENANT)
 def patch_tenant(tenant, data):
     return jsonify(tenants.update_branding(tenant, actor_id=_actor(), **data).to_json())
 
@@ -75,14 +88,14 @@ CHILD_BODY = {
 
 
 @api.route("/tenants/<id:tenant_id>/children")
-@spec("Accounts or sub-accounts directly below a tenant", tag="tenants")
+@spec("Accounts or sub-accounts directly below a tenant", tag="tenants", response=R.page(R.TENANT))
 def list_children(tenant):
     return _page(Tenant.select().where(Tenant.parent == tenant.id).order_by(Tenant.name))
 
 
 @api.route("/tenants/<id:tenant_id>/children", methods=["POST"])
 @spec("Create an account (under the provider) or a sub-account (under an account)",
-      role="admin", body=CHILD_BODY, tag="tenants", status=201)
+      role="admin", body=CHILD_BODY, tag="tenants", status=201, response=R.TENANT)
 def create_child(tenant, data):
     return jsonify(tenants.create_child(tenant, data["name"], data["kind"], actor_id=_actor()).to_json()), 201
 
@@ -104,7 +117,7 @@ MEMBER_PATCH = {
 
 
 @api.route("/tenants/<id:tenant_id>/members")
-@spec("Members of a tenant", role="supervisor", tag="members")
+@spec("Members of a tenant", role="supervisor", tag="members", response=R.page(R.MEMBER))
 def list_members(tenant):
     return _page(Membership.select().where(Membership.tenant == tenant.id).order_by(Membership.id))
 
@@ -112,7 +125,7 @@ def list_members(tenant):
 @api.route("/tenants/<id:tenant_id>/members", methods=["POST"])
 @spec("Add a member by e-mail: a new address gets an account at once, an existing account an invitation "
       "its owner accepts (the answer is the same either way)", role="admin", body=MEMBER_BODY, tag="members",
-      status=202)
+      status=202, response=R.MEMBER_ADDED)
 def add_member(tenant, data):
     answer = invitations.add_by_email(
         tenant, g.principal, email=data["email"], name=data.get("name"), password=data.get("password"),
@@ -122,19 +135,21 @@ def add_member(tenant, data):
 
 
 @api.route("/members/<id:member_id>")
-@spec("One membership", role="supervisor", tag="members")
+@spec("One membership", role="supervisor", tag="members",
+      response=R.MEMBER)
 def get_member(member):
     return jsonify(member.to_json())
 
 
 @api.route("/members/<id:member_id>", methods=["PATCH"])
-@spec("Change a member's role, sharing or availability", role="admin", body=MEMBER_PATCH, tag="members")
+@spec("Change a member's role, sharing or availability", role="admin", body=MEMBER_PATCH, tag="members",
+      response=R.MEMBER)
 def patch_member(member, data):
     return jsonify(tenants.update_member(member, actor_id=_actor(), **data).to_json())
 
 
 @api.route("/members/<id:member_id>", methods=["DELETE"])
-@spec("Remove a member from a tenant", role="admin", tag="members")
+@spec("Remove a member from a tenant", role="admin", tag="members", response=R.DELETED)
 def delete_member(member):
     tenants.remove_member(member, actor_id=_actor())
     return jsonify(deleted=member.id)
@@ -149,14 +164,14 @@ TOKEN_BODY = {
 
 
 @api.route("/tenants/<id:tenant_id>/tokens")
-@spec("API tokens of a tenant (never the secrets)", role="admin", tag="members")
+@spec("API tokens of a tenant (never the secrets)", role="admin", tag="members", response=R.page(R.TOKEN))
 def list_tokens(tenant):
     return _page(ApiToken.select().where(ApiToken.tenant == tenant.id).order_by(ApiToken.id))
 
 
 @api.route("/tenants/<id:tenant_id>/tokens", methods=["POST"])
 @spec("Create an API token; the secret is in this answer only", role="admin", body=TOKEN_BODY,
-      tag="members", status=201)
+      tag="members", status=201, response=R.NEW_TOKEN)
 def create_token(tenant, data):
     row, token = tokens.create_token(tenant, name=data["name"], role=data["role"],
                                      creator_role=g.principal.role_in(tenant), actor_id=_actor(),
@@ -167,7 +182,7 @@ def create_token(tenant, data):
 
 
 @api.route("/tokens/<id:token_id>", methods=["DELETE"])
-@spec("Revoke an API token", role="admin", tag="members")
+@spec("Revoke an API token", role="admin", tag="members", response=R.TOKEN)
 def revoke_token(token):
     return jsonify(tokens.revoke_token(token, actor_id=_actor()).to_json())
 
@@ -218,26 +233,26 @@ CHANNEL_PATCH = {
 
 
 @api.route("/tenants/<id:tenant_id>/channels")
-@spec("Channels of a tenant, and those its parents share down", tag="channels")
+@spec("Channels of a tenant, and those its parents share down", tag="channels", response=R.page(R.CHANNEL))
 def list_channels(tenant):
     own = list(Channel.select().where(Channel.tenant == tenant.id).order_by(Channel.id))
     return _page(own + list(shared_from_ancestors(Channel, tenant)))
 
 
 @api.route("/tenants/<id:tenant_id>/channels", methods=["POST"])
-@spec("Create a channel", role="admin", body=CHANNEL_BODY, tag="channels", status=201)
+@spec("Create a channel", role="admin", body=CHANNEL_BODY, tag="channels", status=201, response=R.CHANNEL)
 def create_channel(tenant, data):
     return jsonify(catalogue.create_channel(tenant, actor_id=_actor(), **data).to_json()), 201
 
 
 @api.route("/channels/<id:channel_id>")
-@spec("One channel (shared channels of a parent can be read)", tag="channels", shared_read=True)
+@spec("One channel (shared channels of a parent can be read)", tag="channels", shared_read=True, response=R.CHANNEL)
 def get_channel(channel):
     return jsonify(channel.to_json())
 
 
 @api.route("/channels/<id:channel_id>", methods=["PATCH"])
-@spec("Change a channel", role="admin", body=CHANNEL_PATCH, tag="channels")
+@spec("Change a channel", role="admin", body=CHANNEL_PATCH, tag="channels", response=R.CHANNEL)
 def patch_channel(channel, data):
     if "team_id" not in data:
         data["team_id"] = ...
@@ -248,13 +263,13 @@ TEAM_BODY = {"name": F("string", required=True, max_length=80)}
 
 
 @api.route("/tenants/<id:tenant_id>/teams")
-@spec("Teams of a tenant", tag="channels")
+@spec("Teams of a tenant", tag="channels", response=R.page(R.TEAM))
 def list_teams(tenant):
     return _page(Team.select().where(Team.tenant == tenant.id).order_by(Team.name))
 
 
 @api.route("/tenants/<id:tenant_id>/teams", methods=["POST"])
-@spec("Create a team", role="admin", body=TEAM_BODY, tag="channels", status=201)
+@spec("Create a team", role="admin", body=TEAM_BODY, tag="channels", status=201, response=R.TEAM)
 def create_team(tenant, data):
     return jsonify(catalogue.create_team(tenant, data["name"]).to_json()), 201
 
@@ -271,7 +286,8 @@ CONTACT_QUERY = {"email": F("string"), "phone": F("string"), "limit": F("integer
 
 
 @api.route("/tenants/<id:tenant_id>/contacts")
-@spec("Contacts; exact-match search with ?email= or ?phone=", query=CONTACT_QUERY, tag="contacts")
+@spec("Contacts; exact-match search with ?email= or ?phone=", query=CONTACT_QUERY, tag="contacts",
+      response=R.page(R.CONTACT))
 def list_contacts(tenant):
     email, phone = request.args.get("email"), request.args.get("phone")
     query = contacts.find_contacts(tenant, email=email, phone=phone)
@@ -283,21 +299,34 @@ def list_contacts(tenant):
 
 
 @api.route("/tenants/<id:tenant_id>/contacts", methods=["POST"])
-@spec("Create a contact", body=CONTACT_BODY, tag="contacts", status=201)
+@spec("Create a contact", body=CONTACT_BODY, tag="contacts", status=201, response=R.CONTACT)
 def create_contact(tenant, data):
     return jsonify(contacts.create_contact(tenant, **data).to_json()), 201
 
 
 @api.route("/contacts/<id:contact_id>")
-@spec("One contact", tag="contacts")
+@spec("One contact", tag="contacts", response=R.CONTACT)
 def get_contact(contact):
     return jsonify(contact.to_json())
 
 
 @api.route("/contacts/<id:contact_id>", methods=["PATCH"])
-@spec("Change a contact", body=CONTACT_BODY, tag="contacts")
+@spec("Change a contact", body=CONTACT_BODY, tag="contacts", response=R.CONTACT)
 def patch_contact(contact, data):
     return jsonify(contacts.update_contact(contact, **data).to_json())
+
+
+MERGE_BODY = {"into": F("integer", required=True, description="The contact the visitor turned out to be")}
+
+
+@api.route("/contacts/<id:contact_id>/merge", methods=["POST"])
+@spec("Merge an unverified visitor contact into the contact it turned out to be", body=MERGE_BODY,
+      tag="contacts", response=R.CONTACT)
+def merge_contact(contact, data):
+    target = Contact.get_or_none(Contact.id == data["into"], Contact.tenant == contact.tenant_id)
+    if target is None:
+        abort(422, description="into is not a contact of this contact's tenant.")
+    return jsonify(visitors.merge(contact, target, actor_id=_actor()).to_json())
 
 
 # --- conversations and messages ---------------------------------------------------------
@@ -331,7 +360,7 @@ MESSAGE_BODY = {
 
 @api.route("/tenants/<id:tenant_id>/conversations")
 @spec("The inbox: newest first, filtered, keyset-paginated with next_cursor", query=INBOX_QUERY,
-      tag="conversations")
+      tag="conversations", response=R.page(R.CONVERSATION))
 def list_conversations(tenant):
     rows, cursor = conversations.inbox(
         tenant,
@@ -349,7 +378,7 @@ def list_conversations(tenant):
 
 @api.route("/tenants/<id:tenant_id>/conversations", methods=["POST"])
 @spec("Start a conversation with a contact on a channel", body=CONVERSATION_BODY,
-      tag="conversations", status=201)
+      tag="conversations", status=201, response=R.CONVERSATION)
 def create_conversation(tenant, data):
     contact = Contact.get_or_none(Contact.id == data["contact_id"], Contact.tenant == tenant.id)
     if contact is None:
@@ -369,13 +398,13 @@ def create_conversation(tenant, data):
 
 
 @api.route("/conversations/<id:conversation_id>")
-@spec("One conversation", tag="conversations")
+@spec("One conversation", tag="conversations", response=R.CONVERSATION)
 def get_conversation(conversation):
     return jsonify(conversation.to_json())
 
 
 @api.route("/conversations/<id:conversation_id>", methods=["PATCH"])
-@spec("Change status, assignee or team", body=CONVERSATION_PATCH, tag="conversations")
+@spec("Change status, assignee or team", body=CONVERSATION_PATCH, tag="conversations", response=R.CONVERSATION)
 def patch_conversation(conversation, data):
     if "assignee_id" in data or "team_id" in data:
         tenant = Tenant.get_by_id(conversation.tenant_id)
@@ -398,20 +427,34 @@ def patch_conversation(conversation, data):
 
 
 @api.route("/conversations/<id:conversation_id>/messages")
-@spec("Messages of a conversation, oldest first", query={"after": F("integer"), "limit": F("integer")},
-      tag="conversations")
+@spec("Messages of a conversation, oldest first; card numbers masked where the tenant masks them "
+      "(?unmasked=true: the full text, for pan_reveal_role and above, audited)",
+      query={"after": F("integer"), "limit": F("integer"), "unmasked": F("boolean")},
+      tag="conversations", response=R.page(R.MESSAGE))
 def list_messages(conversation):
     after = query_int("after", 0, 0, 2**62)
     rows = list(
         Message.select().where(Message.conversation == conversation.id, Message.id > after)
         .order_by(Message.id).limit(query_int("limit", 100, 1, 500))
     )
-    return _page(rows, str(rows[-1].id) if rows else None)
+    items = [m.to_json() for m in rows]
+    tenant = Tenant.get_by_id(conversation.tenant_id)
+    if pan.masking_on(tenant):
+        if request.args.get("unmasked") in ("true", "1"):
+            if not pan.may_reveal(g.principal.role_in(tenant), current_app.extensions["appliance_instance"]
+                                  ["pan_reveal_role"]):
+                abort(403, description="Your role may not see full card numbers (setting pan_reveal_role).")
+            pan.audit_reveal(actor_id=_actor(), tenant_id=tenant.id, conversation_id=conversation.id,
+                             messages=len(items))
+        else:
+            for item in items:
+                item["body"] = pan.mask(item["body"])
+    return jsonify(items=items, next_cursor=str(rows[-1].id) if rows else None)
 
 
 @api.route("/conversations/<id:conversation_id>/messages", methods=["POST"])
 @spec("Reply (out), add an internal note, or record an inbound message", body=MESSAGE_BODY,
-      tag="conversations", status=201)
+      tag="conversations", status=201, response=R.MESSAGE)
 def create_message(conversation, data):
     direction = data.get("direction", "out")
     author = _actor() if direction != "in" else None
@@ -436,51 +479,52 @@ ARTICLE_PATCH = {k: F(f.type, max_length=f.max_length) for k, f in ARTICLE_BODY.
 
 
 @api.route("/tenants/<id:tenant_id>/canned-answers")
-@spec("Canned answers of a tenant", tag="knowledge")
+@spec("Canned answers of a tenant", tag="knowledge", response=R.page(R.CANNED))
 def list_canned(tenant):
     return _page(CannedAnswer.select().where(CannedAnswer.tenant == tenant.id).order_by(CannedAnswer.shortcut))
 
 
 @api.route("/tenants/<id:tenant_id>/canned-answers", methods=["POST"])
-@spec("Create a canned answer", role="supervisor", body=CANNED_BODY, tag="knowledge", status=201)
+@spec("Create a canned answer", role="supervisor", body=CANNED_BODY, tag="knowledge", status=201, response=R.CANNED)
 def create_canned(tenant, data):
     return jsonify(catalogue.create_canned(tenant, **data).to_json()), 201
 
 
 @api.route("/canned-answers/<id:canned_id>", methods=["DELETE"])
-@spec("Delete a canned answer", role="supervisor", tag="knowledge")
+@spec("Delete a canned answer", role="supervisor", tag="knowledge", response=R.DELETED)
 def delete_canned(canned):
     catalogue.delete_canned(canned)
     return jsonify(deleted=canned.id)
 
 
 @api.route("/tenants/<id:tenant_id>/articles")
-@spec("Knowledge-base articles of a tenant and those its parents share down", tag="knowledge")
+@spec("Knowledge-base articles of a tenant and those its parents share down", tag="knowledge",
+      response=R.page(R.ARTICLE))
 def list_articles(tenant):
     own = list(Article.select().where(Article.tenant == tenant.id).order_by(Article.id))
     return _page(own + list(shared_from_ancestors(Article, tenant)))
 
 
 @api.route("/tenants/<id:tenant_id>/articles", methods=["POST"])
-@spec("Create an article", role="supervisor", body=ARTICLE_BODY, tag="knowledge", status=201)
+@spec("Create an article", role="supervisor", body=ARTICLE_BODY, tag="knowledge", status=201, response=R.ARTICLE)
 def create_article(tenant, data):
     return jsonify(catalogue.create_article(tenant, **data).to_json()), 201
 
 
 @api.route("/articles/<id:article_id>")
-@spec("One article (shared articles of a parent can be read)", tag="knowledge", shared_read=True)
+@spec("One article (shared articles of a parent can be read)", tag="knowledge", shared_read=True, response=R.ARTICLE)
 def get_article(article):
     return jsonify(article.to_json())
 
 
 @api.route("/articles/<id:article_id>", methods=["PATCH"])
-@spec("Change an article", role="supervisor", body=ARTICLE_PATCH, tag="knowledge")
+@spec("Change an article", role="supervisor", body=ARTICLE_PATCH, tag="knowledge", response=R.ARTICLE)
 def patch_article(article, data):
     return jsonify(catalogue.update_article(article, **data).to_json())
 
 
 @api.route("/articles/<id:article_id>", methods=["DELETE"])
-@spec("Delete an article", role="supervisor", tag="knowledge")
+@spec("Delete an article", role="supervisor", tag="knowledge", response=R.DELETED)
 def delete_article(article):
     catalogue.delete_article(article)
     return jsonify(deleted=article.id)

@@ -53,10 +53,13 @@ SCOPES = ("tenant", "provider")
 
 
 def spec(summary: str, *, role: str = "agent", scope: str = "tenant", body: dict | None = None,
-         query: dict | None = None, tag: str = "general", status: int = 200, shared_read: bool = False):
+         query: dict | None = None, tag: str = "general", status: int = 200, shared_read: bool = False,
+         response: dict | None = None):
     """Declare and enforce an API route's access and body (see the module docstring).
 
     ``shared_read`` lets a principal below the owner read an object its owner shares down.
+    ``response`` is the JSON schema of the success answer (appliance.web.api.responses);
+    optional here, but tests/test_hardening_openapi.py requires one on every route.
     """
     if role not in ROLES:
         raise ValueError(f"@spec role must be one of {', '.join(ROLES)}, not {role!r}.")
@@ -73,6 +76,7 @@ def spec(summary: str, *, role: str = "agent", scope: str = "tenant", body: dict
             "tag": tag,
             "status": status,
             "shared_read": shared_read,
+            "response": response,
         }
 
         @functools.wraps(view)
@@ -152,8 +156,12 @@ def openapi_document(app) -> dict:
                 "tags": [meta["tag"]],
                 "parameters": params,
                 "responses": {
-                    str(meta["status"]): {"description": "Success", "content": {"application/json": {}}},
+                    str(meta["status"]): {
+                        "description": "Success",
+                        "content": {"application/json": {"schema": meta["response"]} if meta["response"] else {}},
+                    },
                     "4XX": {"$ref": "#/components/responses/Error"},
+                    "5XX": {"$ref": "#/components/responses/Error"},
                 },
             }
             if meta["body"] is not None and method in ("POST", "PATCH", "PUT"):
@@ -186,6 +194,7 @@ def openapi_document(app) -> dict:
                         "application/json": {
                             "schema": {
                                 "type": "object",
+                                "required": ["error", "message", "status"],
                                 "properties": {
                                     "error": {"type": "string"},
                                     "message": {"type": "string"},

@@ -6,6 +6,7 @@ import secrets
 from uuid import uuid4
 
 from peewee import (
+    SQL,
     BooleanField,
     CharField,
     DateTimeField,
@@ -85,6 +86,8 @@ class Contact(EncryptedModel, BaseModel):
     # Exact-match search without decrypting: keyed HMACs of the normalised values.
     email_bidx = BlindIndexField("email", "email")
     phone_bidx = BlindIndexField("phone", "phone")
+    # False for an anonymous widget visitor: the name and e-mail are only what they typed.
+    verified = BooleanField(default=True, constraints=[SQL("DEFAULT TRUE")])
     created_at = DateTimeField(default=utcnow)
 
     def to_json(self):
@@ -95,6 +98,7 @@ class Contact(EncryptedModel, BaseModel):
             "email": self.email,
             "phone": self.phone,
             "notes": self.notes,
+            "verified": self.verified,
             "created_at": self.created_at.isoformat() + "Z",
         }
 

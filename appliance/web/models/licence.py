@@ -31,12 +31,13 @@ class LicenceClock(BaseModel):
     """One row: when the evaluation started and the latest time this appliance has seen.
 
     ``high_water`` is MAC'd (appliance.core.licence.state.ClockGuard) with a key derived
-    from the session key, so a row set back by hand is detected, not believed.
+    from the installation's private key, so a row set back by hand is detected, not believed.
     """
 
     id = IntegerField(primary_key=True)  # always 1
     installation_id = CharField(max_length=64)
     evaluation_started_at = DateTimeField(default=utcnow)
+    evaluation_mac = CharField(max_length=64, null=True)  # HMAC, key outside the database
     high_water = CharField(max_length=20, null=True)
     high_water_mac = CharField(max_length=64, null=True)
 

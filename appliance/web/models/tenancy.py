@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from peewee import (
+    SQL,
     BooleanField,
     CharField,
     DateTimeField,
@@ -37,6 +38,8 @@ class Tenant(BaseModel):
     credit_limit = DecimalField(max_digits=12, decimal_places=2, default=0)
     partner_level = CharField(max_length=20, null=True)
     is_active = BooleanField(default=True)
+    # Card numbers in messages shown masked to agents here and below (services/pan.py).
+    mask_card_numbers = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
     created_at = DateTimeField(default=utcnow)
 
     def ancestor_ids(self) -> list[int]:
@@ -55,6 +58,7 @@ class Tenant(BaseModel):
             "slug": self.slug,
             "brand_color": self.brand_color,
             "is_active": self.is_active,
+            "mask_card_numbers": self.mask_card_numbers,
             "created_at": self.created_at.isoformat() + "Z",
         }
 

@@ -63,7 +63,8 @@ def find_or_create_contact(tenant: Tenant, *, name=None, email=None, phone=None)
 
     for kind, value in (("email", email), ("phone", phone)):
         if value:
-            found = find_contacts(tenant, **{kind: value}).first()
+            # Never onto a visitor's unverified claim: it may name someone else's address.
+            found = find_contacts(tenant, **{kind: value}).where(Contact.verified == True).first()
             if found is not None:
                 return found
     return create_contact(tenant, name=name, email=email, phone=phone)

@@ -33,7 +33,7 @@ from flask import current_app, g, has_app_context, has_request_context
 from peewee import IntegrityError
 
 from appliance.core import clock
-from appliance.core.identity import ID_FILE
+from appliance.core.identity import ID_FILE, IdentityError, load_identity
 from appliance.core.licence.format import (
     Licence,
     LicenceError,
@@ -42,6 +42,7 @@ from appliance.core.licence.format import (
 )
 from appliance.core.licence.programs import PROGRAM_TITLES
 from appliance.core.licence.state import (
+    CLOCK_TOLERANCE,
     DEGRADED,
     EVALUATION_ENDED,
     EVALUATION_PROGRAMS,
@@ -50,6 +51,7 @@ from appliance.core.licence.state import (
     FileMark,
     LicenceState,
     Message,
+    binding_problem,
     evaluate,
     mark_key,
     mark_mac,
@@ -67,6 +69,12 @@ log = logging.getLogger("appliance.web.services.licence")
 CHANNEL_PROGRAMS = {"webchat": "webchat", "email": "email", "webhook": "messengers", "telegram": "messengers",
                     "whatsapp": "messengers", "vk": "messengers"}
 MARK_FILE = "licence/clock-mark.json"
+# The clock marks and the evaluation start are MACed with a key derived from the
+# installation's private key (keys/installation.key): whoever can edit the database
+# and the mark file but cannot read that key cannot forge them.
+MARK_KEY_PURPOSE = "licence-clock"
+# Marks missing on a database whose data is older than this: deleted, not a new install.
+MISSING_MARK_AGE = timedelta(days=1)
 
 
 
@@ -171,19 +179,67 @@ class LicenceService:
             # No identity file (a bare test instance): a random id kept in the database.
             return self.clock_row().installation_id
 
+    def _identity(self):
+        if not hasattr(self, "_identity_cache"):
+            try:
+                self._identity_cache = load_identity(self.instance)
+            except IdentityError:
+                self._identity_cache = None  # a bare instance without keys: the session key's MAC
+        return self._identity_cache
+
+    def installation_key(self) -> str | None:
+        """The installation's public-key fingerprint, which a licence may be bound to."""
+        identity = self._identity()
+        return identity.fingerprint() if identity else None
+
+    def mark_key(self) -> bytes:
+        identity = self._identity()
+        return identity.derive_key(MARK_KEY_PURPOSE) if identity else mark_key(self.secret)
+
     def clock_row(self) -> LicenceClock:
         row = LicenceClock.get_or_none(LicenceClock.id == 1)
         if row is None:
+            started = naive_utcnow()
             try:
-                row = LicenceClock.create(id=1, installation_id=str(uuid.uuid4()), evaluation_started_at=naive_utcnow())
+                row = LicenceClock.create(id=1, installation_id=str(uuid.uuid4()), evaluation_started_at=started,
+                                          evaluation_mac=self.evaluation_mac(started))
             except IntegrityError:  # another worker created it first
                 row = LicenceClock.get_by_id(1)
+        elif row.evaluation_mac is None:
+            # Kept by a release before the MAC: sealed now, as it stands (the data's age still caps it).
+            row.evaluation_mac = self.evaluation_mac(row.evaluation_started_at)
+            LicenceClock.update(evaluation_mac=row.evaluation_mac).where(
+                LicenceClock.id == 1, LicenceClock.evaluation_mac.is_null()).execute()
         return row
 
+    def evaluation_mac(self, started: datetime) -> str:
+        text = f"appliance-evaluation-start\x00{self.installation_id_for_mac()}\x00{started.isoformat()}"
+        return hmac.new(self.mark_key(), text.encode(), "sha256").hexdigest()
+
+    def installation_id_for_mac(self) -> str:
+        identity = self._identity()
+        return identity.installation_id if identity else "no-identity"
+
+    def evaluation_start(self, row: LicenceClock, problems: list) -> datetime:
+        """When the evaluation started: the MACed value, never later than the oldest data.
+
+        A row deleted (recreated now) or edited to a later date would restart the
+        evaluation; the database's own oldest records say when it really began.
+        """
+        started = row.evaluation_started_at
+        if not hmac.compare_digest(row.evaluation_mac or "", self.evaluation_mac(started)):
+            problems.append(Message("error", "The evaluation start date was edited in the database; it is "
+                                             "counted from the oldest data instead."))
+        oldest = _oldest_data()
+        if oldest is not None and oldest < started:
+            started = oldest
+        return _aware(started)
+
     def guard(self) -> ClockGuard:
-        key, installation = mark_key(self.secret), self.installation_id()
+        key, installation = self.mark_key(), self.installation_id()
         sources = [DatabaseMark(key, installation), FileMark(self.instance.path(MARK_FILE))]
-        return ClockGuard(sources, key, installation)
+        legacy = [mark_key(self.secret)] if self._identity() else []
+        return ClockGuard(sources, key, installation, legacy_keys=legacy)
 
     # licences
 
@@ -209,6 +265,14 @@ class LicenceService:
         now = now or utcnow()
         row = self.clock_row()
         reading = self.guard().observe(now)
+        high_water = reading.high_water
+        if reading.missing:
+            high_water, missing_problem = _missing_marks(now)
+            if missing_problem:
+                reading.problems.append(missing_problem)
+        own_problems: list[Message] = []
+        installed_at = self.evaluation_start(row, own_problems)
+        reading.problems.extend(own_problems)
         for problem in reading.problems:
             # Once an hour per problem: a read-only mark file would otherwise log every request.
             if self._first_in_an_hour(problem.text, now):
@@ -219,9 +283,10 @@ class LicenceService:
         state = evaluate(
             licences,
             now=now,
-            installed_at=_aware(row.evaluation_started_at),
+            installed_at=installed_at,
             installation_id=self.installation_id(),
-            high_water=reading.high_water,
+            installation_key=self.installation_key(),
+            high_water=high_water,
             profile=self.instance["profile"],
             extra_messages=reading.problems + problems,
             trust_non_production=self.trust.non_production_in_use,
@@ -229,7 +294,7 @@ class LicenceService:
         if state.clock_rollback and self._first_in_an_hour("rollback", now):
             log.warning("licence clock: system clock is behind the high-water mark")
             _audit("licence.clock_rollback", clock=format_timestamp(now),
-                   high_water=format_timestamp(reading.high_water))
+                   high_water=format_timestamp(high_water))
         return state
 
     def _first_in_an_hour(self, key: str, now: datetime) -> bool:
@@ -258,6 +323,11 @@ class LicenceService:
                 f"installation {installation}. Send this installation id to the vendor for a licence.",
                 "installation",
             )
+        problem = binding_problem(licence, self.installation_key())
+        if problem:
+            _audit("licence.rejected", actor_id=actor_id, reason="installation_key", licence_id=licence.licence_id)
+            raise LicenceError(f"{problem} Send this installation's key fingerprint to the vendor "
+                               "('appliance sync identity').", "installation")
         state_now = max(now or utcnow(), self.state(now).effective_now)
         if licence.grace_ends_at <= state_now:
             _audit("licence.rejected", actor_id=actor_id, reason="expired", licence_id=licence.licence_id)
@@ -315,6 +385,48 @@ class LicenceService:
         keys = sorted(self.trust.keys.values(), key=lambda k: k.key_id)
         data["trust_roots"] = [{"key_id": k.key_id, "production": k.production} for k in keys]
         return data
+
+
+def _latest_data() -> datetime | None:
+    """The newest time the database itself records (the newest audit event and message)."""
+    from appliance.web.models.audit import AuditEvent
+    from appliance.web.models.contact_center import Message as ChatMessage
+
+    times = [row.at for row in AuditEvent.select(AuditEvent.at).order_by(AuditEvent.id.desc()).limit(1)]
+    times += [row.created_at for row in
+              ChatMessage.select(ChatMessage.created_at).order_by(ChatMessage.id.desc()).limit(1)]
+    return max(times) if times else None
+
+
+def _oldest_data() -> datetime | None:
+    """The oldest time the database records (its first tenant and first audit event)."""
+    from appliance.web.models.audit import AuditEvent
+
+    times = [row.created_at for row in Tenant.select(Tenant.created_at).order_by(Tenant.id).limit(1)]
+    times += [row.at for row in AuditEvent.select(AuditEvent.at).order_by(AuditEvent.id).limit(1)]
+    return min(times) if times else None
+
+
+def _missing_marks(now: datetime) -> tuple[datetime | None, Message | None]:
+    """Every copy of the mark is gone: the worst the data shows, and a warning unless it is new.
+
+    A new installation has no mark yet and only fresh data. Old data, or data from
+    the future, without a mark means the marks were deleted: the newest time the
+    data records stands in for the mark, so deleting both copies gains nothing.
+    """
+    latest, oldest = _latest_data(), _oldest_data()
+    if latest is None:
+        return None, None
+    latest = _aware(latest)
+    if latest <= now + CLOCK_TOLERANCE and (oldest is None or _aware(oldest) > now - MISSING_MARK_AGE):
+        return latest, None
+    return latest, Message("error", "The clock high-water mark is missing from both the database and "
+                                    f"{MARK_FILE} although the database holds data up to {_day(latest)}: "
+                                    "treated as tampering; licence dates count from that day.")
+
+
+def _day(value: datetime) -> str:
+    return _aware(value).strftime("%Y-%m-%d")
 
 
 def _secret_bytes(value) -> bytes:

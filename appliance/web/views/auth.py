@@ -19,6 +19,8 @@ from appliance.web.auth import (
     safe_next_path,
     totp_wait,
 )
+from appliance.web.models.audit import record
+from appliance.web.models.tenancy import User
 from appliance.web.services import totp
 
 auth = Blueprint("auth", __name__)
@@ -30,6 +32,14 @@ def _login_page(status: int, next_path=None):
 
 def _minutes(seconds: int) -> int:
     return seconds // 60 + 1
+
+
+def audit_failed_login(email: str) -> None:
+    # The account's id when the e-mail names one, never the typed address (personal data,
+    # and a password pasted into the e-mail field must not land in the trail).
+    user = User.get_or_none(User.email == email.strip().lower()) if email else None
+    record("auth.login_failed", actor_id=None, target=f"user:{user.id}" if user else None,
+           known_account=user is not None)
 
 
 @auth.route("/login", methods=["GET", "POST"])
@@ -45,12 +55,14 @@ def login():
         return _login_page(429, next_path)
     user = authenticate(email, password) if email and password else None
     if user is None:
+        audit_failed_login(email)
         flash("Wrong e-mail or password.", "error")
         return _login_page(401, next_path)
     if totp.is_enrolled(user):
         begin_second_factor(user, next_path)
         return redirect(url_for("auth.login_totp"))
     login_user(user)
+    record("auth.login", actor_id=user.id, target=f"user:{user.id}")
     return redirect(next_path or url_for("auth.home"))
 
 
@@ -71,6 +83,7 @@ def login_totp():
         return render_template("login_totp.html"), 401
     next_path = safe_next_path(session.get("pending_next"))
     login_user(user)
+    record("auth.login", actor_id=user.id, target=f"user:{user.id}", second_factor="totp")
     return redirect(next_path or url_for("auth.home"))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import (
     Blueprint,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -23,7 +24,7 @@ from appliance.web.models.contact_center import (
     Message,
 )
 from appliance.web.models.tenancy import Membership, Tenant, User
-from appliance.web.services import ServiceError, attachments, contacts, conversations, live, outbox
+from appliance.web.services import ServiceError, attachments, contacts, conversations, live, outbox, pan, visitors
 from appliance.web.views import helpers
 from appliance.web.views.helpers import arg_id, form_text, owned_or_404
 
@@ -118,6 +119,7 @@ def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
     recent = recent[:MESSAGES_SHOWN]
     recent.reverse()
     authors = _by_id(User, [m.author_id for m in recent] + [conv.assignee_id])
+    bodies, can_reveal = _visible_bodies(tenant, conv, recent)
     agents = []
     if helpers.can("supervisor"):
         seen = set()
@@ -142,7 +144,24 @@ def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
         statuses=STATUSES,
         draft=draft,
         draft_kind=draft_kind,
+        bodies=bodies,
+        can_reveal=can_reveal,
     ), status
+
+
+def _visible_bodies(tenant, conv, messages) -> tuple[dict, bool]:
+    """Message bodies as this viewer may see them: card numbers masked where the tenant asks.
+
+    ``?reveal=1`` shows them in full to ``pan_reveal_role`` and above, and is audited.
+    """
+    if not pan.masking_on(tenant):
+        return {}, False
+    allowed = pan.may_reveal(g.role, current_app.extensions["appliance_instance"]["pan_reveal_role"])
+    if allowed and request.args.get("reveal") == "1":
+        pan.audit_reveal(actor_id=g.principal.user_id, tenant_id=tenant.id, conversation_id=conv.id,
+                         messages=len(messages))
+        return {}, False
+    return {m.id: pan.mask(m.body) for m in messages}, allowed
 
 
 @inbox.route("/t/<id:tenant_id>/conversations/<id:conversation_id>")
@@ -262,6 +281,26 @@ def _render_contact(tenant, contact, status=200):
 @helpers.tenant_view("agent")
 def contact(tenant, contact_id):
     return _render_contact(tenant, owned_or_404(Contact, contact_id, tenant))
+
+
+@inbox.route("/t/<id:tenant_id>/contacts/<id:contact_id>/merge", methods=["POST"])
+@helpers.tenant_view("agent")
+def contact_merge(tenant, contact_id):
+    """An agent who has checked a visitor's identity moves them onto the real contact."""
+    source = owned_or_404(Contact, contact_id, tenant)
+    raw = (request.form.get("into") or "").strip().lstrip("#")
+    target_id = int(raw) if raw.isdigit() and len(raw) <= 18 else None
+    target = Contact.get_or_none(Contact.id == target_id, Contact.tenant == tenant.id) if target_id else None
+    if target is None:
+        flash("Give the id of a contact of this organisation to merge into.", "error")
+        return _render_contact(tenant, source, 422)
+    try:
+        visitors.merge(source, target, actor_id=g.principal.user_id)
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_contact(tenant, source, exc.status)
+    flash("Visitor merged into this contact.", "info")
+    return redirect(url_for("inbox.contact", tenant_id=tenant.id, contact_id=target.id))
 
 
 @inbox.route("/t/<id:tenant_id>/contacts/<id:contact_id>", methods=["POST"])

@@ -23,7 +23,7 @@ from appliance.web.channels.ingest import store_inbound
 from appliance.web.db import write_transaction
 from appliance.web.models.contact_center import Attachment, Channel, Conversation, Message
 from appliance.web.models.tenancy import Tenant, User
-from appliance.web.services import ServiceError, attachments, conversations, licence, live, throttle
+from appliance.web.services import ServiceError, attachments, conversations, licence, live, throttle, visitors
 from appliance.web.validation import F, json_object
 
 public = Blueprint("public", __name__)
@@ -33,6 +33,8 @@ WIDGET_FIELDS = {
     "email": F("string", max_length=254, nullable=True),
     "body": F("string", max_length=conversations.MAX_BODY, nullable=True),
     "token": F("string", max_length=400, nullable=True),
+    # The customer's site vouching for a logged-in visitor (services/visitors.py).
+    "identity": F("string", max_length=visitors.IDENTITY_MAX, nullable=True),
 }
 HOOK_KINDS = ("webhook", "email", "telegram", "whatsapp", "vk")
 WIDGET_POLL_LIMIT = 200
@@ -228,8 +230,11 @@ def widget_post(key):
         if not (data.get("body") or "").strip():
             abort(422, description="A message needs a non-empty body.")
         _limit_new_conversations(channel)
+        # What a visitor types about themselves stays on an unverified contact of their
+        # own: only the site's signed identity token reaches an existing customer's record.
         tenant = Tenant.get_by_id(channel.tenant_id)
-        contact = conversations.find_or_create_contact(tenant, name=data.get("name"), email=data.get("email"))
+        contact = visitors.contact_for_visitor(channel, tenant, name=data.get("name"), email=data.get("email"),
+                                               identity=data.get("identity"))
         conv = conversations.start_conversation(channel, tenant, contact, data.get("body"))
     token = _serializer().dumps({"c": conv.id, "k": channel.id})
     return _widget_headers(jsonify(token=token, conversation_id=conv.id)), 201

@@ -1,0 +1,76 @@
+"""Response schemas for the OpenAPI document: what each API answer holds.
+
+Declared once per resource, here, next to nothing else: ``@spec(..., response=...)``
+names one of them and ``openapi_document`` publishes it, so clients (and the fuzz test,
+which checks every answer against it) know the shape of a success. Answers may carry more
+keys than listed (``additionalProperties`` stays open for forward compatibility), never
+fewer or of another type.
+"""
+
+from __future__ import annotations
+
+
+def string(nullable=False, **extra) -> dict:
+    return {"type": "string", **({"nullable": True} if nullable else {}), **extra}
+
+
+def integer(nullable=False) -> dict:
+    return {"type": "integer", **({"nullable": True} if nullable else {})}
+
+
+def boolean() -> dict:
+    return {"type": "boolean"}
+
+
+def obj(required=True, **properties) -> dict:
+    """An object with these properties, all of them present unless ``required`` is False."""
+    out = {"type": "object", "properties": properties}
+    if required and properties:
+        out["required"] = sorted(properties)
+    return out
+
+
+def array(items: dict) -> dict:
+    return {"type": "array", "items": items}
+
+
+def page(item: dict) -> dict:
+    """A list answer: ``items`` and the cursor for the next page (null: the last page)."""
+    return obj(items=array(item), next_cursor=string(nullable=True))
+
+
+TIME = string(format="date-time")
+
+TENANT = obj(id=integer(), parent_id=integer(nullable=True), level=integer(), kind=string(), name=string(),
+             slug=string(), brand_color=string(nullable=True), is_active=boolean(), mask_card_numbers=boolean(),
+             created_at=TIME)
+USER = obj(id=integer(), email=string(), name=string(), is_active=boolean())
+MEMBER = obj(id=integer(), user=USER, tenant_id=integer(), role=string(), shared=boolean(), available=boolean())
+# The same answer whether the address had an account or not (it must not tell which).
+MEMBER_ADDED = obj(email=string(), tenant_id=integer(), role=string(), status=string(), message=string())
+TOKEN = obj(id=integer(), tenant_id=integer(), name=string(), role=string(), prefix=string(), revoked=boolean(),
+            created_at=TIME)
+NEW_TOKEN = {**TOKEN, "properties": {**TOKEN["properties"], "token": string()},
+             "required": sorted([*TOKEN["required"], "token"])}
+CHANNEL = obj(id=integer(), tenant_id=integer(), kind=string(), name=string(), public_key=string(),
+              team_id=integer(nullable=True), shared=boolean(), is_active=boolean())
+TEAM = obj(id=integer(), tenant_id=integer(), name=string())
+CONTACT = obj(id=integer(), tenant_id=integer(), name=string(nullable=True), email=string(nullable=True),
+              phone=string(nullable=True), notes=string(nullable=True), verified=boolean(), created_at=TIME)
+CONVERSATION = obj(id=integer(), tenant_id=integer(), channel_id=integer(nullable=True), contact_id=integer(),
+                   status=string(), assignee_id=integer(nullable=True), team_id=integer(nullable=True),
+                   subject=string(nullable=True), message_count=integer(), created_at=TIME, last_message_at=TIME)
+MESSAGE = obj(id=integer(), conversation_id=integer(), direction=string(), author_id=integer(nullable=True),
+              body=string(), created_at=TIME)
+CANNED = obj(id=integer(), tenant_id=integer(), shortcut=string(), title=string(), body=string())
+ARTICLE = obj(id=integer(), tenant_id=integer(), title=string(), body=string(), shared=boolean(),
+              published=boolean())
+DELETED = obj(deleted=integer())
+ME = obj(token=TOKEN, tenant=TENANT)
+
+PROGRAM = obj(tenant_id=integer(), program=string(), assigned_at=TIME, effective_from=TIME)
+PROGRAMS = obj(items=array(PROGRAM), usable=array(string()))
+PROGRAM_REMOVED = obj(removed=string())
+LICENCE_STATE = {**obj(status=string(), tenant_programs=array(string())),
+                 "description": "Provider admins get the full report (limits, use, history) as well"}
+LICENCE_INSTALLED = obj(installed=boolean(), licence=obj(licence_id=string(), expires_at=string()))
