@@ -59,10 +59,10 @@ def test_api_settings_are_write_only_and_generated_secrets_shown_once(client, wo
     assert client.get(url, headers=world.headers("A", "supervisor")).status_code == 403
     assert client.get(url, headers=world.headers("B", "admin")).status_code == 404
 
-    tested = client.post(f"/api/v1/channels/{channel_id}/test", headers=headers)
+    tested = client.post(f"/api/v1/channels/{channel_id}/test", headers=headers, json={})
     assert tested.get_json() == {"ok": True, "message": "Connected as @test_bot."}
     client.patch(url, headers=headers, json={"bot_token": "999:wrong"})
-    failed = client.post(f"/api/v1/channels/{channel_id}/test", headers=headers).get_json()
+    failed = client.post(f"/api/v1/channels/{channel_id}/test", headers=headers, json={}).get_json()
     assert failed["ok"] is False and "401" in failed["message"]
     status = client.get(url, headers=headers).get_json()["status"]
     assert "401" in status["last_error"] and status["last_error_at"]

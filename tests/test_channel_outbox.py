@@ -59,6 +59,21 @@ def test_bounded_tries_then_failed_shown_with_retry(app, client, world, telegram
     assert telegram.sent == [{"chat_id": "42", "text": "You will get this eventually"}]
     again = client.post(retry_url, data={"csrf_token": token})
     assert again.status_code == 409  # only a failed delivery can be retried
+    api_url = f"/api/v1/messages/{message.id}/retry"
+    assert client.post(api_url, headers=world.headers("A", "agent"), json={}).status_code == 409
+    assert client.post(api_url, headers=world.headers("B", "admin"), json={}).status_code == 404
+
+
+def test_api_retry_of_a_failed_reply(app, client, world, telegram):
+    _channel, conv = _conversation(app, client, world, telegram)
+    telegram.fail("400", path_contains="sendMessage")
+    message = reply(app, conv, "second chance")
+    drain(app)
+    assert outbox_row(message).state == FAILED
+    answer = client.post(f"/api/v1/messages/{message.id}/retry", headers=world.headers("A", "agent"), json={})
+    assert answer.status_code == 200 and answer.get_json()["delivery"] == {"state": "pending", "attempts": 0}
+    drain(app)
+    assert telegram.sent == [{"chat_id": "42", "text": "second chance"}]
 
 
 def test_permanent_refusal_fails_at_once(app, client, world, telegram):

@@ -42,13 +42,13 @@ def patch_channel_settings(channel, data):
 
 
 @api.route("/channels/<id:channel_id>/test", methods=["POST"])
-@spec("Test the connection to the channel's service", role="admin", tag="channels")
-def test_channel(channel):
+@spec("Test the connection to the channel's service", role="admin", tag="channels", body={})
+def test_channel(channel, data):
     return jsonify(channel_admin.test_connection(channel, actor_id=_actor()))
 
 
 @api.route("/messages/<id:message_id>/retry", methods=["POST"])
-@spec("Send a reply whose delivery failed again", role="agent", tag="conversations")
-def retry_message(message):
+@spec("Send a reply whose delivery failed again", role="agent", tag="conversations", body={})
+def retry_message(message, data):
     row = outbox.retry(message, actor_id=_actor())
     return jsonify(message_id=message.id, delivery={"state": row.state, "attempts": row.attempts})
