@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Response, g, jsonify
 
 from appliance.web.api import api
+from appliance.web.api import responses as R
 from appliance.web.api.schema import spec
 from appliance.web.services import attachments
 from appliance.web.validation import F
@@ -30,7 +31,7 @@ def _with_files(msg) -> dict:
 
 @api.route("/conversations/<id:conversation_id>/attachments", methods=["POST"])
 @spec("Send a file in a conversation (a new message carrying it)", body=ATTACHMENT_BODY,
-      tag="attachments", status=201)
+      tag="attachments", status=201, response=R.MESSAGE_WITH_FILES)
 def upload_attachment(conversation, data):
     direction = data.get("direction", "out")
     upload = attachments.Upload(data["filename"], data.get("content_type", ""),
@@ -41,19 +42,19 @@ def upload_attachment(conversation, data):
 
 
 @api.route("/messages/<id:message_id>/attachments")
-@spec("The files of a message (without their bytes)", tag="attachments")
+@spec("The files of a message (without their bytes)", tag="attachments", response=R.ATTACHMENTS)
 def list_attachments(message):
     found = attachments.metadata_for([message.id]).get(message.id, [])
     return jsonify(items=[a.to_json() for a in found], next_cursor=None)
 
 
 @api.route("/attachments/<id:attachment_id>")
-@spec("One attachment's name, type and size", tag="attachments")
+@spec("One attachment's name, type and size", tag="attachments", response=R.ATTACHMENT)
 def get_attachment(attachment):
     return jsonify(attachment.to_json())
 
 
 @api.route("/attachments/<id:attachment_id>/content")
-@spec("One attachment's bytes, as a download", tag="attachments")
+@spec("One attachment's bytes, as a download", tag="attachments", response=R.FILE_CONTENT)
 def attachment_content(attachment):
     return Response(attachment.data, headers=attachments.download_headers(attachment))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import g, jsonify
 
 from appliance.web.api import api
+from appliance.web.api import responses as R
 from appliance.web.api.schema import spec
 from appliance.web.channels import ADAPTERS
 from appliance.web.services import channel_admin, outbox
@@ -29,26 +30,26 @@ def _actor():
 
 @api.route("/channels/<id:channel_id>/settings")
 @spec("A channel's settings form, values (secrets only as set / not set) and status", role="admin",
-      tag="channels")
+      tag="channels", response=R.CHANNEL_SETTINGS)
 def get_channel_settings(channel):
     return jsonify(channel_admin.describe(channel))
 
 
 @api.route("/channels/<id:channel_id>/settings", methods=["PATCH"])
 @spec("Change a channel's settings (an empty secret keeps the stored one)", role="admin", body=SETTINGS_BODY,
-      tag="channels")
+      tag="channels", response=R.CHANNEL_SETTINGS)
 def patch_channel_settings(channel, data):
     return jsonify(channel_admin.update(channel, data, actor_id=_actor()))
 
 
 @api.route("/channels/<id:channel_id>/test", methods=["POST"])
-@spec("Test the connection to the channel's service", role="admin", tag="channels", body={})
+@spec("Test the connection to the channel's service", role="admin", tag="channels", body={}, response=R.CHANNEL_TEST)
 def test_channel(channel, data):
     return jsonify(channel_admin.test_connection(channel, actor_id=_actor()))
 
 
 @api.route("/messages/<id:message_id>/retry", methods=["POST"])
-@spec("Send a reply whose delivery failed again", role="agent", tag="conversations", body={})
+@spec("Send a reply whose delivery failed again", role="agent", tag="conversations", body={}, response=R.RETRIED)
 def retry_message(message, data):
     row = outbox.retry(message, actor_id=_actor())
     return jsonify(message_id=message.id, delivery={"state": row.state, "attempts": row.attempts})

@@ -74,3 +74,33 @@ PROGRAM_REMOVED = obj(removed=string())
 LICENCE_STATE = {**obj(status=string(), tenant_programs=array(string())),
                  "description": "Provider admins get the full report (limits, use, history) as well"}
 LICENCE_INSTALLED = obj(installed=boolean(), licence=obj(licence_id=string(), expires_at=string()))
+
+# Attachments, channels, e-mail, sessions and TOTP, the business layer. Where an answer's
+# shape belongs to a service that may grow, only the keys a client relies on are listed.
+ATTACHMENT = obj(id=integer(), message_id=integer(), filename=string(), content_type=string(), size=integer())
+MESSAGE_WITH_FILES = {**MESSAGE, "properties": {**MESSAGE["properties"], "attachments": array(ATTACHMENT)}}
+ATTACHMENTS = page(ATTACHMENT)
+FILE_CONTENT = {"type": "string", "format": "binary", "description": "The file's bytes, as an attachment download"}
+CHANNEL_SETTINGS = obj(required=False)
+CHANNEL_TEST = obj(required=False)
+RETRIED = obj(message_id=integer(), delivery=obj(state=string(), attempts=integer()))
+EMAIL_STATUS = obj(required=False)
+QUARANTINE = obj(items=array(obj(required=False)))
+DONE = obj(required=False)
+BUSINESS_PRICES = obj(prices=array(obj(program=string(), effective_from=string(), per_seat=boolean())),
+                      currency=string())
+BUSINESS_PRICE = obj(program=string(), effective_from=string(), per_seat=boolean())
+BUSINESS_CONTRACT = obj(id=integer(), account_id=integer(), status=string(), starts_on=string(), ends_on=string(),
+                        renewal=string(), lines=array(obj(program=string(), seats=integer(), per_seat=boolean())))
+BUSINESS_CONTRACTS = obj(contracts=array(BUSINESS_CONTRACT))
+BUSINESS_CHANGE = obj(id=integer(), account_id=integer(), kind=string(), effective_on=string(), state=string())
+BUSINESS_CHANGES = obj(changes=array(BUSINESS_CHANGE))
+BUSINESS_USAGE = obj(days=array(obj(day=string(), tenant_id=integer(), conversations=integer(),
+                                    messages_in=integer(), messages_out=integer())))
+BUSINESS_INVOICE = obj(id=integer(), number=integer(nullable=True), kind=string(), status=string(),
+                       total_minor=integer(), currency=string())
+BUSINESS_INVOICES = obj(required=False, invoices=array(BUSINESS_INVOICE))
+BUSINESS_STATEMENT = obj(start=string(), end=string(), opening_minor=integer(), closing_minor=integer(),
+                         entries=array(obj(date=string(), text=string(), amount_minor=integer())))
+BUSINESS_RUN = obj(invoices=array(BUSINESS_INVOICE))
+BUSINESS_PAYMENT = obj(id=integer(), amount_minor=integer())

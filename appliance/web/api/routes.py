@@ -189,7 +189,7 @@ def revoke_token(token):
 
 @api.route("/members/<id:member_id>/sessions", methods=["DELETE"])
 @spec("Sign a member's user out of every UI session (needs admin of every tenant they belong to)",
-      role="admin", tag="members")
+      role="admin", tag="members", response=R.DONE)
 def end_member_sessions(member):
     count = sessions.kill_user_sessions(g.principal, member.user_id, actor_id=_actor())
     return jsonify(ended=count)
@@ -197,7 +197,7 @@ def end_member_sessions(member):
 
 @api.route("/members/<id:member_id>/totp", methods=["DELETE"])
 @spec("Reset a member's TOTP enrolment (a lost phone); they enrol again at their next login",
-      role="admin", scope="provider", tag="members")
+      role="admin", scope="provider", tag="members", response=R.DONE)
 def reset_member_totp(member):
     totp.reset(User.get_by_id(member.user_id), actor_id=_actor())
     sessions.end_all(member.user_id, actor_id=_actor(), reason="totp-reset")
@@ -209,7 +209,7 @@ DEACTIVATE_BODY = {"confirm": F("boolean", required=True, description="Must be t
 
 @api.route("/members/<id:member_id>/deactivate", methods=["POST"])
 @spec("Deactivate a member's user everywhere: their sessions and API tokens stop at once",
-      role="admin", scope="provider", body=DEACTIVATE_BODY, tag="members")
+      role="admin", scope="provider", body=DEACTIVATE_BODY, tag="members", response=R.DONE)
 def deactivate_member_user(member, data):
     if data["confirm"] is not True:
         abort(422, description="confirm must be true.")

@@ -131,6 +131,13 @@ def _access_text(meta: dict) -> str:
     return text + "."
 
 
+def _media_type(response: dict | None) -> str:
+    """Downloads (a binary string schema) are bytes, everything else JSON."""
+    if response and response.get("type") == "string" and response.get("format") == "binary":
+        return "application/octet-stream"
+    return "application/json"
+
+
 def openapi_document(app) -> dict:
     paths: dict = {}
     for rule in app.url_map.iter_rules():
@@ -158,7 +165,8 @@ def openapi_document(app) -> dict:
                 "responses": {
                     str(meta["status"]): {
                         "description": "Success",
-                        "content": {"application/json": {"schema": meta["response"]} if meta["response"] else {}},
+                        "content": {_media_type(meta["response"]): {"schema": meta["response"]}
+                                    if meta["response"] else {}},
                     },
                     "4XX": {"$ref": "#/components/responses/Error"},
                     "5XX": {"$ref": "#/components/responses/Error"},

@@ -13,6 +13,7 @@ from flask import Response, current_app, g, jsonify, request
 
 from appliance.core.calendar import today, zone
 from appliance.web.api import api
+from appliance.web.api import responses as R
 from appliance.web.api.schema import spec
 from appliance.web.business import catalogue, contracts, invoicing, schedule, usage
 from appliance.web.business.billing import month_bounds
@@ -86,7 +87,8 @@ def _own_account(tenant: Tenant) -> Tenant:
 # -- catalogue (provider) --------------------------------------------------------------------
 
 @api.route("/business/prices")
-@spec("The price list in effect today (provider admins)", role="admin", scope="provider", tag="business")
+@spec("The price list in effect today (provider admins)", role="admin", scope="provider", tag="business",
+      response=R.BUSINESS_PRICES)
 def business_prices():
     on = today(zone(_settings()))
     return jsonify(prices=[_price_json(p) for p in catalogue.price_list(on)],
@@ -104,7 +106,7 @@ PRICE_BODY = {
 
 @api.route("/business/prices", methods=["POST"])
 @spec("Publish a program's prices from a date on (provider admins)", role="admin", scope="provider",
-      body=PRICE_BODY, tag="business", status=201)
+      body=PRICE_BODY, tag="business", status=201, response=R.BUSINESS_PRICE)
 def business_publish(data):
     prices = {k: data.get(k, 0) for k in catalogue.MONEY_FIELDS + catalogue.COUNT_FIELDS}
     row = catalogue.publish(data["program"], _day(data["effective_from"], "effective_from"),
@@ -115,7 +117,8 @@ def business_publish(data):
 # -- contracts and changes ------------------------------------------------------------------
 
 @api.route("/tenants/<id:tenant_id>/contracts")
-@spec("An account's contracts (its admins; sub-accounts see their account's)", role="admin", tag="business")
+@spec("An account's contracts (its admins; sub-accounts see their account's)", role="admin", tag="business",
+      response=R.BUSINESS_CONTRACTS)
 def business_contracts(tenant):
     account = _account_of(tenant)
     rows = [] if account is None else account.contracts.order_by(Contract.id)
@@ -133,7 +136,7 @@ CONTRACT_BODY = {
 
 @api.route("/tenants/<id:tenant_id>/contracts", methods=["POST"])
 @spec("Draft a contract for an account at today's prices (provider admins)", role="admin", scope="provider",
-      body=CONTRACT_BODY, tag="business", status=201)
+      body=CONTRACT_BODY, tag="business", status=201, response=R.BUSINESS_CONTRACT)
 def business_contract_create(tenant, data):
     contract = contracts.create(tenant, [(data["program"], data["seats"])],
                                 starts_on=_day(data["starts_on"], "starts_on"),
@@ -153,7 +156,7 @@ CHANGE_BODY = {
 
 
 @api.route("/tenants/<id:tenant_id>/changes")
-@spec("Pending future-dated changes of an account", role="admin", tag="business")
+@spec("Pending future-dated changes of an account", role="admin", tag="business", response=R.BUSINESS_CHANGES)
 def business_changes(tenant):
     account = _account_of(tenant)
     return jsonify(changes=[] if account is None else [_change_json(c) for c in schedule.pending(account)])
@@ -161,7 +164,7 @@ def business_changes(tenant):
 
 @api.route("/tenants/<id:tenant_id>/changes", methods=["POST"])
 @spec("Schedule a change for a date; due today or earlier applies at once (provider admins)", role="admin",
-      scope="provider", body=CHANGE_BODY, tag="business", status=201)
+      scope="provider", body=CHANGE_BODY, tag="business", status=201, response=R.BUSINESS_CHANGE)
 def business_change_create(tenant, data):
     contract = Contract.get_or_none(Contract.id == data["contract_id"], Contract.account == tenant.id)
     if contract is None:
@@ -180,7 +183,7 @@ USAGE_QUERY = {"from": F("string", **DATE), "to": F("string", **DATE), "format":
 
 @api.route("/tenants/<id:tenant_id>/usage")
 @spec("Metered usage per day of a tenant and its sub-accounts ('to' exclusive; default: month to date)",
-      role="admin", tag="business", query=USAGE_QUERY)
+      role="admin", tag="business", query=USAGE_QUERY, response=R.BUSINESS_USAGE)
 def business_usage(tenant):
     on = today(zone(_settings()))
     start = _day(request.args.get("from"), "from", month_bounds(on)[0])
@@ -196,7 +199,8 @@ def business_usage(tenant):
 
 
 @api.route("/tenants/<id:tenant_id>/invoices")
-@spec("Issued invoices and credit notes of an account, with their lines", role="admin", tag="business")
+@spec("Issued invoices and credit notes of an account, with their lines", role="admin", tag="business",
+      response=R.BUSINESS_INVOICES)
 def business_invoices(tenant):
     if tenant.level != ACCOUNT:
         return jsonify(invoices=[], billed_to=None if tenant.parent_id is None else tenant.parent_id)
@@ -206,7 +210,7 @@ def business_invoices(tenant):
 
 @api.route("/tenants/<id:tenant_id>/statement")
 @spec("An account's statement for a month: opening balance, documents, payments, closing balance",
-      role="admin", tag="business", query={"month": F("string", **DATE)})
+      role="admin", tag="business", query={"month": F("string", **DATE)}, response=R.BUSINESS_STATEMENT)
 def business_statement(tenant):
     account = _own_account(tenant)
     start, end = month_bounds(_day(request.args.get("month"), "month", today(zone(_settings()))))
@@ -220,7 +224,7 @@ RUN_BODY = {"month": F("string", required=True, **DATE), "issue": F("boolean")}
 
 @api.route("/business/billing-runs", methods=["POST"])
 @spec("Draft (and optionally issue) every account's invoice for a month (provider admins)", role="admin",
-      scope="provider", body=RUN_BODY, tag="business", status=201)
+      scope="provider", body=RUN_BODY, tag="business", status=201, response=R.BUSINESS_RUN)
 def business_billing_run(data):
     start, end = month_bounds(_day(data["month"], "month"))
     biz = _settings()["business"]
@@ -236,7 +240,7 @@ PAYMENT_BODY = {"amount_minor": F("integer", required=True), "received_on": F("s
 
 @api.route("/tenants/<id:tenant_id>/payments", methods=["POST"])
 @spec("Record a payment received from an account (provider admins)", role="admin", scope="provider",
-      body=PAYMENT_BODY, tag="business", status=201)
+      body=PAYMENT_BODY, tag="business", status=201, response=R.BUSINESS_PAYMENT)
 def business_payment(tenant, data):
     if tenant.level != ACCOUNT:
         raise ServiceError("payments are recorded for accounts (level 2)", 422)
