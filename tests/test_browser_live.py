@@ -7,8 +7,6 @@ over real HTTP through the signed webhook and the widget's own endpoint.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -16,6 +14,7 @@ import urllib.request
 
 import pytest
 
+from appliance.web.channels.webhook import signed_headers
 from tests.helpers import PASSWORD
 from tests.test_browser import CHROMEDRIVER, CHROMIUM, HAVE_SELENIUM, _errors, browser  # noqa: F401
 
@@ -46,9 +45,8 @@ def live_url(app, world):
 
 def _hook(base, channel, payload: dict) -> int:
     raw = json.dumps(payload).encode()
-    sig = "sha256=" + hmac.new(channel.secret.encode(), raw, hashlib.sha256).hexdigest()
     req = urllib.request.Request(f"{base}/hooks/{channel.public_key}", data=raw, method="POST",
-                                 headers={"Content-Type": "application/json", "X-Signature": sig})
+                                 headers={"Content-Type": "application/json", **signed_headers(channel.secret, raw)})
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 202
         return json.load(resp)["conversation_id"]

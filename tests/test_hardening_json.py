@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 import pytest
 
+from appliance.web.channels.webhook import signed_headers
 from appliance.web.validation import nesting_depth
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
@@ -30,9 +28,8 @@ def test_deep_json_on_the_widget_is_400(client, world, raw):
 @pytest.mark.parametrize("raw", [DEEP, DEEP_OBJECT], ids=["array", "object"])
 def test_deep_json_on_the_webhook_is_400(client, world, raw):
     channel = world.objects["A"]["shared_channel"]
-    signature = "sha256=" + hmac.new(channel.secret.encode(), raw, hashlib.sha256).hexdigest()
     answer = client.post(f"/hooks/{channel.public_key}", data=raw, content_type="application/json",
-                         headers={"X-Signature": signature})
+                         headers=signed_headers(channel.secret, raw))
     assert answer.status_code == 400
     assert "json_max_depth" in answer.get_json()["message"]
 

@@ -356,7 +356,10 @@ def application_list():
 
 
 def _application() -> Application:
-    row = Application.get_or_none(Application.id == request.values.get("id", type=int))
+    wanted = request.values.get("id", type=int)
+    if not wanted:
+        abort(400, description="id: which application, e.g. ?id=12")
+    row = Application.get_or_none(Application.id == wanted)
     if row is None:
         abort(404)
     return row
