@@ -86,6 +86,44 @@ def running_app(instance):
             database.close()
 
 
+@contextmanager
+def served_over_loopback(app, threads=4):
+    """``app`` under waitress on 127.0.0.1; yields its base URL.
+
+    On the way out, every live-update stream of ``app`` is waited for before the server
+    goes: a stream left running would keep querying through the models' shared database
+    proxy, which the next test points at its own, new database.
+    """
+    import threading
+
+    from waitress import create_server
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=threads, ident="appliance-test")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        _hold_stream_slots(app)
+        server.close()
+        server.task_dispatcher.shutdown(timeout=5)
+        for channel in list(server._map.values()):
+            channel.close()
+        thread.join(timeout=5)
+
+
+def _hold_stream_slots(app) -> None:
+    """Take every stream slot of ``app`` (and keep them): running streams have ended then."""
+    slots = app.extensions.get("live_stream_slots")
+    if slots is None:
+        return
+    settings = app.extensions["appliance_instance"].settings
+    budget = float(settings["live_stream_seconds"]) + 10
+    for _ in range(int(settings["live_streams_per_process"])):
+        if not slots.acquire(timeout=budget):
+            raise AssertionError(f"a live-update stream still ran {budget:.0f} s after its test")
+
+
 def trust_test_signer(signer, directory, monkeypatch) -> None:
     """Make the appliance trust ``signer``'s key (a non-production trust root)."""
     from appliance.core.licence.trust import TRUST_ROOT_ENV

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, served_over_loopback
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver") or (
@@ -42,14 +42,10 @@ pytestmark = [
 
 @pytest.fixture
 def live_url(app, world):
-    from waitress import create_server
-
-    server = create_server(app, host="127.0.0.1", port=0, threads=4, ident="appliance-test")
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
-    thread.join(timeout=5)
+    # Short streams: the server waits for open ones to end before the test does.
+    app.extensions["appliance_instance"].settings["live_stream_seconds"] = 3
+    with served_over_loopback(app) as url:
+        yield url
 
 
 @pytest.fixture

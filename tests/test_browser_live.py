@@ -8,14 +8,13 @@ over real HTTP through the signed webhook and the widget's own endpoint.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.request
 
 import pytest
 
 from appliance.web.channels.webhook import signed_headers
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, served_over_loopback
 from tests.test_browser import CHROMEDRIVER, CHROMIUM, HAVE_SELENIUM, _errors, browser  # noqa: F401
 
 pytestmark = [
@@ -29,18 +28,12 @@ LIMIT = 2.0  # seconds from the channel's POST to the text on screen
 
 @pytest.fixture
 def live_url(app, world):
-    from waitress import create_server
-
     # Streams are short here so that the ones of pages already left free their threads soon.
     settings = app.extensions["appliance_instance"].settings
     settings["live_stream_seconds"] = 5
     settings["live_streams_per_process"] = 8  # one waitress process serves every page here
-    server = create_server(app, host="127.0.0.1", port=0, threads=16, ident="appliance-test")
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
-    thread.join(timeout=5)
+    with served_over_loopback(app, threads=16) as url:
+        yield url
 
 
 def _hook(base, channel, payload: dict) -> int:
