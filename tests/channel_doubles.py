@@ -232,3 +232,49 @@ class CallbackDouble(ServiceDouble):
     def route(self, method, path, query, headers, raw):
         self.record({"headers": dict(headers), "raw": raw})
         return 200, {"ok": True}, {}
+
+
+class ViberDouble(ServiceDouble):
+    """REST bot API: POST /pa/<method> with X-Viber-Auth-Token, always HTTP 200 with a ``status``
+    (0 ok, 2 invalidAuthToken, 3 badData, 6 receiverNotSubscribed, 12 tooManyRequests); /media/<name>
+    serves the files that inbound messages point at."""
+
+    def __init__(self, token="4453b6ac12345678-e02c5f12174805f9-daec9cbb5448c51f"):
+        super().__init__()
+        self.token = token
+        self.webhooks: list[dict] = []  # set_webhook calls
+        self.media: dict[str, bytes] = {}
+        self.subscribers: set[str] = set()  # empty: everyone may be messaged
+        self._token = 5741311803571721087
+
+    def fault_answer(self, kind, retry_after):
+        if kind == "429":  # Viber's way: HTTP 200, status 12
+            return 200, {"status": 12, "status_message": "tooManyRequests"}, {}
+        return int(kind), b"<html>Service Unavailable</html>", {"Content-Type": "text/html"}
+
+    def route(self, method, path, query, headers, raw):
+        if path.startswith("/media/"):
+            data = self.media.get(path[len("/media/"):])
+            return (200, data, {"Content-Type": "application/octet-stream"}) if data is not None else (404, {}, {})
+        if not path.startswith("/pa/"):
+            return 404, b"not found", {"Content-Type": "text/plain"}
+        if headers.get("X-Viber-Auth-Token") != self.token:
+            return 200, {"status": 2, "status_message": "invalidAuthToken"}, {}
+        name, body = path[len("/pa/"):], json.loads(raw or b"{}")
+        if name == "get_account_info":
+            return 200, {"status": 0, "status_message": "ok", "id": "pa:75346594275468546724",
+                         "name": "Bank Support", "uri": "banksupport", "members": []}, {}
+        if name == "set_webhook":
+            self.webhooks.append(body)
+            return 200, {"status": 0, "status_message": "ok", "event_types": body.get("event_types") or []}, {}
+        if name == "send_message":
+            if not body.get("receiver") or not (body.get("sender") or {}).get("name") or not body.get("text"):
+                return 200, {"status": 3, "status_message": "badData"}, {}
+            if self.subscribers and body["receiver"] not in self.subscribers:
+                return 200, {"status": 6, "status_message": "receiverNotSubscribed"}, {}
+            self._token += 1
+            self.record({"receiver": body["receiver"], "text": body["text"], "sender": body["sender"]["name"],
+                         "message_token": self._token})
+            return 200, {"status": 0, "status_message": "ok", "message_token": self._token,
+                         "chat_hostname": "SN-CHAT-05_"}, {}
+        return 200, {"status": 1, "status_message": "invalidUrl"}, {}

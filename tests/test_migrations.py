@@ -221,8 +221,13 @@ def seed_hardening(db, ids, instance):
     """Columns only (the audit scheme, contact verification): the earlier rows get their defaults."""
 
 
+def seed_delivery_status(db, ids, instance):
+    """Columns only (the outbox's delivery receipts): the earlier rows keep NULL, "no receipt"."""
+
+
 SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system, 6: seed_channels,
-         7: seed_email, 8: seed_live, 9: seed_security, 10: seed_hardening, 14: seed_business}
+         7: seed_email, 8: seed_live, 9: seed_security, 10: seed_hardening, 14: seed_business,
+         19: seed_delivery_status}
 
 
 def test_every_migration_has_seed_rows():

@@ -10,6 +10,7 @@ from __future__ import annotations
 from appliance.web.channels.base import Adapter
 from appliance.web.channels.email.adapter import EmailAdapter
 from appliance.web.channels.telegram import TelegramAdapter
+from appliance.web.channels.viber import ViberAdapter
 from appliance.web.channels.vk import VkAdapter
 from appliance.web.channels.webchat import WebchatAdapter
 from appliance.web.channels.webhook import WebhookAdapter
@@ -22,6 +23,7 @@ ADAPTERS: dict[str, type[Adapter]] = {
     "telegram": TelegramAdapter,
     "whatsapp": WhatsappAdapter,
     "vk": VkAdapter,
+    "viber": ViberAdapter,
 }
 
 

@@ -48,6 +48,24 @@ class Sent:
     external_id: str | None
 
 
+# What a service reports about a reply it took: delivered to the device, read, or failed there.
+DELIVERY_STATUSES = ("delivered", "read", "failed")
+
+
+@dataclass
+class DeliveryStatus:
+    """A service's receipt for one of our replies, named by the id it gave the reply (``Sent.external_id``).
+
+    ``up_to`` (VK): every reply to ``recipient_id`` with a numeric id up to ``external_id`` is meant.
+    """
+
+    external_id: str
+    status: str  # one of DELIVERY_STATUSES
+    reason: str | None = None  # the service's words for a failure
+    recipient_id: str = ""
+    up_to: bool = False
+
+
 class Refused(Exception):
     """An inbound request that failed verification: answered with ``status`` and ``reason``."""
 
@@ -102,6 +120,10 @@ class Adapter:
     def parse(self, settings: dict, headers, raw_body: bytes, query) -> list[Inbound]:
         return []
 
+    def statuses(self, settings: dict, headers, raw_body: bytes, query) -> list[DeliveryStatus]:
+        """Receipts for our replies in a verified post (kinds whose service sends none: [])."""
+        return []
+
     def handshake(self, settings: dict, headers, raw_body: bytes, query):
         """A service's set-up request answered directly (a flask response), or None."""
         return
@@ -117,7 +139,8 @@ class Adapter:
     def send(self, settings: dict, out: Outbound) -> Sent:
         raise PermanentFailure(f"{self.kind} channels do not deliver replies.")
 
-    def poll(self, settings: dict, state: dict) -> tuple[list[Inbound], dict]:
+    def poll(self, settings: dict, state: dict) -> tuple[list, dict]:
+        """New items (``Inbound``, and ``DeliveryStatus`` receipts where the service has them) and the new state."""
         return [], state
 
     def test_connection(self, settings: dict) -> str:

@@ -3,7 +3,8 @@
 Inbound posts carry ``X-Telegram-Bot-Api-Secret-Token`` (no HMAC: compared in constant
 time). ``update_id`` is the de-duplication key; Telegram re-delivers until it gets a
 2xx, so a repeat is answered 200 as well. Replies: ``sendMessage``; a 429 says
-``parameters.retry_after``.
+``parameters.retry_after``. The Bot API gives a bot no delivery or read receipts: a reply
+is "sent" once ``sendMessage`` answered ok, and that stays its last word.
 """
 
 from __future__ import annotations

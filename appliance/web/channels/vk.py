@@ -4,6 +4,9 @@ The first request (``type: confirmation``) is answered with the group's confirma
 string; every other event must be answered ``ok`` or VK retries and eventually pauses
 the server. ``event_id`` is the de-duplication key; ``random_id`` makes a send idempotent.
 VK answers HTTP 200 even for errors: the error code says which are worth retrying.
+VK reports no delivery, only reading: ``message_read`` (enable it among the server's
+event types) names the last message a peer has read, so every reply to that peer up to
+it is marked read. Failures are known only from ``messages.send``'s own answer.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from appliance.web.channels import http
 from appliance.web.channels.base import (
     RATE_FIELD,
     Adapter,
+    DeliveryStatus,
     Inbound,
     Outbound,
     PermanentFailure,
@@ -86,6 +90,20 @@ class VkAdapter(Adapter):
     def parse(self, settings, headers, raw_body, query):
         return self._items([json_document(raw_body)])
 
+    def statuses(self, settings, headers, raw_body, query):
+        return self._receipts([json_document(raw_body)])
+
+    @staticmethod
+    def _receipts(events) -> list[DeliveryStatus]:
+        out = []
+        for event in events:
+            if dig(event, "type") != "message_read":
+                continue
+            peer, last = dig(event, "object", "peer_id"), dig(event, "object", "read_message_id")
+            if isinstance(peer, int) and isinstance(last, int):
+                out.append(DeliveryStatus(external_id=str(last), status="read", recipient_id=str(peer), up_to=True))
+        return out
+
     def acknowledge(self, stored):
         return _text("ok")
 
@@ -119,7 +137,7 @@ class VkAdapter(Adapter):
         if body.get("failed"):
             return [], dict(state, ts=None)  # key or ts expired: start again from the server's
         events = [e for e in body.get("updates") or [] if isinstance(e, dict)]
-        return self._items(events), dict(state, ts=body.get("ts", ts))
+        return self._items(events) + self._receipts(events), dict(state, ts=body.get("ts", ts))
 
     # -- outbound ----------------------------------------------------------------------
 

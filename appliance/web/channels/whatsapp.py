@@ -2,6 +2,8 @@
 
 Every POST is checked against ``sha256=<hex HMAC-SHA256(app secret, raw body)>`` before
 a byte of it is parsed. The wamid (``messages[].id``) is the de-duplication key.
+Receipts for our replies arrive in ``value.statuses[]`` (sent, delivered, read, failed
+with ``errors[]``), each naming the wamid that ``/messages`` gave the reply.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from appliance.web.channels import http
 from appliance.web.channels.base import (
     RATE_FIELD,
     Adapter,
+    DeliveryStatus,
     Inbound,
     Outbound,
     PermanentFailure,
@@ -31,6 +34,16 @@ DEFAULT_API = "https://graph.facebook.com/v21.0"
 
 def signature(app_secret: str, raw: bytes) -> str:
     return "sha256=" + hmac.new(app_secret.encode(), raw, hashlib.sha256).hexdigest()
+
+
+def _error_text(status: dict) -> str:
+    """Meta's words for a failed delivery: ``errors[0]`` as "code title: details"."""
+    error = dig(status, "errors", 0, default={})
+    if not isinstance(error, dict):
+        return "no reason given"
+    details = dig(error, "error_data", "details") or error.get("message") or ""
+    head = " ".join(str(x) for x in (error.get("code"), error.get("title")) if x)
+    return (f"{head}: {details}" if head and details else head or str(details) or "no reason given")[:500]
 
 
 class WhatsappAdapter(Adapter):
@@ -62,24 +75,36 @@ class WhatsappAdapter(Adapter):
                                "app secret>.")
 
     def parse(self, settings, headers, raw_body, query):
-        data = json_document(raw_body)
         out = []
-        for entry in dig(data, "entry", default=[]) or []:
-            for change in dig(entry, "changes", default=[]) or []:
-                value = dig(change, "value", default={})
-                if not isinstance(value, dict):
+        for value in self._values(json_document(raw_body)):
+            names = {dig(c, "wa_id"): dig(c, "profile", "name") for c in value.get("contacts") or []
+                     if isinstance(c, dict)}
+            for message in value.get("messages") or []:
+                wamid, sender = dig(message, "id"), dig(message, "from")
+                if not isinstance(wamid, str) or not isinstance(sender, str):
                     continue
-                names = {dig(c, "wa_id"): dig(c, "profile", "name") for c in value.get("contacts") or []
-                         if isinstance(c, dict)}
-                for message in value.get("messages") or []:
-                    wamid, sender = dig(message, "id"), dig(message, "from")
-                    if not isinstance(wamid, str) or not isinstance(sender, str):
-                        continue
-                    text = dig(message, "text", "body") or dig(message, dig(message, "type", default=""),
-                                                               "caption") or ""
-                    out.append(Inbound(external_id=wamid, sender_id=sender, text=str(text),
-                                       sender_name=names.get(sender), phone="+" + sender.lstrip("+")))
+                text = dig(message, "text", "body") or dig(message, dig(message, "type", default=""),
+                                                           "caption") or ""
+                out.append(Inbound(external_id=wamid, sender_id=sender, text=str(text),
+                                   sender_name=names.get(sender), phone="+" + sender.lstrip("+")))
         return out
+
+    def statuses(self, settings, headers, raw_body, query):
+        out = []
+        for value in self._values(json_document(raw_body)):
+            for item in value.get("statuses") or []:
+                wamid, status = dig(item, "id"), dig(item, "status")
+                if not isinstance(wamid, str) or status not in ("delivered", "read", "failed"):
+                    continue  # "sent" only repeats what the send's answer said
+                out.append(DeliveryStatus(external_id=wamid, status=status,
+                                          reason=_error_text(item) if status == "failed" else None))
+        return out
+
+    @staticmethod
+    def _values(data) -> list[dict]:
+        return [value for entry in dig(data, "entry", default=[]) or []
+                for change in dig(entry, "changes", default=[]) or []
+                if isinstance(value := dig(change, "value", default={}), dict)]
 
     def send(self, settings, out: Outbound) -> Sent:
         if not out.recipient_id:

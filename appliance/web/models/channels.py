@@ -59,10 +59,14 @@ class OutboxMessage(BaseModel):
     last_error = TextField(null=True)
     created_at = DateTimeField(default=utcnow)
     sent_at = DateTimeField(null=True)
+    # The service's receipt after the send (channels.base.DELIVERY_STATUSES), where it gives one.
+    delivery_status = CharField(max_length=10, null=True)
+    delivery_at = DateTimeField(null=True)
 
     class Meta:
         table_name = "channel_outbox"
-        indexes = ((("state", "next_attempt_at"), False), (("channel", "sent_at"), False))
+        indexes = ((("state", "next_attempt_at"), False), (("channel", "sent_at"), False),
+                   (("channel", "external_id"), False))
 
 
 class ChannelIdentity(EncryptedModel, BaseModel):

@@ -26,7 +26,7 @@ from appliance.web.models.base import BaseModel, utcnow
 from appliance.web.models.tenancy import Tenant, User
 
 # The adapters for these live in appliance/web/channels (one registry there).
-CHANNEL_KINDS = ("webchat", "webhook", "email", "telegram", "whatsapp", "vk")
+CHANNEL_KINDS = ("webchat", "webhook", "email", "telegram", "whatsapp", "vk", "viber")
 STATUSES = ("open", "pending", "resolved")
 DIRECTIONS = ("in", "out", "note")
 

@@ -18,7 +18,7 @@ class LiveEvent(BaseModel):
     id = BigAutoField()
     tenant = ForeignKeyField(Tenant, on_delete="CASCADE")
     conversation_id = IntegerField(index=True)
-    kind = CharField(max_length=20)  # message | status | assignment
+    kind = CharField(max_length=20)  # message | status | assignment | delivery
     message_id = IntegerField(null=True)
     direction = CharField(max_length=4, null=True)
     created_at = DateTimeField(default=utcnow, index=True)

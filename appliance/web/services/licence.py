@@ -67,7 +67,7 @@ log = logging.getLogger("appliance.web.services.licence")
 
 # Channel kinds (appliance.web.models.contact_center.CHANNEL_KINDS) and the program each needs.
 CHANNEL_PROGRAMS = {"webchat": "webchat", "email": "email", "webhook": "messengers", "telegram": "messengers",
-                    "whatsapp": "messengers", "vk": "messengers"}
+                    "whatsapp": "messengers", "vk": "messengers", "viber": "messengers"}
 MARK_FILE = "licence/clock-mark.json"
 # The clock marks and the evaluation start are MACed with a key derived from the
 # installation's private key (keys/installation.key): whoever can edit the database

@@ -26,13 +26,19 @@ import uuid
 
 from appliance.web.channels import adapter_for
 from appliance.web.channels import config as channel_config
-from appliance.web.channels.base import Outbound, PermanentFailure, TemporaryFailure
-from appliance.web.db import database_proxy, is_postgres
+from appliance.web.channels.base import (
+    DELIVERY_STATUSES,
+    DeliveryStatus,
+    Outbound,
+    PermanentFailure,
+    TemporaryFailure,
+)
+from appliance.web.db import database_proxy, is_postgres, write_transaction
 from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
 from appliance.web.models.channels import FAILED, PENDING, SENDING, SENT, OutboxMessage
 from appliance.web.models.contact_center import Channel, Conversation, Message
-from appliance.web.services import ServiceError
+from appliance.web.services import ServiceError, live
 
 log = logging.getLogger("appliance.web.outbox")
 
@@ -193,19 +199,73 @@ def retry(message: Message, actor_id=None) -> OutboxMessage:
         raise ServiceError("This message is not on its way to a channel, so there is nothing to retry.", 409)
     if row.state != FAILED:
         raise ServiceError(f"Only a failed delivery can be retried; this one is {row.state}.", 409)
-    OutboxMessage.update(state=PENDING, attempts=0, next_attempt_at=utcnow(), last_error=None).where(
+    OutboxMessage.update(state=PENDING, attempts=0, next_attempt_at=utcnow(), last_error=None,
+                         delivery_status=None, delivery_at=None).where(
         OutboxMessage.id == row.id, OutboxMessage.state == FAILED).execute()
     record("message.retry_delivery", actor_id=actor_id, tenant_id=message.tenant_id, target=f"message:{message.id}")
     return OutboxMessage.get_by_id(row.id)
 
 
 def deliveries(message_ids) -> dict:
-    """message id -> {state, attempts, reason} for the conversation view."""
+    """message id -> {state, attempts, reason, receipt, receipt_at} for the conversation view.
+
+    ``receipt`` is the service's latest word after the send (delivered, read, failed), or
+    None where it gave none yet, or never does (Telegram, the generic webhook, e-mail).
+    """
     ids = list(message_ids)
     if not ids:
         return {}
-    return {r.message_id: {"state": r.state, "attempts": r.attempts, "reason": r.last_error}
+    return {r.message_id: {"state": r.state, "attempts": r.attempts, "reason": r.last_error,
+                           "receipt": r.delivery_status, "receipt_at": r.delivery_at}
             for r in OutboxMessage.select().where(OutboxMessage.message.in_(ids))}
+
+
+# A later receipt never takes back an earlier one: services send them out of order
+# (WhatsApp's "delivered" can follow its "read"). A failure reported after a read is kept out.
+_RANK = {None: 0, "delivered": 1, "read": 2, "failed": 2}
+
+
+def record_statuses(channel: Channel, receipts: list[DeliveryStatus]) -> int:
+    """Store the service's receipts on the replies they name; returns how many rows changed.
+
+    A receipt for an id this channel never sent (another app, a reply deleted since) is
+    dropped: the service only needs its 200. A "failed" receipt fails the row with the
+    service's reason, so the conversation view offers "retry" as for a failed send.
+    """
+    changed = 0
+    for receipt in receipts:
+        if receipt.status not in DELIVERY_STATUSES:
+            continue
+        with write_transaction():
+            for row in _receipt_rows(channel, receipt):
+                if _RANK[receipt.status] <= _RANK.get(row.delivery_status, 0):
+                    continue
+                values = {"delivery_status": receipt.status, "delivery_at": utcnow()}
+                if receipt.status == "failed":
+                    values.update(state=FAILED, last_error=("The service reported it undelivered: " + (
+                        receipt.reason or "no reason given."))[:500])
+                OutboxMessage.update(**values).where(OutboxMessage.id == row.id).execute()
+                message = Message.get_by_id(row.message_id)
+                live.publish(message.tenant_id, message.conversation_id, "delivery", message_id=message.id)
+                changed += 1
+    return changed
+
+
+def _receipt_rows(channel: Channel, receipt: DeliveryStatus) -> list[OutboxMessage]:
+    sent = OutboxMessage.select().where(OutboxMessage.channel == channel.id, OutboxMessage.state == SENT)
+    if not receipt.up_to:
+        return list(sent.where(OutboxMessage.external_id == str(receipt.external_id)[:255]))
+    from appliance.web.channels.ingest import find_identity
+
+    identity = find_identity(channel, receipt.recipient_id) if receipt.recipient_id else None
+    if identity is None or not str(receipt.external_id).isdigit():
+        return []
+    # Replies to this peer not read yet, up to the id the service read: a few rows at most.
+    rows = (sent.join(Message).join(Conversation)
+            .where(Conversation.contact == identity.contact_id,
+                   (OutboxMessage.delivery_status.is_null()) | (OutboxMessage.delivery_status != "read")))
+    last = int(receipt.external_id)
+    return [r for r in rows if (r.external_id or "").isdigit() and int(r.external_id) <= last]
 
 
 def outbox_job(app) -> None:

@@ -15,12 +15,13 @@ import logging
 
 from appliance.web.channels import adapter_for
 from appliance.web.channels import config as channel_config
-from appliance.web.channels.base import PermanentFailure, TemporaryFailure
+from appliance.web.channels.base import DeliveryStatus, PermanentFailure, TemporaryFailure
 from appliance.web.channels.ingest import store_inbound
 from appliance.web.db import database_proxy, is_postgres, write_transaction
 from appliance.web.models.channels import ChannelConfig
 from appliance.web.models.contact_center import Channel
 from appliance.web.models.tenancy import Tenant
+from appliance.web.services import outbox
 
 log = logging.getLogger("appliance.web.pollers")
 
@@ -59,8 +60,13 @@ def _poll(channel, adapter, settings, row) -> int:
     except (TemporaryFailure, PermanentFailure) as exc:
         channel_config.record_error(channel, f"Polling: {exc.reason}")
         return 0
+    # A poll hands out the service's receipts for our replies along with new messages.
+    receipts = [i for i in items if isinstance(i, DeliveryStatus)]
+    items = [i for i in items if not isinstance(i, DeliveryStatus)]
     with write_transaction():
         made = store_inbound(channel, items)
+        if receipts:
+            outbox.record_statuses(channel, receipts)
         if new_state != state:
             ChannelConfig.update(poll_state=json.dumps(new_state)).where(ChannelConfig.id == row.id).execute()
     return len(made)

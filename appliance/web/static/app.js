@@ -55,7 +55,7 @@
   function changed() { if (!pending) pending = window.setTimeout(refresh, 100); }
 
   var source = new EventSource(host.dataset.liveStream);
-  ["message", "status", "assignment"].forEach(function (kind) { source.addEventListener(kind, changed); });
+  ["message", "status", "assignment", "delivery"].forEach(function (kind) { source.addEventListener(kind, changed); });
   source.addEventListener("open", function () { host.dataset.liveState = "open"; });
   source.addEventListener("error", function () { host.dataset.liveState = "reconnecting"; });
 

@@ -37,7 +37,7 @@ from appliance.web.views.helpers import form_bool, form_text, owned_or_404
 admin = Blueprint("admin", __name__, url_prefix="/t/<id:tenant_id>/admin")
 
 KIND_LABELS = {"webchat": "web chat", "webhook": "webhook (gateway)", "email": "e-mail", "telegram": "Telegram",
-               "whatsapp": "WhatsApp", "vk": "VK"}
+               "whatsapp": "WhatsApp", "vk": "VK", "viber": "Viber"}
 
 def _actor():
     return g.principal.user_id

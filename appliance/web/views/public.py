@@ -23,7 +23,16 @@ from appliance.web.channels.ingest import store_inbound
 from appliance.web.db import write_transaction
 from appliance.web.models.contact_center import Attachment, Channel, Conversation, Message
 from appliance.web.models.tenancy import Tenant, User
-from appliance.web.services import ServiceError, attachments, conversations, licence, live, throttle, visitors
+from appliance.web.services import (
+    ServiceError,
+    attachments,
+    conversations,
+    licence,
+    live,
+    outbox,
+    throttle,
+    visitors,
+)
 from appliance.web.validation import F, json_object
 
 public = Blueprint("public", __name__)
@@ -36,7 +45,7 @@ WIDGET_FIELDS = {
     # The customer's site vouching for a logged-in visitor (services/visitors.py).
     "identity": F("string", max_length=visitors.IDENTITY_MAX, nullable=True),
 }
-HOOK_KINDS = ("webhook", "email", "telegram", "whatsapp", "vk")
+HOOK_KINDS = ("webhook", "email", "telegram", "whatsapp", "vk", "viber")
 WIDGET_POLL_LIMIT = 200
 
 
@@ -354,9 +363,12 @@ def hook(key):
             return _error(405, "Deliveries are POSTed; GET answers only the service's set-up handshake.")
         adapter.verify(settings, headers, raw, query)
         items = adapter.parse(settings, headers, raw, query)
+        receipts = adapter.statuses(settings, headers, raw, query)
     except Refused as exc:
         return _error(exc.status, exc.reason)
     stored = store_inbound(channel, items)
+    if receipts:
+        outbox.record_statuses(channel, receipts)
     acknowledged = adapter.acknowledge(stored)
     if acknowledged is not None:
         return acknowledged
