@@ -83,3 +83,23 @@ def test_long_poll_in_the_worker(app, world, vk):
     assert not run_round(app, [poll_job])
     bodies = sorted(m.body for m in Message.select().join(Conversation).where(Conversation.channel == channel.id))
     assert bodies == ["later", "polled", "polled too"]
+
+
+def test_message_read_marks_the_replies_to_that_peer_read(app, client, world, vk):
+    channel, generated = _channel(app, world, vk)
+    _post(client, channel, event(secret=generated["secret"]))
+    _post(client, channel, event("ev-2", peer=43, secret=generated["secret"]))
+    convs = {c.contact_id: c for c in Conversation.select().where(Conversation.channel == channel.id)}
+    first_conv, other_conv = sorted(convs.values(), key=lambda c: c.id)
+    first, second = reply(app, first_conv, "one"), reply(app, first_conv, "two")
+    other = reply(app, other_conv, "to peer 43")
+    drain(app)
+    ids = [int(outbox_row(m).external_id) for m in (first, second, other)]
+    read = {"type": "message_read", "group_id": 1, "event_id": "ev-r1", "secret": generated["secret"],
+            "object": {"from_id": 42, "peer_id": 42, "read_message_id": ids[0], "conversation_message_id": 1}}
+    answer = _post(client, channel, read)
+    assert answer.status_code == 200 and answer.get_data(as_text=True) == "ok"
+    assert [outbox_row(m).delivery_status for m in (first, second, other)] == ["read", None, None]
+    read["object"]["read_message_id"] = ids[2]  # a later id read by 42 says nothing about peer 43
+    _post(client, channel, read)
+    assert [outbox_row(m).delivery_status for m in (first, second, other)] == ["read", "read", None]

@@ -62,3 +62,52 @@ def test_signature_covers_the_timestamp(client, world, clock):
     forged = {"X-Timestamp": str(int(clock().timestamp())), "X-Signature": signature(channel.secret, old, raw)}
     assert _post(client, channel, raw, forged).status_code == 401
     assert _post(client, channel, raw, {"X-Signature": signature(channel.secret, old, raw)}).status_code == 401
+
+
+def test_signing_secret_shown_once_then_masked_and_rotated(app, client, world):
+    import re
+
+    from appliance.web.models.audit import AuditEvent
+    from appliance.web.models.contact_center import Channel
+    from tests.helpers import login
+
+    tenant = world.tenants["A"]
+    login(client, world.email("A", "admin"))
+    page = client.get(f"/t/{tenant.id}/admin/channels").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    made = client.post(f"/t/{tenant.id}/admin/channels", data={"csrf_token": token, "name": "CRM gateway",
+                                                               "kind": "webhook"})
+    assert made.status_code == 201
+    channel = Channel.get(Channel.tenant == tenant.id, Channel.name == "CRM gateway")
+    assert f'data-signing-secret="{channel.id}">{channel.secret}<' in made.get_data(as_text=True)
+    listing = client.get(f"/t/{tenant.id}/admin/channels").get_data(as_text=True)
+    assert channel.secret not in listing  # masked afterwards: the last four characters only
+    assert f'data-secret-hint="{channel.id}">…{channel.secret[-4:]}<' in listing
+
+    old = channel.secret
+    rotated = client.post(f"/t/{tenant.id}/admin/channels/{channel.id}/secret", data={"csrf_token": token})
+    new = Channel.get_by_id(channel.id).secret
+    assert rotated.status_code == 200 and new != old and f">{new}<" in rotated.get_data(as_text=True)
+    assert new not in client.get(f"/t/{tenant.id}/admin/channels").get_data(as_text=True)
+    raw = json.dumps({"id": "after-rotation", "body": "hello"}).encode()
+    assert _post(client, channel, raw, signed_headers(old, raw)).status_code == 401  # the old one stops at once
+    assert _post(client, channel, raw, signed_headers(new, raw)).status_code == 202
+    assert AuditEvent.select().where(AuditEvent.action == "channel.rotate_secret",
+                                     AuditEvent.target == f"channel:{channel.id}").count() == 1
+
+    # The API: the secret in the creating answer only, and from a rotation; other tenants get 404.
+    headers = world.headers("A", "admin")
+    api_made = client.post(f"/api/v1/tenants/{tenant.id}/channels", headers=headers,
+                           json={"kind": "webhook", "name": "API gateway"}).get_json()
+    assert api_made["signing_secret"] == Channel.get_by_id(api_made["id"]).secret
+    shown = client.get(f"/api/v1/channels/{api_made['id']}", headers=headers).get_data(as_text=True)
+    assert api_made["signing_secret"] not in shown
+    url = f"/api/v1/channels/{api_made['id']}/secret"
+    assert client.post(url, headers=world.headers("B", "admin"), json={}).status_code == 404
+    assert client.post(url, headers=world.headers("A", "agent"), json={}).status_code == 403
+    answer = client.post(url, headers=headers, json={}).get_json()
+    assert answer["signing_secret"] == Channel.get_by_id(api_made["id"]).secret != api_made["signing_secret"]
+    telegram = client.post(f"/api/v1/tenants/{tenant.id}/channels", headers=headers,
+                           json={"kind": "telegram", "name": "TG"}).get_json()
+    assert "signing_secret" not in telegram
+    assert client.post(f"/api/v1/channels/{telegram['id']}/secret", headers=headers, json={}).status_code == 409

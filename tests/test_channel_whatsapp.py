@@ -95,3 +95,35 @@ def test_reply_reaches_whatsapp_once_through_faults(app, client, world, whatsapp
     row = outbox_row(message)
     assert row.state == SENT and row.attempts == 3 and row.external_id == "wamid.out1"
     assert whatsapp.sent == [{"to": "16505551234", "text": "Yes, in blue and red.", "id": "wamid.out1"}]
+
+
+def _statuses(*items):
+    return {"object": "whatsapp_business_account", "entry": [{"id": "WABA_ID", "changes": [{"field": "messages",
+            "value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881",
+                                                                    "phone_number_id": "106540352242922"},
+                      "statuses": [{"recipient_id": "16505551234", "timestamp": "1749416400", **i}
+                                   for i in items]}}]}]}
+
+
+def test_statuses_become_the_replys_receipts(app, client, world, whatsapp):
+    channel, _ = _channel(app, world, whatsapp)
+    _post(client, channel, payload())
+    conv = Conversation.get(Conversation.channel == channel.id)
+    first, second = reply(app, conv, "Yes, in blue."), reply(app, conv, "And in red.")
+    drain(app)
+    assert [outbox_row(m).external_id for m in (first, second)] == ["wamid.out1", "wamid.out2"]
+    # Meta sends receipts out of order and repeats them: read is not taken back by a late delivered.
+    assert _post(client, channel, _statuses({"id": "wamid.out1", "status": "sent"},
+                                            {"id": "wamid.out1", "status": "read"})).status_code == 200
+    _post(client, channel, _statuses({"id": "wamid.out1", "status": "delivered"}))
+    assert outbox_row(first).delivery_status == "read" and outbox_row(first).delivery_at is not None
+    _post(client, channel, _statuses({"id": "wamid.out2", "status": "failed", "errors": [{
+        "code": 131047, "title": "Re-engagement message", "message": "Re-engagement message",
+        "error_data": {"details": "More than 24 hours have passed since the customer last replied."}}]}))
+    row = outbox_row(second)
+    assert row.state == "failed" and row.delivery_status == "failed"
+    assert "131047 Re-engagement message: More than 24 hours" in row.last_error
+    assert _post(client, channel, _statuses({"id": "wamid.unknown", "status": "read"})).status_code == 200
+    # A signed post is needed for receipts too.
+    assert _post(client, channel, _statuses({"id": "wamid.out2", "status": "read"}), secret="x").status_code == 401
+    assert outbox_row(second).delivery_status == "failed"

@@ -1,4 +1,4 @@
-"""Channel settings, test connection and delivery retries in the JSON API (attached to ``api``).
+"""Channel settings, test connection, signing secrets and delivery retries in the JSON API (attached to ``api``).
 
 Settings answer with each secret as ``{"set": true|false}``, never its value; a secret
 the appliance generated is in ``generated_secrets`` of the one answer that made it.
@@ -12,7 +12,7 @@ from appliance.web.api import api
 from appliance.web.api import responses as R
 from appliance.web.api.schema import spec
 from appliance.web.channels import ADAPTERS
-from appliance.web.services import channel_admin, outbox
+from appliance.web.services import catalogue, channel_admin, outbox
 from appliance.web.validation import F
 
 
@@ -46,6 +46,13 @@ def patch_channel_settings(channel, data):
 @spec("Test the connection to the channel's service", role="admin", tag="channels", body={}, response=R.CHANNEL_TEST)
 def test_channel(channel, data):
     return jsonify(channel_admin.test_connection(channel, actor_id=_actor()))
+
+
+@api.route("/channels/<id:channel_id>/secret", methods=["POST"])
+@spec("Make a new signing secret (webhook, web chat); the old one stops verifying; the secret is in this answer "
+      "only", role="admin", tag="channels", body={}, response=R.SIGNING_SECRET)
+def rotate_channel_secret(channel, data):
+    return jsonify(channel_id=channel.id, signing_secret=catalogue.rotate_secret(channel, actor_id=_actor()))
 
 
 @api.route("/messages/<id:message_id>/retry", methods=["POST"])

@@ -54,6 +54,7 @@ NEW_TOKEN = {**TOKEN, "properties": {**TOKEN["properties"], "token": string()},
              "required": sorted([*TOKEN["required"], "token"])}
 CHANNEL = obj(id=integer(), tenant_id=integer(), kind=string(), name=string(), public_key=string(),
               team_id=integer(nullable=True), shared=boolean(), is_active=boolean())
+NEW_CHANNEL = {**CHANNEL, "properties": {**CHANNEL["properties"], "signing_secret": string()}}
 TEAM = obj(id=integer(), tenant_id=integer(), name=string())
 CONTACT = obj(id=integer(), tenant_id=integer(), name=string(nullable=True), email=string(nullable=True),
               phone=string(nullable=True), notes=string(nullable=True), verified=boolean(), created_at=TIME)
@@ -83,6 +84,7 @@ ATTACHMENTS = page(ATTACHMENT)
 FILE_CONTENT = {"type": "string", "format": "binary", "description": "The file's bytes, as an attachment download"}
 CHANNEL_SETTINGS = obj(required=False)
 CHANNEL_TEST = obj(required=False)
+SIGNING_SECRET = obj(channel_id=integer(), signing_secret=string())
 RETRIED = obj(message_id=integer(), delivery=obj(state=string(), attempts=integer()))
 EMAIL_STATUS = obj(required=False)
 QUARANTINE = obj(items=array(obj(required=False)))

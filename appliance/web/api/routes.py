@@ -240,9 +240,12 @@ def list_channels(tenant):
 
 
 @api.route("/tenants/<id:tenant_id>/channels", methods=["POST"])
-@spec("Create a channel", role="admin", body=CHANNEL_BODY, tag="channels", status=201, response=R.CHANNEL)
+@spec("Create a channel (webhook and web-chat channels: with their signing secret, in this answer only)",
+      role="admin", body=CHANNEL_BODY, tag="channels", status=201, response=R.NEW_CHANNEL)
 def create_channel(tenant, data):
-    return jsonify(catalogue.create_channel(tenant, actor_id=_actor(), **data).to_json()), 201
+    channel = catalogue.create_channel(tenant, actor_id=_actor(), **data)
+    secret = {"signing_secret": channel.secret} if channel.kind in catalogue.SIGNED_KINDS else {}
+    return jsonify(channel.to_json() | secret), 201
 
 
 @api.route("/channels/<id:channel_id>")

@@ -6,6 +6,8 @@ audit events (channels carry traffic and secrets, so every change to one is reco
 
 from __future__ import annotations
 
+import secrets
+
 from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import CHANNEL_KINDS, Article, CannedAnswer, Channel, Team
@@ -34,6 +36,31 @@ def create_channel(tenant: Tenant, *, kind, name, shared=False, team_id=None, ac
                              shared=bool(shared), team=team_id)
     record("channel.create", actor_id=actor_id, tenant_id=tenant.id, target=f"channel:{channel.id}", kind=kind)
     return channel
+
+
+# Kinds whose channel secret signs traffic: webhook deliveries both ways, and the identity
+# tokens a customer's site gives its logged-in web-chat visitors (services/visitors.py).
+SIGNED_KINDS = ("webhook", "webchat")
+
+
+def signing_secret_hint(channel: Channel) -> str:
+    """What the channels page shows of a secret after it was handed out: its last four characters."""
+    return "…" + channel.secret[-4:]
+
+
+def rotate_secret(channel: Channel, actor_id=None) -> str:
+    """A new signing secret for ``channel``, returned once (the caller shows it, nothing else does).
+
+    The old one stops verifying at once: the sender must switch to the new secret.
+    """
+    if channel.kind not in SIGNED_KINDS:
+        raise ServiceError(f"A {channel.kind} channel has no signing secret of its own "
+                           f"(only {', '.join(SIGNED_KINDS)} channels do).", 409)
+    secret = secrets.token_urlsafe(24)
+    Channel.update(secret=secret).where(Channel.id == channel.id).execute()
+    channel.secret = secret
+    record("channel.rotate_secret", actor_id=actor_id, tenant_id=channel.tenant_id, target=f"channel:{channel.id}")
+    return secret
 
 
 def update_channel(channel: Channel, *, name=None, shared=None, is_active=None, team_id=..., actor_id=None):

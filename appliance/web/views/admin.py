@@ -143,14 +143,16 @@ def create_subaccount(tenant):
 
 # --- channels ----------------------------------------------------------------------------
 
-def _render_channels(tenant, status=200, form=None):
+def _render_channels(tenant, status=200, form=None, new_secret=None):
+    """``new_secret``: (channel, secret) of a secret just made, shown on this one answer only."""
     own = list(Channel.select().where(Channel.tenant == tenant.id).order_by(Channel.name))
     inherited = list(
         shared_from_ancestors(Channel, tenant).select(Channel, Tenant).join(Tenant).order_by(Channel.name)
     )
     return render_template("admin/channels.html", own=own, inherited=inherited, kinds=CHANNEL_KINDS,
                            kind_labels=KIND_LABELS, config=channel_config.installation_settings(),
-                           form=form or {}), status
+                           signed_kinds=catalogue.SIGNED_KINDS, hint=catalogue.signing_secret_hint,
+                           new_secret=new_secret, form=form or {}), status
 
 
 @admin.route("/channels")
@@ -169,8 +171,26 @@ def create_channel(tenant):
     except ServiceError as exc:
         flash(str(exc), "error")
         return _render_channels(tenant, exc.status, form)
+    if channel.kind in catalogue.SIGNED_KINDS:
+        # Rendered, not flashed or redirected: the secret must not land in the session cookie.
+        flash(f"Channel {channel.name} created. Copy its signing secret now: it is not shown again.", "info")
+        return _render_channels(tenant, 201, new_secret=(channel, channel.secret))
     flash(f"Channel {channel.name} created.", "info")
     return redirect(url_for("admin.channels", tenant_id=tenant.id))
+
+
+@admin.route("/channels/<id:channel_id>/secret", methods=["POST"])
+@helpers.tenant_view("admin")
+def rotate_channel_secret(tenant, channel_id):
+    channel = owned_or_404(Channel, channel_id, tenant, "admin")
+    try:
+        secret = catalogue.rotate_secret(channel, actor_id=_actor())
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_channels(tenant, exc.status)
+    flash(f"New signing secret for {channel.name}: the old one no longer verifies. Copy it now: it is not "
+          "shown again.", "info")
+    return _render_channels(tenant, 200, new_secret=(channel, secret))
 
 
 @admin.route("/channels/<id:channel_id>", methods=["POST"])
