@@ -250,3 +250,29 @@ def test_webhook_files_that_are_wrong_store_nothing(app, client, world):
         assert 400 <= resp.status_code < 500 and says in resp.get_json()["message"], (payload, resp.get_json())
     with app.app_context():
         assert Message.select().count() == before
+
+
+def test_one_attachment_limit_for_every_channel_and_the_old_email_key_refused(app, world, tmp_path):
+    from appliance.core.config import DEFAULTS, ConfigError, Instance, write_config
+    from appliance.web.channels.base import Inbound, InboundFile
+    from appliance.web.channels.ingest import store_inbound
+    from appliance.web.models.contact_center import Channel
+
+    assert "max_attachment_bytes" not in DEFAULTS["email"]  # one setting: attachment_max_bytes
+    write_config(tmp_path, {"email": {"max_attachment_bytes": 20_000_000}})
+    with pytest.raises(ConfigError) as refused:
+        Instance.load(tmp_path)
+    message = str(refused.value)
+    assert str(tmp_path / "config.yml") in message and "attachment_max_bytes" in message
+    assert "email.max_attachment_bytes" in message and "20000000" in message
+
+    # An inbound file over the limit (any kind: e-mail parts, messenger files) is left out and named;
+    # the message and the files within the limit are kept, and the item is not refused or re-fetched.
+    app.extensions["appliance_instance"].settings["attachment_max_bytes"] = 1000
+    with app.app_context():
+        channel = Channel.create(tenant=world.tenants["A"], kind="webhook", name="limits")
+        [made] = store_inbound(channel, [Inbound(external_id="m1", sender_id="", text="Two files", files=[
+            InboundFile("small.pdf", "application/pdf", b"%PDF" + b"s" * 100),
+            InboundFile("scan.pdf", "application/pdf", b"%PDF" + b"x" * 2000)])])
+        assert made.body.startswith("Two files\n\n[not stored: scan.pdf: 2004 bytes is over the limit of 1000")
+        assert [a.filename for a in Attachment.select().where(Attachment.message == made.id)] == ["small.pdf"]

@@ -92,8 +92,10 @@ DEFAULTS: dict = {
         "public_applications": True,
         "public_applications_per_hour": 5,
     },
-    # Attachments (both directions): the largest file, and the content types accepted
-    # (exact types, or "type/*"). Anything else is refused with 413/415 naming the limit.
+    # Attachments (both directions, every channel: uploads, widget, webhook, messengers, e-mail
+    # MIME parts): the largest file, and the content types accepted (exact types, or "type/*").
+    # An upload beyond them is refused with 413/415 naming the limit; an inbound file beyond
+    # them is left out and its message says so.
     "attachment_max_bytes": 5 * 1024 * 1024,
     "attachment_types": [
         "image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain",
@@ -171,9 +173,16 @@ DEFAULTS: dict = {
     "email": {
         "poll_batch": 50,  # mails fetched per mailbox per worker round
         "network_timeout": 30.0,  # seconds, IMAP and SMTP
-        "max_attachment_bytes": 10 * 1024 * 1024,  # larger MIME parts are left out, and said so
     },
 }
+
+# Keys that were replaced, as (old path, new path): one found in config.yml stops the start
+# with an error saying where the value goes now, rather than being ignored or taken silently
+# with a changed meaning. Config validation reads this too, so its unknown-key error names the fix.
+RENAMED_KEYS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    # Was e-mail's own limit; one limit now covers every channel's files (it used to be 10 MiB).
+    (("email", "max_attachment_bytes"), ("attachment_max_bytes",)),
+)
 
 
 class ConfigError(RuntimeError):
@@ -189,6 +198,22 @@ def resolve_home(home: str | os.PathLike | None) -> Path:
             "(create one with 'appliance --home DIR init')."
         )
     return Path(home).expanduser().resolve()
+
+
+def renamed_key_problems(file_settings: dict, source) -> list[str]:
+    """What ``file_settings`` (read from ``source``) still says under a replaced key, and the fix."""
+    problems = []
+    for old, new in RENAMED_KEYS:
+        node = file_settings
+        for part in old:
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        if node is not _MISSING:
+            problems.append(f"{source}: {'.'.join(old)} was replaced by {'.'.join(new)}; move the value "
+                            f"({node!r}) there and remove {'.'.join(old)}.")
+    return problems
+
+
+_MISSING = object()
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -220,6 +245,9 @@ class Instance:
                 raise ConfigError(f"{cfg_path} is not valid YAML: {exc}") from exc
             if not isinstance(file_settings, dict):
                 raise ConfigError(f"{cfg_path} must hold a mapping of settings.")
+            problems = renamed_key_problems(file_settings, cfg_path)
+            if problems:
+                raise ConfigError(" ".join(problems))
         elif require_config:
             raise ConfigError(
                 f"{cfg_path} does not exist: run 'appliance --home {path} init' first."

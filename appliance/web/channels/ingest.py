@@ -49,6 +49,7 @@ def _store_one(channel: Channel, item: Inbound, find_conversation) -> Message | 
     key = str(item.external_id)[:MAX_EXTERNAL_ID]
     if not key:
         raise ServiceError("An inbound item needs the service's id for it.", 422)
+    item = _within_limits(item)
     with write_transaction():
         try:
             with database_proxy.atomic():
@@ -78,6 +79,31 @@ def _store_one(channel: Channel, item: Inbound, find_conversation) -> Message | 
         seen.message = message.id
         seen.save(only=[InboundSeen.message])
     return message
+
+
+def _within_limits(item: Inbound) -> Inbound:
+    """``item`` without the files the attachment settings refuse, each named in its text instead.
+
+    A customer's oversized or odd file must not cost the message (nor make the service
+    re-deliver it forever): the agent sees what arrived and what was left out, and why.
+    """
+    from dataclasses import replace
+
+    from appliance.web.services.attachments import check_file
+
+    kept, notes = [], []
+    for f in item.files:
+        try:
+            clean = check_file(f)
+        except ServiceError as exc:
+            notes.append(f"[not stored: {exc}]")
+            continue
+        kept.append(InboundFile(clean.filename, clean.content_type, clean.data))
+    if not notes:
+        return item
+    text = item.text if isinstance(item.text, str) else ""
+    text = "\n\n".join(part for part in (text.strip() and text, *notes) if part)
+    return replace(item, text=text, files=kept)
 
 
 def _text_of(item: Inbound) -> str:
@@ -122,17 +148,8 @@ def recipient_for(conv: Conversation) -> str:
     return row.external if row is not None else ""
 
 
-def store_file(message: Message, f: InboundFile):
-    """An inbound file as an attachment of ``message``, sealed like the body.
+def store_file(message: Message, f: InboundFile) -> Attachment:
+    """An inbound file as an attachment of ``message``, sealed like the body (checked against the limits)."""
+    from appliance.web.services.attachments import store_file as service_store
 
-    The attachments service (limits, content types) takes over once it exists.
-    """
-    try:
-        from appliance.web.services.attachments import store_file as service_store
-    except ImportError:
-        service_store = None
-    if service_store is not None:
-        return service_store(message, f)
-    return Attachment.create(message=message.id, tenant=message.tenant_id, filename=f.filename or "file",
-                             content_type=(f.content_type or "application/octet-stream")[:100],
-                             size=len(f.data), data=f.data)
+    return service_store(message, f)

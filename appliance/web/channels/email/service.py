@@ -186,14 +186,11 @@ def to_inbound(parsed: ParsedMail, limits: dict) -> Inbound:
     """A parsed mail as the channel layer's inbound item: the Message-ID is its
     de-duplication key, the sender's address where replies go."""
     text = parsed.text
-    files, skipped = [], []
-    for f in parsed.files:
-        (files if len(f.data) <= limits["max_attachment_bytes"] else skipped).append(f)
     if len(text) > MAX_BODY - 200:
         text = text[:MAX_BODY - 200] + "\n\n[the rest of this mail was cut: too long to show]"
-    if skipped:
-        text += "\n\n[" + ", ".join(f"{f.filename} not stored: larger than the attachment limit"
-                                     for f in skipped) + "]"
+    # Parts over attachment_max_bytes or of a type not accepted are left out by the ingest
+    # (channels/ingest.py), which names them in the message, as for every channel.
+    files = parsed.files
     return Inbound(external_id=parsed.message_id, sender_id=parsed.sender_email, text=text,
                    sender_name=parsed.sender_name, email=parsed.sender_email, subject=parsed.subject,
                    files=[InboundFile(f.filename, f.content_type, f.data) for f in files],
