@@ -27,6 +27,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         url = urlparse(self.path)
+        if double.latency:
+            time.sleep(double.latency)  # a service's answer time, so concurrent senders overlap
         fault = double.next_fault(url.path)
         if fault is not None:
             kind, retry_after = fault
@@ -56,6 +58,7 @@ class _Handler(BaseHTTPRequestHandler):
 class ServiceDouble:
     def __init__(self):
         self.sent: list[dict] = []  # what the appliance delivered, in order
+        self.latency = 0.0  # seconds each answer takes
         self.calls: list[str] = []  # every path asked, faults included
         self._faults: list[tuple[str, str, float | None]] = []
         self._lock = threading.Lock()

@@ -134,3 +134,58 @@ def test_two_hosts_draining_at_once_send_each_reply_once(app, client, world, tel
     assert not errors
     texts = [s["text"] for s in telegram.sent]
     assert sorted(texts) == sorted(f"reply {i}" for i in range(30)) and len(texts) == len(set(texts))
+
+
+def test_a_conversations_replies_leave_in_order(app, client, world, telegram, clock):
+    _channel, conv = _conversation(app, client, world, telegram)
+    other_channel, other = _conversation(app, client, world, telegram, chat=43, update_id=2)
+    telegram.fail("500", path_contains="sendMessage")
+    first = reply(app, conv, "first")
+    second = reply(app, conv, "second")
+    elsewhere = reply(app, other, "another conversation")
+    drain(app)
+    # "first" backs off; "second" waits behind it; the other conversation is not held back.
+    assert [s["text"] for s in telegram.sent] == ["another conversation"]
+    assert (outbox_row(first).state, outbox_row(second).state, outbox_row(elsewhere).state) == (
+        PENDING, PENDING, SENT)
+    assert outbox_row(second).attempts == 0
+    clock.advance(minutes=5)
+    drain(app)
+    assert [s["text"] for s in telegram.sent] == ["another conversation", "first", "second"]
+    # A failed reply holds nothing back (its retry sends it after the rest).
+    telegram.fail("400", path_contains="sendMessage")
+    lost, after = reply(app, conv, "lost"), reply(app, conv, "after")
+    drain(app)
+    assert outbox_row(lost).state == FAILED and outbox_row(after).state == SENT
+
+
+def test_several_hosts_keep_each_conversations_order(app, client, world, telegram, db_url):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("several app hosts means PostgreSQL")
+    chats = [42, 43, 44]
+    convs = [_conversation(app, client, world, telegram, chat=chat, update_id=i + 1)[1]
+             for i, chat in enumerate(chats)]
+    for i in range(8):
+        for conv in convs:
+            reply(app, conv, f"{conv.id}:{i}")
+    telegram.latency = 0.005  # sends overlap across the hosts
+    errors = []
+
+    def host():
+        try:
+            with app.app_context(), app.extensions["database"].connection_context():
+                while outbox.drain(limit=3)["sent"]:
+                    pass
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=host) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert len(telegram.sent) == 24
+    for conv, chat in zip(convs, chats, strict=True):
+        texts = [s["text"] for s in telegram.sent if s["chat_id"] == str(chat)]
+        assert texts == [f"{conv.id}:{i}" for i in range(8)]

@@ -43,6 +43,19 @@ def call(method: str, url: str, *, timeout: float, retry_after=None, **kwargs) -
     return body
 
 
+def download(url: str, *, timeout: float, max_bytes: int, too_large: str) -> bytes:
+    """A file a service hands out by URL, at most ``max_bytes`` read (``too_large``: the refusal then)."""
+    try:
+        answer = requests.get(url, timeout=timeout, stream=True, allow_redirects=False)
+        answer.raise_for_status()
+        data = answer.raw.read(max_bytes + 1, decode_content=True)
+    except requests.RequestException:
+        raise TemporaryFailure("The file could not be downloaded.") from None
+    if len(data) > max_bytes:
+        raise PermanentFailure(too_large)
+    return data
+
+
 def describe(body: dict) -> str:
     """The service's own words for an error, whichever shape it uses."""
     for key in ("description", "message", "error_msg"):

@@ -110,21 +110,12 @@ class TelegramAdapter(Adapter):
         return files
 
     def _download(self, settings, file_id) -> bytes:
-        import requests
-
         path = dig(self._call(settings, "getFile", json={"file_id": file_id}), "result", "file_path")
         if not isinstance(path, str):
             raise PermanentFailure("getFile gave no file_path.")
         url = f"{http.base_url(settings, DEFAULT_API)}/file/bot{settings['bot_token']}/{path}"
-        try:
-            answer = requests.get(url, timeout=settings["timeout"], stream=True)
-            answer.raise_for_status()
-            data = answer.raw.read(MAX_FILE + 1, decode_content=True)
-        except requests.RequestException:
-            raise TemporaryFailure("The file could not be downloaded.") from None
-        if len(data) > MAX_FILE:
-            raise PermanentFailure("The file is larger than Telegram's 20 MB download limit.")
-        return data
+        return http.download(url, timeout=settings["timeout"], max_bytes=MAX_FILE,
+                             too_large="The file is larger than Telegram's 20 MB download limit.")
 
     def poll(self, settings, state):
         if settings.get("receive") != "polling":

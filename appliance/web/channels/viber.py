@@ -139,23 +139,11 @@ class ViberAdapter(Adapter):
         if isinstance(message.get("file_name"), str) and message["file_name"].strip():
             name = message["file_name"]
         try:
-            data = self._download(settings, media)
+            data = http.download(media, timeout=settings["timeout"], max_bytes=MAX_FILE,
+                                 too_large="The file is larger than Viber's 50 MB limit.")
         except (TemporaryFailure, PermanentFailure):
             return []  # the text still arrives; an agent can ask for the file again
         return [InboundFile(_SAFE_NAME.sub("_", name)[:200], content_type, data)]
-
-    def _download(self, settings, url) -> bytes:
-        import requests
-
-        try:
-            answer = requests.get(url, timeout=settings["timeout"], stream=True, allow_redirects=False)
-            answer.raise_for_status()
-            data = answer.raw.read(MAX_FILE + 1, decode_content=True)
-        except requests.RequestException:
-            raise TemporaryFailure("The file could not be downloaded.") from None
-        if len(data) > MAX_FILE:
-            raise PermanentFailure("The file is larger than Viber's 50 MB limit.")
-        return data
 
     # -- outbound ----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Delivery receipts on the channel outbox: what the service reported after the send.
+"""The channel outbox: delivery receipts, and each reply's conversation for ordered sends.
 
 Frozen: the columns and the index as this step adds them (see the package docstring).
 
@@ -7,6 +7,9 @@ Frozen: the columns and the index as this step adds them (see the package docstr
   ``message_read``); NULL for replies sent before, and for kinds that report nothing.
 - ``channel_outbox.delivery_at``: when the latest receipt arrived.
 - An index on (channel, external_id): a receipt names the reply by the service's id for it.
+- ``channel_outbox.conversation_id``: the message's conversation (filled in for the rows
+  there), with an index on (conversation_id, state, id): a reply is claimed only when no
+  earlier reply of its conversation is still on its way, whichever host sends.
 
 Plain ``ADD COLUMN`` (nullable): both databases add it in place, where peewee's SQLite
 migrator would rebuild the table.
@@ -15,8 +18,12 @@ migrator would rebuild the table.
 COLUMNS = [
     ("channel_outbox", "delivery_status", "VARCHAR(10)"),
     ("channel_outbox", "delivery_at", "DATETIME", "TIMESTAMP"),
+    ("channel_outbox", "conversation_id", "INTEGER"),
 ]
-INDEX = "channel_outbox_channel_id_external_id"
+INDEXES = {
+    "channel_outbox_channel_id_external_id": ("channel_id", "external_id"),
+    "channel_outbox_conversation_id_state_id": ("conversation_id", "state", "id"),
+}
 
 
 def up(db, migrator):
@@ -28,4 +35,8 @@ def up(db, migrator):
             continue
         sql_type = types[-1] if postgres else types[0]
         db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {sql_type}')
-    db.execute_sql(f'CREATE INDEX IF NOT EXISTS "{INDEX}" ON "channel_outbox" ("channel_id", "external_id")')
+    db.execute_sql('UPDATE "channel_outbox" SET "conversation_id" = (SELECT "conversation_id" FROM "message" '
+                   'WHERE "message"."id" = "channel_outbox"."message_id") WHERE "conversation_id" IS NULL')
+    for name, columns in INDEXES.items():
+        listed = ", ".join(f'"{c}"' for c in columns)
+        db.execute_sql(f'CREATE INDEX IF NOT EXISTS "{name}" ON "channel_outbox" ({listed})')

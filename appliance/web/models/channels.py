@@ -50,6 +50,8 @@ class OutboxMessage(BaseModel):
     message = ForeignKeyField(Message, unique=True, on_delete="CASCADE")
     channel = ForeignKeyField(Channel, on_delete="CASCADE")
     tenant = ForeignKeyField(Tenant, on_delete="CASCADE")
+    # The message's conversation, copied so the claim can keep a conversation's replies in order.
+    conversation_id = IntegerField(null=True)
     state = CharField(max_length=10, default=PENDING)
     attempts = IntegerField(default=0)
     next_attempt_at = DateTimeField(default=utcnow)
@@ -66,7 +68,7 @@ class OutboxMessage(BaseModel):
     class Meta:
         table_name = "channel_outbox"
         indexes = ((("state", "next_attempt_at"), False), (("channel", "sent_at"), False),
-                   (("channel", "external_id"), False))
+                   (("channel", "external_id"), False), (("conversation_id", "state", "id"), False))
 
 
 class ChannelIdentity(EncryptedModel, BaseModel):

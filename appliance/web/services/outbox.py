@@ -11,6 +11,12 @@ twice. The worker sends each row exactly once across app hosts:
   ``sending`` with a lease and commits before the request, so the web app is never
   blocked behind a slow service; an expired lease makes the row due again.
 
+A conversation's replies leave in the order they were written, whichever host sends: a
+row is claimed only when no earlier row of its conversation is pending or sending (on
+PostgreSQL an in-flight row stays ``pending`` and locked, so the rule holds across hosts
+without another lock). A reply that backs off holds back only its own conversation; a
+failed one holds back nothing.
+
 A retry reuses the row's idempotency key (VK's ``random_id``, the webhook's
 ``Idempotency-Key``), so a service that de-duplicates drops a repeat after a lost answer.
 Temporary failures (timeouts, 5xx, 429) back off, honouring ``retry_after``; a bounded
@@ -23,6 +29,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+
+from peewee import fn
 
 from appliance.web.channels import adapter_for
 from appliance.web.channels import config as channel_config
@@ -52,7 +60,8 @@ def enqueue(conv: Conversation, message: Message) -> OutboxMessage | None:
     if not adapter.sends or not adapter.delivers(channel_config.settings_for(channel)):
         return None
     return OutboxMessage.create(message=message.id, channel=channel.id, tenant=conv.tenant_id,
-                                idempotency_key=uuid.uuid4().hex, next_attempt_at=utcnow())
+                                conversation_id=conv.id, idempotency_key=uuid.uuid4().hex,
+                                next_attempt_at=utcnow())
 
 
 def _limits() -> dict:
@@ -84,7 +93,15 @@ def drain(limit: int | None = None) -> dict:
 
 
 def _claim_query(now, skipped):
-    query = OutboxMessage.select().where(_due(now)).order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+    earlier = OutboxMessage.alias("earlier")
+    # A conversation's replies leave in the order they were written: one waits while an
+    # earlier one is still pending (backing off, rate limited) or in flight on any host.
+    # A failed one does not hold the rest back; its "retry" sends it after them.
+    waiting = (earlier.select(earlier.id)
+               .where(earlier.conversation_id == OutboxMessage.conversation_id,
+                      earlier.state.in_([PENDING, SENDING]), earlier.id < OutboxMessage.id))
+    query = (OutboxMessage.select().where(_due(now), ~fn.EXISTS(waiting))
+             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id))
     if skipped:
         query = query.where(OutboxMessage.id.not_in(list(skipped)))
     return query
