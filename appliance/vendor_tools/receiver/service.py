@@ -8,6 +8,7 @@ sender's retry (same idempotency key, same report ids) stores all of it once.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -319,7 +320,7 @@ def _audit_checkpoint(inst: Installation) -> dict:
         entries = json.loads(row.payload).get("audit_entries")
         if entries is not None:
             counts.append(entries)
-    shrank = any(later < earlier for earlier, later in zip(counts, counts[1:], strict=False))
+    shrank = any(later < earlier for earlier, later in itertools.pairwise(counts))
     return {"audit_entries": counts[-1] if counts else None, "audit_trail_shrank": shrank}
 
 
