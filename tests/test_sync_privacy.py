@@ -140,6 +140,22 @@ def test_tenant_names_appear_only_when_the_installer_allows_it(app, world, clock
     assert_clean(named, "the named export", allow={"tenant_name"})
 
 
+def test_the_report_counts_audit_entries_so_the_vendor_sees_deletions(app, world, clock):
+    """A count, never an entry: deleting audit rows lowers the next report's figure."""
+    from appliance.web.models.audit import AuditEvent
+    from appliance.web.sync import service
+
+    instance = app.extensions["appliance_instance"]
+    identity = load_identity(instance)
+    before = service.build_day_report(instance, identity, clock().date())
+    total = AuditEvent.select().count()
+    assert total > 0 and before["audit_entries"] == total
+    newest = AuditEvent.select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(3)
+    AuditEvent.delete().where(AuditEvent.id.in_(newest)).execute()
+    after = service.build_day_report(instance, identity, clock().date())
+    assert after["audit_entries"] == total - 3
+
+
 def test_with_sync_off_nothing_connects_anywhere(app, world, tmp_path, runner):
     """A listener on the vendor URL records any connection: there must be none."""
     from appliance.cli import main

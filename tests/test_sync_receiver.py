@@ -53,13 +53,13 @@ def receiver(tmp_path, ident):
     r.stop()
 
 
-def report_for(identity, day="2026-11-24", messages=3, last_day=None, generated_at=None):
+def report_for(identity, day="2026-11-24", messages=3, last_day=None, generated_at=None, audit_entries=None):
     days = [{"date": day, "tenants": [{"tenant": 2, "conversations": 1, "messages": messages,
                                        "active_operators": 1, "seats_used": 2, "programs": ["webchat"]}]}]
     if last_day:
         days.append({"date": last_day, "tenants": []})
     return build_report(installation_id=identity.installation_id, version="0.1.0", profile="minimal",
-                        days=days, generated_at=generated_at)
+                        days=days, generated_at=generated_at, audit_entries=audit_entries)
 
 
 def envelope_for(identity, **kwargs):
@@ -215,6 +215,36 @@ def test_a_late_older_report_does_not_overwrite_fresher_counts(receiver, ident):
     usage = receiver.query(lambda: [(str(u.date), u.messages) for u in DayUsage.select().order_by(DayUsage.date)])
     assert usage == [("2026-11-24", 50)]
     assert stored_count(receiver) == 2  # both kept as received; the summary takes the fresher
+
+
+def test_the_vendor_sees_an_audit_trail_that_shrank_between_reports(receiver, ident):
+    def listed():
+        answer = requests.get(receiver.url + "/api/v1/installations",
+                              headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        (site,) = answer.json()["installations"]
+        return site["audit_entries"], site["audit_trail_shrank"]
+
+    first = sign_report(report_for(ident, day="2026-11-24", audit_entries=120,
+                                   generated_at=dt.datetime(2026, 11, 25, 1)), ident)
+    growing = sign_report(report_for(ident, day="2026-11-25", audit_entries=180,
+                                     generated_at=dt.datetime(2026, 11, 26, 1)), ident)
+    post_batch(receiver, [first, growing], key="batch-audit-1")
+    assert listed() == (180, False)
+
+    shorter = sign_report(report_for(ident, day="2026-11-26", audit_entries=90,
+                                     generated_at=dt.datetime(2026, 11, 27, 1)), ident)
+    post_batch(receiver, [shorter], key="batch-audit-2")
+    assert listed() == (90, True)
+    page = requests.get(receiver.url + "/installations", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert "shrank between reports" in page.text
+
+
+@pytest.mark.parametrize("value", [-1, True, "12", 1.5, 10**13])
+def test_an_audit_count_that_is_not_a_count_is_refused(ident, value):
+    from appliance.core.sync.report import ReportError
+
+    with pytest.raises(ReportError, match="audit_entries"):
+        report_for(ident, audit_entries=value)
 
 
 def test_vendor_cli_imports_lists_and_announces(tmp_path, ident, stranger, runner):

@@ -92,6 +92,20 @@ DEFAULTS: dict = {
         "public_applications": True,
         "public_applications_per_hour": 5,
     },
+    # The installation's own outgoing mail (renewal reminders to admins), through the site's
+    # relay. Off while ``host`` is empty: notices then stay in the app. The password is read
+    # from ``password_file`` (0600), never written into this file.
+    "notify_mail": {
+        "host": "",
+        "port": 587,
+        "security": "starttls",  # starttls | ssl | none (none: a relay on loopback, no login)
+        "username": "",
+        "password_file": "",
+        "ca_file": "",  # the relay's CA when it is not in the system store
+        "from": "",  # the sender address, e.g. contact-center@bank.example
+        "timeout": 30.0,
+        "max_attempts": 8,  # then the notice stays in the app only, with the reason
+    },
     # Attachments (both directions, every channel: uploads, widget, webhook, messengers, e-mail
     # MIME parts): the largest file, and the content types accepted (exact types, or "type/*").
     # An upload beyond them is refused with 413/415 naming the limit; an inbound file beyond

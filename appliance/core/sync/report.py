@@ -8,6 +8,10 @@ loudly on the customer's side, before anything leaves the network, and again on
 the vendor's side. It is the defence against accidental leaks, so it rejects
 rather than strips.
 
+Besides counts of usage, a report may carry ``audit_entries``: how many entries the
+installation's audit trail had (a count, never an entry). The vendor sees a trail that
+shrank between two reports, which the appliance's own check could only see locally.
+
 The tenant's display name is the single exception: it is free text and is only
 allowed when the customer turned on ``sync.share_tenant_names`` (the report then
 says so with ``"tenant_names": true``).
@@ -57,7 +61,7 @@ MAX_EXPORT_BYTES = 64 * 1024 * 1024
 REPORT_KEYS = frozenset(
     {"schema", "report_id", "installation_id", "generated_at", "version", "profile", "days"}
 )
-OPTIONAL_REPORT_KEYS = frozenset({"tenant_names"})
+OPTIONAL_REPORT_KEYS = frozenset({"tenant_names", "audit_entries"})
 DAY_KEYS = frozenset({"date", "tenants"})
 TENANT_KEYS = frozenset({"tenant", *COUNT_FIELDS, "programs"})
 ENVELOPE_KEYS = frozenset({"format", "v", "alg", "report", "signature"})
@@ -106,6 +110,7 @@ def build_report(
     generated_at: dt.datetime | None = None,
     report_id: str | None = None,
     tenant_names: bool = False,
+    audit_entries: int | None = None,
 ) -> dict:
     """Assemble and validate a report from per-day tenant rows.
 
@@ -139,6 +144,8 @@ def build_report(
     }
     if tenant_names:
         report["tenant_names"] = True
+    if audit_entries is not None:
+        report["audit_entries"] = audit_entries
     validate_report(report, allow_names=tenant_names)
     return report
 
@@ -219,6 +226,11 @@ def validate_report(report, *, allow_names: bool | None = None) -> dict:
     names_ok = declared if allow_names is None else (declared and allow_names)
     if declared and not names_ok:
         _fail("report.tenant_names", "tenant names are not allowed by this installation's settings")
+
+    if "audit_entries" in report:
+        entries = report["audit_entries"]
+        if type(entries) is not int or not 0 <= entries <= MAX_COUNT:
+            _fail("report.audit_entries", f"must be an integer 0..{MAX_COUNT}")
 
     days = report["days"]
     if not isinstance(days, list) or not 1 <= len(days) <= MAX_DAYS:

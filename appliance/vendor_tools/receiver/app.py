@@ -194,16 +194,18 @@ LIST_PAGE = """<!doctype html>
 <table border="1" cellpadding="4" cellspacing="0">
 <thead><tr><th>Installation</th><th>Label</th><th>Version</th><th>Profile</th><th>Last seen</th>
 <th>Latest day</th><th>Tenants</th><th>Conversations</th><th>Messages</th>
-<th>Active operators</th><th>Seats used</th><th>Reports</th></tr></thead>
+<th>Active operators</th><th>Seats used</th><th>Reports</th><th>Audit entries</th></tr></thead>
 <tbody>
 {% for i in installations %}
 <tr><td><code>{{ i.installation_id }}</code><br><small>{{ i.fingerprint }}</small></td>
 <td>{{ i.label or "" }}</td><td>{{ i.version or "" }}</td><td>{{ i.profile or "" }}</td>
 <td>{{ i.last_seen_at or "never" }}</td><td>{{ i.latest_day or "" }}</td>
 <td>{{ i.tenants }}</td><td>{{ i.conversations }}</td><td>{{ i.messages }}</td>
-<td>{{ i.active_operators }}</td><td>{{ i.seats_used }}</td><td>{{ i.reports }}</td></tr>
+<td>{{ i.active_operators }}</td><td>{{ i.seats_used }}</td><td>{{ i.reports }}</td>
+<td>{{ "" if i.audit_entries is none else i.audit_entries }}{% if i.audit_trail_shrank %}
+<br><strong class="warn">shrank between reports: entries deleted or an old backup restored</strong>{% endif %}</td></tr>
 {% else %}
-<tr><td colspan="12">No installation registered yet.</td></tr>
+<tr><td colspan="13">No installation registered yet.</td></tr>
 {% endfor %}
 </tbody></table>
 </body></html>

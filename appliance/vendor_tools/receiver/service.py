@@ -8,6 +8,7 @@ sender's retry (same idempotency key, same report ids) stores all of it once.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -294,6 +295,10 @@ class InstallationSummary:
     active_operators: int
     seats_used: int
     licence_pending: bool
+    audit_entries: int | None = None
+    # The installation's audit trail had fewer entries in a later report than in an earlier
+    # one: entries were deleted (or the database restored from an older backup).
+    audit_trail_shrank: bool = False
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
@@ -301,6 +306,22 @@ class InstallationSummary:
 
 def _iso(value) -> str | None:
     return value.isoformat() + "Z" if value else None
+
+
+AUDIT_LOOKBACK = 60  # reports compared for a shrinking audit trail
+
+
+def _audit_checkpoint(inst: Installation) -> dict:
+    """The latest reported audit-trail size and whether it ever went down (recent reports)."""
+    counts = []
+    recent = (Report.select(Report.payload).where(Report.installation == inst)
+              .order_by(Report.generated_at.desc()).limit(AUDIT_LOOKBACK))
+    for row in reversed(list(recent)):
+        entries = json.loads(row.payload).get("audit_entries")
+        if entries is not None:
+            counts.append(entries)
+    shrank = any(later < earlier for earlier, later in itertools.pairwise(counts))
+    return {"audit_entries": counts[-1] if counts else None, "audit_trail_shrank": shrank}
 
 
 def list_installations() -> list[InstallationSummary]:
@@ -336,6 +357,7 @@ def list_installations() -> list[InstallationSummary]:
                 latest_day=str(latest_day) if latest_day else None,
                 licence_pending=bool(inst.licence_text),
                 **totals,
+                **_audit_checkpoint(inst),
             )
         )
     return out

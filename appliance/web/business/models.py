@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import uuid4
 
 from peewee import (
+    SQL,
     BooleanField,
     CharField,
     DateField,
@@ -150,6 +151,13 @@ class Notification(BaseModel):
     text = CharField(max_length=300)
     created_at = DateTimeField(default=utcnow)
     read_at = DateTimeField(null=True)
+    # Also mailed to the tenant's admins when the installation has a relay (services/mailer.py):
+    # pending, sent, failed (mail_error says why) or skipped (made before a relay existed).
+    mail_status = CharField(max_length=10, default="pending", constraints=[SQL("DEFAULT 'pending'")])
+    mailed_at = DateTimeField(null=True)
+    mail_attempts = IntegerField(default=0, constraints=[SQL("DEFAULT 0")])
+    mail_next_at = DateTimeField(null=True)  # a claim by one worker, or the next retry
+    mail_error = CharField(max_length=200, null=True)
 
 
 class Application(EncryptedModel, BaseModel):

@@ -1,8 +1,9 @@
 """Renewal reminders: a notice at each configured offset before a contract ends, once each.
 
-The notice goes to the account (its admins see it in the app) and to the provider's
-managers. Each reminder's key (contract, offset, recipient) is unique, so a second worker
-or a re-run never repeats one, and a worker that was down on the day sends it late.
+The notice goes to the account (its admins see it in the app, and by e-mail where the
+installation has a relay: business/notices.py) and to the provider's managers. Each
+reminder's key (contract, offset, recipient) is unique, so a second worker or a re-run
+never repeats one, and a worker that was down on the day sends it late.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import datetime as dt
 
 from appliance.core.calendar import today, zone
 from appliance.web.business.models import Contract, Notification
+from appliance.web.business.notices import mail_notices
 from appliance.web.models.base import utcnow
 from appliance.web.models.tenancy import PROVIDER, Tenant
 
@@ -44,5 +46,7 @@ def send_reminders(on: dt.date, offsets: list[int]) -> int:
 
 
 def renewal_reminders_job(app) -> None:
+    """Make the day's notices, then mail the pending ones where a relay is configured."""
     instance = app.extensions["appliance_instance"]
     send_reminders(today(zone(instance.settings)), list(instance.settings["business"]["renewal_reminder_days"]))
+    mail_notices(instance.settings)
