@@ -138,7 +138,7 @@ def test_two_hosts_draining_at_once_send_each_reply_once(app, client, world, tel
 
 def test_a_conversations_replies_leave_in_order(app, client, world, telegram, clock):
     _channel, conv = _conversation(app, client, world, telegram)
-    other_channel, other = _conversation(app, client, world, telegram, chat=43, update_id=2)
+    _other_channel, other = _conversation(app, client, world, telegram, chat=43, update_id=2)
     telegram.fail("500", path_contains="sendMessage")
     first = reply(app, conv, "first")
     second = reply(app, conv, "second")
