@@ -45,6 +45,7 @@ def main():
 
     from appliance.web import create_app
     from appliance.web.channels import config as channel_config
+    from appliance.web.channels import viber as viber_channel
     from appliance.web.channels.webhook import signed_headers
     from appliance.web.channels.whatsapp import signature
     from appliance.web.models.contact_center import Channel, Conversation
@@ -60,7 +61,8 @@ def main():
         for kind, settings in (("webchat", {}), ("webhook", {}),
                                ("telegram", {"bot_token": double.token, "api_base_url": double.url}),
                                ("whatsapp", {"phone_number_id": "1", "access_token": "t", "app_secret": "s"}),
-                               ("vk", {"group_id": "1", "access_token": "t"})):
+                               ("vk", {"group_id": "1", "access_token": "t"}),
+                               ("viber", {"auth_token": "v", "sender_name": "Bench"})):
             channel = Channel.create(tenant=tenant, kind=kind, name=kind)
             made[kind] = (channel, channel_config.update_settings(channel, settings)["generated"])
 
@@ -96,9 +98,17 @@ def main():
                     "object": {"message": {"id": i, "peer_id": 20_000 + i, "text": f"hello {i}"}}}
             return client.post(f"/hooks/{ch.public_key}", json=body)
 
+        def viber(i):
+            ch, _ = made["viber"]
+            raw = json.dumps({"event": "message", "timestamp": 1457764197627, "message_token": 10 ** 15 + i,
+                              "sender": {"id": f"v{i:010d}=", "name": "V"},
+                              "message": {"type": "text", "text": f"hello {i}"}}).encode()
+            return client.post(f"/hooks/{ch.public_key}", data=raw,
+                               headers={"X-Viber-Content-Signature": viber_channel.signature("v", raw)})
+
         results = {}
         for label, post in (("webchat widget (baseline)", widget), ("webhook", webhook), ("telegram", telegram),
-                            ("whatsapp", whatsapp), ("vk", vk)):
+                            ("whatsapp", whatsapp), ("vk", vk), ("viber", viber)):
             post(-1)  # warm up
             started = time.process_time()
             for i in range(n):

@@ -109,6 +109,9 @@ def test_reply_reaches_viber_once_through_faults_then_receipts(app, client, worl
     login(client, world.email("A", "agent"))
     page = client.get(f"/t/{world.tenants['A'].id}/conversations/{conv.id}").get_data(as_text=True)
     assert 'data-receipt="read"' in page and "Read (viber)" in page
+    listed = client.get(f"/api/v1/conversations/{conv.id}/messages", headers=world.headers("A", "agent")).get_json()
+    [delivery] = [m["delivery"] for m in listed["items"] if m["id"] == message.id]
+    assert (delivery["state"], delivery["receipt"]) == ("sent", "read") and delivery["receipt_at"].endswith("Z")
 
     failed = reply(app, conv, "Anything else?")
     drain(app)

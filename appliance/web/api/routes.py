@@ -27,6 +27,7 @@ from appliance.web.services import (
     contacts,
     conversations,
     invitations,
+    outbox,
     pan,
     sessions,
     tenants,
@@ -431,7 +432,8 @@ def patch_conversation(conversation, data):
 
 @api.route("/conversations/<id:conversation_id>/messages")
 @spec("Messages of a conversation, oldest first; card numbers masked where the tenant masks them "
-      "(?unmasked=true: the full text, for pan_reveal_role and above, audited)",
+      "(?unmasked=true: the full text, for pan_reveal_role and above, audited); a reply on its way to a "
+      "channel has delivery {state, attempts, reason, receipt (delivered|read|failed|null), receipt_at}",
       query={"after": F("integer"), "limit": F("integer"), "unmasked": F("boolean")},
       tag="conversations", response=R.page(R.MESSAGE))
 def list_messages(conversation):
@@ -441,6 +443,11 @@ def list_messages(conversation):
         .order_by(Message.id).limit(query_int("limit", 100, 1, 500))
     )
     items = [m.to_json() for m in rows]
+    deliveries = outbox.deliveries(m.id for m in rows if m.direction == "out")
+    for item in items:
+        if item["id"] in deliveries:
+            d = deliveries[item["id"]]
+            item["delivery"] = {**d, "receipt_at": d["receipt_at"].isoformat() + "Z" if d["receipt_at"] else None}
     tenant = Tenant.get_by_id(conversation.tenant_id)
     if pan.masking_on(tenant):
         if request.args.get("unmasked") in ("true", "1"):
