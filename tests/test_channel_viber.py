@@ -123,6 +123,28 @@ def test_reply_reaches_viber_once_through_faults_then_receipts(app, client, worl
     assert "failure description" in page and f"/messages/{failed.id}/retry" in page
 
 
+def test_a_receipt_faster_than_the_sends_answer_is_held_until_then(app, client, world, viber, clock):
+    from appliance.web.models.channels import ChannelReceipt
+    from appliance.web.services.outbox import prune_receipts
+
+    channel, _ = _channel(app, world, viber)
+    _post(client, channel, message_event(), viber.token)
+    conv = Conversation.get(Conversation.channel == channel.id)
+    message = reply(app, conv, "Quick one")
+    upcoming = viber._token + 1  # the token the double hands out next
+    assert _post(client, channel, receipt("delivered", upcoming), viber.token).status_code == 200
+    assert _post(client, channel, receipt("delivered", 42), viber.token).status_code == 200  # never ours
+    assert ChannelReceipt.select().count() == 2
+    drain(app)
+    row = outbox_row(message)
+    assert row.external_id == str(upcoming) and row.delivery_status == "delivered"
+    assert [r.external_id for r in ChannelReceipt.select()] == ["42"]
+    with app.app_context():
+        assert prune_receipts() == 0
+        clock.advance(days=1, seconds=1)
+        assert prune_receipts() == 1
+
+
 def test_unsubscribed_receiver_fails_at_once(app, client, world, viber, clock):
     channel, _ = _channel(app, world, viber)
     _post(client, channel, message_event(), viber.token)

@@ -11,9 +11,33 @@ Frozen: the columns and the index as this step adds them (see the package docstr
   there), with an index on (conversation_id, state, id): a reply is claimed only when no
   earlier reply of its conversation is still on its way, whichever host sends.
 
+- ``channel_receipt``: a receipt that came before the send's own answer was stored (the
+  service can be that fast), held until the reply's row knows its id, pruned after a day.
+
 Plain ``ADD COLUMN`` (nullable): both databases add it in place, where peewee's SQLite
 migrator would rebuild the table.
 """
+
+from peewee import AutoField, CharField, DateTimeField, ForeignKeyField, PostgresqlDatabase, TextField
+
+from appliance.web.migrations import FrozenModel, create_frozen
+from appliance.web.migrations.m0001_core import Channel
+
+
+class ChannelReceipt(FrozenModel):
+    id = AutoField()
+    channel = ForeignKeyField(Channel, on_delete="CASCADE", backref="+")
+    external_id = CharField(max_length=255)
+    status = CharField(max_length=10)
+    reason = TextField(null=True)
+    created_at = DateTimeField(index=True)
+
+    class Meta:
+        table_name = "channel_receipt"
+        indexes = ((("channel", "external_id"), False),)
+
+
+MODELS = [ChannelReceipt]
 
 COLUMNS = [
     ("channel_outbox", "delivery_status", "VARCHAR(10)"),
@@ -27,8 +51,6 @@ INDEXES = {
 
 
 def up(db, migrator):
-    from peewee import PostgresqlDatabase
-
     postgres = isinstance(getattr(db, "obj", db), PostgresqlDatabase)
     for table, column, *types in COLUMNS:
         if column in {c.name for c in db.get_columns(table)}:
@@ -40,3 +62,4 @@ def up(db, migrator):
     for name, columns in INDEXES.items():
         listed = ", ".join(f'"{c}"' for c in columns)
         db.execute_sql(f'CREATE INDEX IF NOT EXISTS "{name}" ON "channel_outbox" ({listed})')
+    create_frozen(db, MODELS)

@@ -5,7 +5,7 @@ frozen copy of each step; tests/test_migrations.py checks that the two agree.
 """
 
 from appliance.web.models.audit import AuditEvent
-from appliance.web.models.channels import ChannelConfig, ChannelIdentity, InboundSeen, OutboxMessage
+from appliance.web.models.channels import ChannelConfig, ChannelIdentity, ChannelReceipt, InboundSeen, OutboxMessage
 from appliance.web.models.contact_center import (
     Article,
     Attachment,
@@ -35,6 +35,7 @@ __all__ = [
     "Channel",
     "ChannelConfig",
     "ChannelIdentity",
+    "ChannelReceipt",
     "Contact",
     "Conversation",
     "CryptoMaster",

@@ -71,6 +71,22 @@ class OutboxMessage(BaseModel):
                    (("channel", "external_id"), False), (("conversation_id", "state", "id"), False))
 
 
+class ChannelReceipt(BaseModel):
+    """A service's receipt that came before the send's own answer was stored (no row has
+    its id yet): held until the send settles, then applied; dropped after a day unclaimed.
+    The reason is the service's words about the delivery, never message content."""
+
+    channel = ForeignKeyField(Channel, on_delete="CASCADE")
+    external_id = CharField(max_length=255)
+    status = CharField(max_length=10)
+    reason = TextField(null=True)
+    created_at = DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        table_name = "channel_receipt"
+        indexes = ((("channel", "external_id"), False),)
+
+
 class ChannelIdentity(EncryptedModel, BaseModel):
     """Who a contact is on one channel (a Telegram chat id, a WhatsApp number, a VK peer):
     the address replies go to. Sealed like every personal datum; found by its blind index."""

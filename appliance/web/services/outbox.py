@@ -44,13 +44,14 @@ from appliance.web.channels.base import (
 from appliance.web.db import database_proxy, is_postgres, write_transaction
 from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
-from appliance.web.models.channels import FAILED, PENDING, SENDING, SENT, OutboxMessage
+from appliance.web.models.channels import FAILED, PENDING, SENDING, SENT, ChannelReceipt, OutboxMessage
 from appliance.web.models.contact_center import Channel, Conversation, Message
 from appliance.web.services import ServiceError, live
 
 log = logging.getLogger("appliance.web.outbox")
 
 LEASE = dt.timedelta(minutes=5)
+RECEIPT_HOLD = dt.timedelta(days=1)
 
 
 def enqueue(conv: Conversation, message: Message) -> OutboxMessage | None:
@@ -183,10 +184,12 @@ def _deliver(row: OutboxMessage, channel: Channel, settings: dict, now, limits) 
     except Exception as exc:  # a bug or an odd answer must not wedge the queue: retried, then failed
         log.exception("sending outbox row %s failed", row.id)
         return _retry_or_fail(row, channel, attempts, f"Internal error ({type(exc).__name__}).", None, now, limits)
+    external_id = (sent.external_id or None) and str(sent.external_id)[:255]
     OutboxMessage.update(state=SENT, attempts=attempts, sent_at=utcnow(), lease_until=None, last_error=None,
-                         external_id=(sent.external_id or None) and str(sent.external_id)[:255]).where(
-        OutboxMessage.id == row.id).execute()
+                         external_id=external_id).where(OutboxMessage.id == row.id).execute()
     channel_config.record_error(channel, None)
+    if external_id:
+        _apply_held_receipts(channel, external_id)
     return "sent"
 
 
@@ -245,8 +248,9 @@ _RANK = {None: 0, "delivered": 1, "read": 2, "failed": 2}
 def record_statuses(channel: Channel, receipts: list[DeliveryStatus]) -> int:
     """Store the service's receipts on the replies they name; returns how many rows changed.
 
-    A receipt for an id this channel never sent (another app, a reply deleted since) is
-    dropped: the service only needs its 200. A "failed" receipt fails the row with the
+    A receipt for an id no sent reply has yet is held (``channel_receipt``) and applied
+    when a send returns that id; one for an id this channel never sent (another app on the
+    same account) is dropped after a day. A "failed" receipt fails the row with the
     service's reason, so the conversation view offers "retry" as for a failed send.
     """
     changed = 0
@@ -254,7 +258,12 @@ def record_statuses(channel: Channel, receipts: list[DeliveryStatus]) -> int:
         if receipt.status not in DELIVERY_STATUSES:
             continue
         with write_transaction():
-            for row in _receipt_rows(channel, receipt):
+            rows = _receipt_rows(channel, receipt)
+            if not rows and not receipt.up_to:
+                # Perhaps faster than the send's own answer: held until that row knows its id.
+                ChannelReceipt.create(channel=channel.id, external_id=str(receipt.external_id)[:255],
+                                      status=receipt.status, reason=(receipt.reason or None) and receipt.reason[:500])
+            for row in rows:
                 if _RANK[receipt.status] <= _RANK.get(row.delivery_status, 0):
                     continue
                 values = {"delivery_status": receipt.status, "delivery_at": utcnow()}
@@ -266,6 +275,22 @@ def record_statuses(channel: Channel, receipts: list[DeliveryStatus]) -> int:
                 live.publish(message.tenant_id, message.conversation_id, "delivery", message_id=message.id)
                 changed += 1
     return changed
+
+
+def _apply_held_receipts(channel: Channel, external_id: str) -> None:
+    held = list(ChannelReceipt.select().where(ChannelReceipt.channel == channel.id,
+                                              ChannelReceipt.external_id == external_id).order_by(ChannelReceipt.id))
+    if not held:
+        return
+    ChannelReceipt.delete().where(ChannelReceipt.id.in_([h.id for h in held])).execute()
+    record_statuses(channel, [DeliveryStatus(external_id=h.external_id, status=h.status, reason=h.reason)
+                              for h in held])
+
+
+def prune_receipts(now=None) -> int:
+    """Held receipts nobody claimed within a day (ids another app sent under the same account)."""
+    cutoff = (now or utcnow()) - RECEIPT_HOLD
+    return ChannelReceipt.delete().where(ChannelReceipt.created_at < cutoff).execute()
 
 
 def _receipt_rows(channel: Channel, receipt: DeliveryStatus) -> list[OutboxMessage]:
@@ -286,5 +311,6 @@ def _receipt_rows(channel: Channel, receipt: DeliveryStatus) -> list[OutboxMessa
 
 
 def outbox_job(app) -> None:
-    """Worker job: deliver the replies that are due."""
+    """Worker job: deliver the replies that are due; drop held receipts nobody claimed."""
     drain()
+    prune_receipts()
