@@ -178,6 +178,14 @@ def test_test_connection_registers_the_webhook(app, client, world, viber):
     failed = client.post(f"/api/v1/channels/{made['id']}/test", headers=headers, json={}).get_json()
     assert failed["ok"] is False and "invalidAuthToken" in failed["message"]
 
+    tenant = world.tenants["A"]
+    login(client, world.email("A", "admin"))
+    assert '<option value="viber">Viber</option>' in client.get(f"/t/{tenant.id}/admin/channels").get_data(
+        as_text=True)
+    page = client.get(f"/t/{tenant.id}/admin/channels/{made['id']}/settings").get_data(as_text=True)
+    assert 'name="auth_token"' in page and 'name="sender_name"' in page and form["hook_url"] in page
+    assert "wrong-token" not in page and "invalidAuthToken" in page  # the last error, from the test above
+
 
 def test_inbound_picture_is_fetched_from_its_media_url(app, client, world, viber):
     channel, _ = _channel(app, world, viber)
