@@ -13,7 +13,8 @@ measured in the same run, so the machine's speed cancels:
   ``POST /widget/<key>/messages`` (today's path, no signature, no ledger);
   every message comes from a new sender, the costliest case (a new contact each time);
 * outbox: replies drained by the worker's job to the Telegram double on loopback,
-  against bare ``requests.post`` calls to the same double (the HTTP floor).
+  against bare ``requests.post`` calls to the same double (the HTTP floor): one reply
+  per conversation, then 20 per conversation (kept in order: each waits for the one before).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def main():
     home = Path(tempfile.mkdtemp(prefix="bench-channels-")) / "home"
     app = create_app(instance=make_instance(home, "sqlite:///appliance.db"))
     client = app.test_client()
+    # Every post comes from one address here: lift the per-address limits a real site keeps.
+    app.extensions["appliance_instance"]["throttle"].update(
+        widget_conversations_per_address=10 ** 9, widget_conversations_per_channel=10 ** 9,
+        webhook_requests_per_address=10 ** 9)
     with TelegramDouble() as double, app.app_context():
         provider = tenants.create_provider("Bench provider")
         tenant = tenants.create_child(provider, "Bench bank", "enterprise")
@@ -125,6 +130,14 @@ def main():
         while len(double.sent) < n:
             outbox.drain(limit=n)
         send_rate = _rate(n, time.process_time() - started)
+        # The same number of replies, 20 per conversation: each waits behind the one before it.
+        threads = convs[:max(1, n // 20)]
+        for i in range(n):
+            conversations.add_message(threads[i % len(threads)], "out", f"threaded {i}")
+        started = time.process_time()
+        while len(double.sent) < 2 * n:
+            outbox.drain(limit=n)
+        threaded_rate = _rate(n, time.process_time() - started)
         session = requests.Session()
         started = time.process_time()
         for i in range(n):
@@ -139,6 +152,7 @@ def main():
     print(f"\nOutbox to the Telegram double, {n} replies")
     print(f"{'bare requests.post (floor)':28} {floor:8.0f} {1.0:10.2f}")
     print(f"{'outbox drain':28} {send_rate:8.0f} {send_rate / floor:10.2f}")
+    print(f"{'outbox drain, 20 per conv.':28} {threaded_rate:8.0f} {threaded_rate / floor:10.2f}")
 
 
 if __name__ == "__main__":
