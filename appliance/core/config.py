@@ -36,7 +36,7 @@ DEFAULTS: dict = {
     # file | env (APPLIANCE_MASTER_KEY, base64) | passphrase (typed at boot; scrypt with the salt file)
     "master_key_source": "file",
     "master_key_salt_file": "keys/master.salt",
-    "crypto_key_cache_seconds": 5,
+    "crypto_key_cache_seconds": 5.0,
     # Phone numbers without a country code get this one (e.g. "49"); empty: keep as typed.
     "phone_default_country_code": "",
     "phone_trunk_prefix": "0",
@@ -109,7 +109,7 @@ DEFAULTS: dict = {
     # reconnects with Last-Event-ID, and how often it looks for new events.
     "live_stream_seconds": 25,
     "live_poll_seconds": 0.25,
-    "live_event_retention_seconds": 3600,
+    "live_event_retention_seconds": 3600.0,
     # Each open stream holds a gunicorn thread: at most this many per worker process
     # (keep it below the profile's threads); pages beyond it poll every fallback_retry_ms.
     "live_streams_per_process": 2,

@@ -54,6 +54,11 @@ def configure(app: Flask, instance: Instance) -> None:
             f"The session key {key_path} is missing: run 'appliance --home {instance.home} init' "
             "to create it (existing keys are never overwritten)."
         ) from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"The session key {key_path} cannot be read ({exc.strerror}): run as the service user, "
+            f"or give that user the file ('chown SERVICE_USER {key_path}; chmod 600 {key_path}')."
+        ) from exc
     if len(secret) < 32:
         raise ConfigError(f"The session key {key_path} is too short; delete it and run init again.")
     app.config.update(

@@ -34,7 +34,8 @@ def check_database(instance, database, *, may_create: bool = False) -> None:
     """
     if isinstance(database, SqliteDatabase):
         path = Path(database.database)
-        if not path.exists() and may_create:
+        # An empty file is what an init stopped before its first table leaves: init carries on.
+        if may_create and (not path.exists() or (path.is_file() and path.stat().st_size == 0)):
             return
         check_sqlite_file(instance, path)
     check_schema_not_newer(instance, database)
