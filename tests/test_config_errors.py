@@ -337,3 +337,25 @@ def test_an_unreadable_file_is_named(nobody_home, target, expected):
         proc, took = _run(command, home, user=user)
         _process_refused(proc, expected.format(path=path))
         assert took < 30
+
+
+def test_a_newer_postgresql_schema_is_refused_and_health_fails_on_a_pending_one(tmp_path, pg_url, runner):
+    """The same refusals on PostgreSQL, where there is no file: the message names the database and host."""
+    from appliance.web import create_app
+    from appliance.web.migrations import SchemaVersion
+    from tests.helpers import make_instance
+
+    instance = make_instance(tmp_path / "home", pg_url)
+    app = create_app(instance=instance)
+    database = app.extensions["database"]
+    with database.connection_context():
+        SchemaVersion.delete().where(SchemaVersion.version == LATEST).execute()
+    answer = app.test_client().get("/health")
+    assert answer.status_code == 503 and "1 migration(s) pending" in answer.get_json()["reason"]
+    assert runner.invoke(main, ["--home", str(instance.home), "migrate"]).exit_code == 0
+    assert app.test_client().get("/health").status_code == 200
+    with database.connection_context():
+        SchemaVersion.create(version=LATEST + 3, name="m9999_future")
+    for command in (["status"], ["migrate"], ["worker", "--once"], ["audit", "verify"]):
+        result = runner.invoke(main, ["--home", str(instance.home), *command])
+        _refused(result, f"schema version {LATEST + 3}", "on 127.0.0.1", str(instance.config_path))

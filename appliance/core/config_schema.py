@@ -81,7 +81,7 @@ def check_value(name: str, value, default, rule) -> list[str]:
         return found
     wrong = _wrong_type(value, default, rule)
     if wrong:
-        return [f"{name}: must be {wrong}, not {'that (value not shown)' if rule.secret else _show(value)}"]
+        return [f"{name}: must be {wrong}, not {_kind(value) if rule.secret else _show(value)}"]
     if isinstance(default, list):
         like = default[0] if default else None
         found = []
@@ -163,6 +163,15 @@ def _show(value) -> str:
     if isinstance(value, str):
         return repr(value[:60] + ("..." if len(value) > 60 else ""))
     return repr(value)
+
+
+def _kind(value) -> str:
+    """What a value is, without the value (for secrets)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    return _show(value) if isinstance(value, dict | list) else "that value (not shown)"
 
 
 def _number(value) -> str:

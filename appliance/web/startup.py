@@ -61,7 +61,8 @@ def check_sqlite_file(instance, path: Path) -> None:
             header = fh.read(HEADER_BYTES)
     except OSError as exc:
         raise DatabaseRefused(f"Cannot read the database {path}: {exc.strerror or exc}.") from None
-    restore = f"restore it from a backup ('appliance --home {home} backup restore'), or move it away and run init"
+    restore = (f"restore it from a backup ('appliance --home {home} backup restore ARCHIVE'), "
+               "or move it away and run init")
     if not header:
         raise DatabaseRefused(f"The database file {path} is empty (0 bytes), so it holds no data: {restore}.")
     if not header.startswith(SQLITE_MAGIC):
@@ -114,7 +115,7 @@ def _unreadable(instance, database) -> DatabaseRefused:
     error = sys.exc_info()[1]
     return DatabaseRefused(
         f"The database file {database.database} cannot be read ({error}): it is damaged or not a "
-        f"database. Restore it from a backup ('appliance --home {instance.home} backup restore')."
+        f"database. Restore it from a backup ('appliance --home {instance.home} backup restore ARCHIVE')."
     )
 
 

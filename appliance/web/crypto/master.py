@@ -135,7 +135,9 @@ def read_key_file(instance, path: Path | None = None) -> MasterKey:
     except PermissionError:
         raise MasterKeyError(_unreadable_key_message(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise MasterKeyError(f"Master key file {path} cannot be read ({exc}): restore it from your key backup.") from None
+        raise MasterKeyError(
+            f"Master key file {path} cannot be read ({exc}): restore it from your key backup."
+        ) from None
     return MasterKey(parse_key_text(text, f"Master key file {path}"), "file", path)
 
 
