@@ -110,7 +110,10 @@ def _wrong_type(value, default, rule: Rule) -> str | None:
 
 def _check_rule(name: str, value, rule: Rule) -> list[str]:
     if rule.choices is not None and value not in rule.choices:
-        return [f"{name}: {_show(value)} is not allowed: use one of {', '.join(map(str, rule.choices))}"]
+        words = [str(c) for c in rule.choices]
+        guess = difflib.get_close_matches(str(value), words, n=1, cutoff=0.6)
+        hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+        return [f"{name}: {_show(value)} is not allowed: use one of {', '.join(words)}{hint}"]
     if isinstance(value, int | float) and not isinstance(value, bool):
         low = DEFAULT_MINIMUM if rule.minimum is None else rule.minimum
         if value < low or (rule.maximum is not None and value > rule.maximum):
