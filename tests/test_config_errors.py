@@ -75,7 +75,7 @@ BASE = "database_url: sqlite:///appliance.db\nprofile: embedded\n"
 
 CONFIG_CASES = [
     ("typo-top-level", "database-url: postgresql://app@db/app\n",
-     ["database-url", "did you mean 'database_url'"]),
+     ["line 3: database-url", "did you mean 'database_url'"]),
     ("typo-in-section", "sync:\n  enable: true\n", ["sync.enable", "did you mean 'sync.enabled'"]),
     ("unknown-key", "frobnicate: 3\n", ["frobnicate", "unknown setting"]),
     ("key-outside-its-section", "vendor_url: https://vendor.example\n",
@@ -90,7 +90,7 @@ CONFIG_CASES = [
     ("nested-range", "business:\n  partner_discounts:\n    gold: 150\n",
      ["business.partner_discounts.gold", "between 0 and 100"]),
     ("list-item-range", "business:\n  renewal_reminder_days: [30, 0]\n",
-     ["business.renewal_reminder_days[1]", "between 1 and 3650"]),
+     ["line 4: business.renewal_reminder_days[1]", "between 1 and 3650"]),
     ("nested-type", "email:\n  network_timeout: fast\n", ["email.network_timeout", "a number", "'fast'"]),
     ("nested-empty-value", "channels:\n  outbox_batch:\n", ["channels.outbox_batch", "has no value", "50"]),
     ("bool-given-a-word", "session_cookie_secure: maybe\n", ["session_cookie_secure", "true or false"]),
@@ -100,7 +100,7 @@ CONFIG_CASES = [
     ("currency-code", "business:\n  currency: euro\n", ["business.currency", "ISO 4217"]),
     ("list-given-text", "attachment_types: image/png\n", ["attachment_types", "a list"]),
     ("two-mistakes-both-named", "databse_url: x\nlive_poll_seconds: 0\n",
-     ["2 setting(s)", "databse_url", "live_poll_seconds"]),
+     ["2 setting(s)", "line 3: databse_url", "line 4: live_poll_seconds"]),
     ("yaml-bad-indentation", "sync:\n  enabled: true\n vendor_url: https://v.example\n",
      ["not valid YAML at line 5", "indent with spaces"]),
     ("yaml-tab", "sync:\n\tenabled: true\n", ["not valid YAML at line 4"]),

@@ -375,12 +375,37 @@ def read_config_file(cfg_path: Path, require: bool = True, home: Path | None = N
         return {}
     wrong = problems(settings, DEFAULTS, RULES)
     if wrong:
-        lines = "\n".join(f"  {line}" for line in wrong)
+        where = _key_lines(text)
+        lines = "\n".join(f"  {_located(problem, where)}" for problem in wrong)
         raise ConfigError(
             f"{cfg_path} has {len(wrong)} setting(s) the appliance cannot use; fix or remove them "
             f"(every setting and its default: appliance/core/config.py):\n{lines}"
         )
     return settings
+
+
+def _located(problem: str, where: dict[str, int]) -> str:
+    name = problem.split(": ", 1)[0]
+    return f"line {where[name]}: {problem}" if name in where else problem
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """The line each setting is written on, by its dotted name (``sync.enabled``, ``days[1]``)."""
+    lines: dict[str, int] = {}
+
+    def walk(node, name):
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = f"{name}.{key.value}" if name else str(key.value)
+                lines[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                lines[f"{name}[{index}]"] = item.start_mark.line + 1
+                walk(item, f"{name}[{index}]")
+
+    walk(yaml.compose(text, Loader=yaml.SafeLoader), "")
+    return lines
 
 
 def _yaml_message(cfg_path: Path, exc: yaml.YAMLError) -> str:
