@@ -75,11 +75,11 @@ def init(ctx, admin_email, admin_password, provider_name, database_url):
         click.echo(f"already initialised: {instance.home}")
 
 
-def _migrate(instance: Instance) -> list[str]:
+def _migrate(instance: Instance, create: bool = True) -> list[str]:
     from appliance.web import provisioning as setup
 
     try:
-        return setup.migrate(instance, progress=lambda m: click.echo(m, err=True))
+        return setup.migrate(instance, progress=lambda m: click.echo(m, err=True), create=create)
     except ConfigError as exc:  # master key missing or wrong: nothing was changed
         _fail(str(exc))
     except Exception as exc:  # database down, wrong URL, permissions: say which
@@ -89,8 +89,8 @@ def _migrate(instance: Instance) -> list[str]:
 @click.command()
 @pass_ctx
 def migrate(ctx):
-    """Apply pending schema migrations (each in its own transaction)."""
-    applied = _migrate(ctx.instance())
+    """Apply pending schema migrations (each in its own transaction); init creates the database."""
+    applied = _migrate(ctx.instance(), create=False)
     click.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "schema up to date")
 
 
@@ -185,6 +185,7 @@ def worker(ctx, interval, once):
 
     instance = ctx.instance()
     app = _build_app(instance)
+    _check_schema(instance)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -19,12 +19,22 @@ csrf = CSRFProtect()
 
 
 def create_app(home=None, overrides: dict | None = None, instance: Instance | None = None) -> Flask:
-    """Build the app for the instance in ``home`` (or ``APPLIANCE_HOME``)."""
+    """Build the app for the instance in ``home`` (or ``APPLIANCE_HOME``).
+
+    Called bare, as gunicorn's factory (``appliance.web:create_app()``), a configuration
+    or database that cannot start ends the process with one message instead of a traceback.
+    """
+    from appliance.web import startup
+
+    if home is None and overrides is None and instance is None:
+        with startup.exit_on_config_error():
+            return create_app(instance=Instance.load())
     instance = instance or Instance.load(home, overrides=overrides)
     app = Flask(__name__)
     app.extensions["appliance_instance"] = instance
     configure(app, instance)
     database = dbmod.bind(instance.database_url)
+    startup.check_database(instance, database)  # never creates a missing database: init does
     app.extensions["database"] = database
     init_crypto(app, instance)
     init_audit(app, instance)
@@ -43,6 +53,11 @@ def configure(app: Flask, instance: Instance) -> None:
         raise ConfigError(
             f"The session key {key_path} is missing: run 'appliance --home {instance.home} init' "
             "to create it (existing keys are never overwritten)."
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"The session key {key_path} cannot be read ({exc.strerror}): run as the service user, "
+            f"or give that user the file ('chown SERVICE_USER {key_path}; chmod 600 {key_path}')."
         ) from exc
     if len(secret) < 32:
         raise ConfigError(f"The session key {key_path} is too short; delete it and run init again.")

@@ -80,14 +80,19 @@ def _http_error(exc: HTTPException):
 @public.route("/health")
 def health():
     from appliance.web.migrations import current_version
+    from appliance.web.startup import schema_problem
 
     database = current_app.extensions["database"]
     try:
         database.connect(reuse_if_open=True)
         database.execute_sql("SELECT 1")
         schema = current_version(database)
+        problem = schema_problem(database)
     except DatabaseError:
         return jsonify(status="error", database="unreachable", version=_version()), 503
+    if problem:  # serving on a schema the code does not match answers wrongly: not healthy
+        return jsonify(status="error", database="ok", schema="not ready", reason=problem,
+                       version=_version(), schema_version=schema), 503
     return jsonify(status="ok", database="ok", version=_version(), schema_version=schema)
 
 
