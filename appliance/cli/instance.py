@@ -89,7 +89,7 @@ def _disk_faults_named(home: Path, database=None):
     try:
         yield
     except Exception as exc:
-        fault = classify(exc, database)
+        fault = classify(exc, database, home)
         if fault is None or fault.kind not in ("disk_full", "disk_io"):
             raise
         _fail(f"{fault.reason} ({fault.detail}): free space there and run 'appliance --home {home} init' "

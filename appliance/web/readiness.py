@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -82,15 +83,44 @@ def _where(database) -> Path | None:
     return None
 
 
-def classify(exc: BaseException, database=None) -> Fault | None:
-    """The fault ``exc`` stands for, or None when it is not one (a bug, a bad request)."""
+def classify(exc: BaseException, database=None, home: Path | None = None) -> Fault | None:
+    """The fault ``exc`` stands for, or None when it is not one (a bug, a bad request).
+
+    ``home`` is where a failed write without a file name happened. The whole chain
+    is searched for a disk fault: after SQLITE_FULL, SQLite has already rolled the
+    transaction back, and the error that reaches us is peewee's failed ROLLBACK
+    with the disk error as its context.
+    """
+    seen, link = [], exc
+    while link is not None and len(seen) < 8:
+        seen.append(link)
+        link = link.__cause__ or link.__context__
+    for link in seen:
+        fault = _disk_fault(link, database, home)
+        if fault is not None:
+            return fault
+    if not isinstance(exc, DATABASE_ERRORS):
+        return None
+    text = str(_original(exc)).strip()
+    lowered = text.lower()
+    place = _where(database)
+    if "database is locked" in lowered or "database table is locked" in lowered:
+        return Fault(503, "database_busy", "The database is busy", text)
+    cause = next((said for words, said in _PG_CAUSES if words in lowered), None)
+    if cause is None and "unable to open database file" in lowered:
+        cause = f"cannot open the database file in {place or 'its directory'}"
+    reason = f"The database is not reachable ({cause})" if cause else "The database is not reachable"
+    return Fault(503, "database_down", reason, text or type(exc).__name__, place)
+
+
+def _disk_fault(exc: BaseException, database, home: Path | None) -> Fault | None:
     if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS | {errno.EIO}:
-        place = Path(exc.filename).parent if exc.filename else None
+        place = Path(exc.filename).parent if exc.filename else home
         where = str(place) if place else "the appliance's disk"
         if exc.errno == errno.EIO:
             return Fault(503, "disk_io", f"disk I/O error on {where}", str(exc), place)
         return Fault(507, "disk_full", f"disk full on {where}", str(exc), place)
-    if not isinstance(exc, DATABASE_ERRORS):
+    if not isinstance(exc, (*DATABASE_ERRORS, sqlite3.Error)) and not hasattr(exc, "pgcode"):
         return None
     orig = _original(exc)
     text = str(orig).strip()
@@ -104,13 +134,7 @@ def classify(exc: BaseException, database=None) -> Fault | None:
         return Fault(507, "disk_full", f"disk full on {where}", text, place)
     if (code is not None and code & 0xFF == SQLITE_IOERR) or pgcode == PG_IO_ERROR or "disk i/o error" in lowered:
         return Fault(503, "disk_io", f"disk I/O error on {where} (a full or failing disk)", text, place)
-    if "database is locked" in lowered or "database table is locked" in lowered:
-        return Fault(503, "database_busy", "The database is busy", text)
-    cause = next((said for words, said in _PG_CAUSES if words in lowered), None)
-    if cause is None and "unable to open database file" in lowered:
-        cause = f"cannot open the database file in {where}"
-    reason = f"The database is not reachable ({cause})" if cause else "The database is not reachable"
-    return Fault(503, "database_down", reason, text or type(orig).__name__, place)
+    return None
 
 
 def free_bytes(path: Path) -> int:
@@ -194,7 +218,13 @@ class Readiness:
     # -- faults -----------------------------------------------------------------------------
 
     def fault(self, exc: BaseException) -> Fault | None:
-        return classify(exc, self.database)
+        fault = classify(exc, self.database, self.paths[0] if self.paths else None)
+        if fault is not None and fault.kind == "disk_io" and fault.path is not None:
+            # SQLite says "disk I/O error" when it cannot grow its shared-memory file on a full disk.
+            free = self._free(fault.path)
+            if free is not None and free < self.min_free_bytes:
+                return Fault(507, "disk_full", f"disk full on {fault.path}", fault.detail, fault.path)
+        return fault
 
     def report(self, exc: BaseException) -> Fault:
         """Classify a database or disk error, remember a disk fault, log it (once a minute)."""
