@@ -17,7 +17,6 @@ import requests
 import yaml
 
 from appliance.core.config import DEFAULTS
-
 from tests.helpers import make_instance
 from tests.pg import free_port, wait_port
 
