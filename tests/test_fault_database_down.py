@@ -45,9 +45,6 @@ def _stop(proc):
 
 
 def test_postgres_down_at_start_then_back_without_restart(own_pg, tmp_path, runner):
-    from appliance.core.config import Instance
-    from appliance.web import create_app
-
     home = tmp_path / "inst"
     result = runner.invoke(main, ["--home", str(home), "init", "--database-url", own_pg.url(own_pg.create_database()),
                                   "--admin-email", ADMIN, "--admin-password", PASSWORD])
@@ -61,12 +58,13 @@ def test_postgres_down_at_start_then_back_without_restart(own_pg, tmp_path, runn
     line = next(line for line in status.stdout.splitlines() if "Database" in line)
     assert line.startswith("ERROR") and "not reachable (connection refused)" in line and "config.yml" in line, line
 
-    # gunicorn's app factory builds the app and it answers 503 (in this process: the factory is the same).
-    factory_app = create_app(instance=Instance.load(home))
-    assert factory_app.test_client().get("/health").status_code == 503
-
-    port = free_port()
+    port, gport = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
+    gunicorn = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "--bind", f"127.0.0.1:{gport}", "--workers", "1",
+         "--worker-class", "gthread", "--threads", "2", "appliance.web:create_app()"],
+        env=dict(os.environ, APPLIANCE_HOME=str(home)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True)
     serve = subprocess.Popen(_appliance(home, "serve", "--port", str(port)), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
     worker = subprocess.Popen(_appliance(home, "worker", "--interval", "1"), stdout=subprocess.PIPE,
@@ -85,6 +83,8 @@ def test_postgres_down_at_start_then_back_without_restart(own_pg, tmp_path, runn
         page = requests.get(f"{base}/login", timeout=10)
         assert page.status_code == 503 and page.headers["Content-Type"].startswith("text/html")
         assert "not reachable (connection refused)" in page.text
+        assert wait_port(gport, timeout=30), "gunicorn's app factory did not start while the database was down"
+        assert requests.get(f"http://127.0.0.1:{gport}/health", timeout=10).status_code == 503
 
         own_pg.start_server()
         started = time.monotonic()
@@ -98,6 +98,7 @@ def test_postgres_down_at_start_then_back_without_restart(own_pg, tmp_path, runn
         login = session.post(f"{base}/login", data={"email": ADMIN, "password": PASSWORD, "csrf_token": token},
                              allow_redirects=False, timeout=10)
         assert login.status_code == 302, login.text[:500]
+        assert requests.get(f"http://127.0.0.1:{gport}/health", timeout=10).status_code == 200
         started = time.monotonic()
         while True:  # the worker resumed its rounds: status sees its heartbeat and the database
             status = subprocess.run(_appliance(home, "status"), capture_output=True, text=True, timeout=60)
@@ -109,8 +110,11 @@ def test_postgres_down_at_start_then_back_without_restart(own_pg, tmp_path, runn
     finally:
         served = _stop(serve)
         worked = _stop(worker)
+        gunicorned = _stop(gunicorn)
     assert healed_after < 10
     assert "Traceback" not in served, served
-    assert "waiting: The database is not reachable (connection refused)" in worked, worked
+    assert "Traceback" not in gunicorned and "Booting worker" in gunicorned, gunicorned
+    assert "waiting: The database is not reachable (connection refused); next try in 1 s" in worked, worked
+    assert "the database answers again: running jobs" in worked, worked
     assert "Traceback" not in worked, worked
     print(f"healed {healed_after:.2f} s after PostgreSQL came back")

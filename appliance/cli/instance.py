@@ -224,18 +224,20 @@ def worker(ctx, interval, once):
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     click.echo(f"worker started for {instance.home}")
-    retry = 1.0
+    retry, waited = 1.0, False
     while not stop.is_set():
         fault = readiness.probe()
         if fault is not None:  # wait for the database instead of failing every job
             if once:
                 _fail(f"{fault.reason}: no job was run.")
-            click.echo(f"waiting: {fault.reason} ({fault.detail.splitlines()[0] if fault.detail else ''}); "
-                       f"next try in {retry:g} s", err=True)
+            click.echo(f"waiting: {fault.reason}; next try in {retry:g} s [{fault.detail}]", err=True)
             stop.wait(retry)
             retry = min(retry * 2, max(interval, 1.0))
+            waited = True
             continue
-        retry = 1.0
+        if waited:
+            click.echo("the database answers again: running jobs", err=True)
+        retry, waited = 1.0, False
         for name, error in run_round(app):
             click.echo(f"job {name} failed: {error}", err=True)
         if once:

@@ -28,7 +28,7 @@ def create_app(home=None, overrides: dict | None = None, instance: Instance | No
     database = dbmod.bind(instance.database_url)
     app.extensions["database"] = database
     # Checking the master key against the database waits for it when it is down at start.
-    Readiness.for_app(app, database, instance).start("encryption keys", lambda: init_crypto(app, instance))
+    Readiness.for_app(app, database, instance).start("the master key check", lambda: init_crypto(app, instance))
     init_audit(app, instance)
     register_request_hooks(app, database, instance)
     register_blueprints(app)

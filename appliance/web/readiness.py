@@ -44,12 +44,14 @@ _PG_CAUSES = (
     ("connection already closed", "the connection was lost"),
     ("too many clients", "the database server has no free connections"),
 )
+# SQLite reports these as OperationalError too, but they are a schema or code mismatch, not an outage.
+_NOT_FAULTS = ("no such table", "no such column", "has no column named", "syntax error")
 
 
 @dataclass(frozen=True)
 class Fault:
     status: int  # 503, or 507 for a full disk
-    kind: str  # database_down | database_busy | disk_full | disk_io
+    kind: str  # database_down | database_busy | database_error | disk_full | disk_io
     reason: str  # for the client: what and where, no credentials or host names
     detail: str = ""  # for the log: the driver's own words
     path: Path | None = None  # the local directory a disk fault is on
@@ -101,11 +103,13 @@ def classify(exc: BaseException, database=None, home: Path | None = None) -> Fau
             return fault
     if not isinstance(exc, DATABASE_ERRORS):
         return None
-    text = str(_original(exc)).strip()
+    text = " ".join(str(_original(exc)).split())  # one log line: drivers' messages span several
     lowered = text.lower()
     place = _where(database)
     if "database is locked" in lowered or "database table is locked" in lowered:
         return Fault(503, "database_busy", "The database is busy", text)
+    if any(words in lowered for words in _NOT_FAULTS):
+        return None
     cause = next((said for words, said in _PG_CAUSES if words in lowered), None)
     if cause is None and "unable to open database file" in lowered:
         cause = f"cannot open the database file in {place or 'its directory'}"
@@ -123,7 +127,7 @@ def _disk_fault(exc: BaseException, database, home: Path | None) -> Fault | None
     if not isinstance(exc, (*DATABASE_ERRORS, sqlite3.Error)) and not hasattr(exc, "pgcode"):
         return None
     orig = _original(exc)
-    text = str(orig).strip()
+    text = " ".join(str(orig).split())
     lowered = text.lower()
     code = getattr(orig, "sqlite_errorcode", None)
     pgcode = getattr(orig, "pgcode", None)
@@ -174,8 +178,9 @@ class Readiness:
         try:
             step()
         except DATABASE_ERRORS as exc:
-            fault = self.report(exc)
-            log.warning("starting without the database (%s): %s waits until it answers", fault.reason, name)
+            fault = self.fault(exc) or Fault(503, "database_error", "The database could not answer", str(exc))
+            log.warning("%s: starting anyway; %s waits until the database answers [%s]",
+                        fault.reason, name, fault.detail)
             self._pending.append((name, step))
 
     @property
@@ -198,7 +203,7 @@ class Readiness:
                                         name, type(exc).__name__, exc)
                     raise StartupIncomplete() from exc
                 self._pending.pop(0)
-                log.warning("database answers again: %s done", name)
+                log.warning("the database answers: %s done", name)
 
     def probe(self) -> Fault | None:
         """Connect, finish start-up and run a trivial query; the fault when that fails (commands, worker)."""
@@ -228,11 +233,12 @@ class Readiness:
 
     def report(self, exc: BaseException) -> Fault:
         """Classify a database or disk error, remember a disk fault, log it (once a minute)."""
-        fault = self.fault(exc) or Fault(503, "database_down", "The database is not reachable", str(exc))
+        fault = self.fault(exc) or Fault(503, "database_error", "The database could not answer this request",
+                                         f"{type(exc).__name__}: {exc}")
         if fault.kind in ("disk_full", "disk_io"):
             free = self._free(fault.path)
             self._disk_fault = (self.clock(), fault, free)
-        self._log_throttled((fault.kind, fault.reason), "%s (%s)", fault.reason, fault.detail)
+        self._log_throttled((fault.kind, fault.reason), "%s [%s]", fault.reason, fault.detail)
         return fault
 
     def _log_throttled(self, key, message, *args) -> None:

@@ -48,6 +48,7 @@ def offline(instance, fault) -> list[Check]:
     todo = {
         "database_down": f"start the database service, or correct database_url in {instance.config_path}",
         "database_busy": "another process holds the database's write lock; try again",
+        "database_error": "see the log; 'appliance migrate' if migrations are pending",
         "disk_full": "free space on that disk (see the Disk line)",
         "disk_io": "check that disk (dmesg, SMART) and free space on it",
     }[fault.kind]
