@@ -157,3 +157,14 @@ def test_timeouts_line_up_from_nginx_to_the_app():
     assert "keepalive_timeout {{ nginx_upstream_keepalive_timeout }};" in site
     assert "proxy_read_timeout {{ nginx_proxy_read_timeout }};" in site
     assert "--keep-alive {{ appliance_web_keepalive }}" in unit and "--timeout {{ appliance_web_timeout }}" in unit
+
+
+@pytest.mark.parametrize(("hard", "expected"), [(600, "504 600"), (5000, "1000 1096")])
+def test_the_connection_limit_fits_the_open_files_limit(hard, expected):
+    """Raised to fit where the hard limit allows; lowered, saying so, where it does not."""
+    code = ("import resource; from appliance.cli.server import fit_open_files; "
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, (600, {hard})); "
+            "print(fit_open_files(1000, 8), resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split("\n")[-2] == expected, done.stdout + done.stderr
+    assert ("serving at most 504 connections" in done.stderr) == (hard == 600), done.stderr

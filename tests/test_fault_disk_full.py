@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 import pytest
 import requests
@@ -104,8 +105,9 @@ def test_full_disk_is_named_logged_once_failed_by_health_and_healed_without_rest
         assert wait_port(port, timeout=30)
         assert requests.get(f"{base}/health", timeout=10).status_code == 200
         assert hook(0).status_code == 202 and reply(0).status_code == 201
-        with sqlite3.connect(home / "appliance.db") as db:  # no WAL left to reuse: the next write needs space
+        with closing(sqlite3.connect(home / "appliance.db")) as db:  # no WAL left to reuse: the next write needs space
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            stored = db.execute("SELECT COUNT(*) FROM message").fetchone()[0]
         filler = fill(small_disk)
 
         health = requests.get(f"{base}/health", timeout=10)
@@ -130,6 +132,8 @@ def test_full_disk_is_named_logged_once_failed_by_health_and_healed_without_rest
             assert time.monotonic() - started < 10, "/health did not recover within 10 s of freeing space"
             time.sleep(0.1)
         assert hook(100).status_code == 202 and reply(100).status_code == 201
+        with closing(sqlite3.connect(home / "appliance.db")) as db:  # the refused writes left nothing behind
+            assert db.execute("SELECT COUNT(*) FROM message").fetchone()[0] == stored + 2
         after = status()
         assert "ERROR" not in after.stdout and after.returncode == 0, after.stdout + after.stderr
     finally:
