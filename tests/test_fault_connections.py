@@ -3,8 +3,6 @@ answering everyone else (waitress's own default let 101 idle sockets lock all ou
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +15,7 @@ import requests
 import yaml
 
 from appliance.core.config import DEFAULTS
-from tests.helpers import make_instance
+from tests.helpers import make_instance, stop_process_group
 from tests.pg import free_port, wait_port
 
 SLOW_CLIENTS = 150
@@ -43,12 +41,7 @@ def serve(tmp_path):
 
     yield start
     for proc in procs:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+        stop_process_group(proc)
 
 
 class Probe(threading.Thread):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import pytest
 import requests
 
 from appliance.cli import main
-from tests.helpers import CSRF_RE
+from tests.helpers import CSRF_RE, stop_process_group
 from tests.pg import TempPostgres, find_bindir, free_port, wait_port
 
 pytestmark = pytest.mark.skipif(find_bindir() is None, reason="PostgreSQL server binaries not installed")
@@ -33,15 +32,6 @@ def own_pg():
 
 def _appliance(home, *args, **kwargs):
     return [sys.executable, "-m", "appliance", "--home", str(home), *args]
-
-
-def _stop(proc):
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        return proc.communicate(timeout=20)[0]
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        return proc.communicate()[0]
 
 
 def test_postgres_down_at_start_then_back_without_restart(own_pg, tmp_path, runner):
@@ -108,9 +98,9 @@ def test_postgres_down_at_start_then_back_without_restart(own_pg, tmp_path, runn
             time.sleep(0.5)
         assert "OK     Database" in status.stdout
     finally:
-        served = _stop(serve)
-        worked = _stop(worker)
-        gunicorned = _stop(gunicorn)
+        served = stop_process_group(serve)
+        worked = stop_process_group(worker)
+        gunicorned = stop_process_group(gunicorn)
     assert healed_after < 10
     assert "Traceback" not in served, served
     assert "Traceback" not in gunicorned and "Booting worker" in gunicorned, gunicorned

@@ -9,7 +9,6 @@ import errno
 import json
 import logging
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import requests
 
 from appliance.cli import main
 from appliance.web.channels.webhook import signed_headers
-from tests.helpers import FakeClock, build_world, make_instance, running_app
+from tests.helpers import FakeClock, build_world, make_instance, running_app, stop_process_group
 from tests.pg import free_port, wait_port
 
 
@@ -59,15 +58,6 @@ def fill(disk, leave: int = 0):
     finally:
         os.close(fd)
     return filler
-
-
-def _stop(proc):
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        return proc.communicate(timeout=20)[0]
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        return proc.communicate()[0]
 
 
 def test_full_disk_is_named_logged_once_failed_by_health_and_healed_without_restart(small_disk, clock):
@@ -137,7 +127,7 @@ def test_full_disk_is_named_logged_once_failed_by_health_and_healed_without_rest
         after = status()
         assert "ERROR" not in after.stdout and after.returncode == 0, after.stdout + after.stderr
     finally:
-        output = _stop(serve)
+        output = stop_process_group(serve)
     logged = [line for line in output.splitlines() if "disk full on" in line]
     assert len(logged) == 1, output  # 20 webhooks, a reply and /health within a minute: one line
     assert "Traceback" not in output, output
