@@ -176,3 +176,26 @@ def test_a_fault_is_logged_once_a_minute_however_many_requests_meet_it(caplog, t
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2, lines
     assert "[50 more in the last minute]" in lines[1]
+
+
+def test_a_disk_fault_heals_when_space_grows_or_a_minute_after_the_last_one(tmp_path):
+    from peewee import OperationalError
+
+    from appliance.web.readiness import Readiness
+
+    clock = FakeClock()
+    readiness = Readiness(None, [tmp_path], 0, clock=lambda: clock().timestamp())
+    readiness.report(OperationalError(sqlite3.OperationalError("disk I/O error")))
+    assert readiness.disk_problem() == "disk I/O error on the database server (a full or failing disk)"
+    clock.advance(seconds=59)
+    assert readiness.disk_problem() is not None
+    clock.advance(seconds=2)
+    assert readiness.disk_problem() is None
+    # A local fault clears as soon as its disk has more room than when it was met.
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "audit.anchor"))
+    assert readiness.report(full).reason == f"disk full on {tmp_path}"
+    assert readiness.disk_problem() == f"disk full on {tmp_path}"
+    (tmp_path / "ballast").write_bytes(b"\0" * (1 << 20))
+    readiness.report(full)  # met again, with a little less space
+    (tmp_path / "ballast").unlink()
+    assert readiness.disk_problem() is None

@@ -96,7 +96,7 @@ def classify(exc: BaseException, database=None, home: Path | None = None) -> Fau
     seen, link = [], exc
     while link is not None and len(seen) < 8:
         seen.append(link)
-        link = link.__cause__ or link.__context__
+        link = getattr(link, "orig", None) or link.__cause__ or link.__context__
     for link in seen:
         fault = _disk_fault(link, database, home)
         if fault is not None:
@@ -263,9 +263,9 @@ class Readiness:
     def disk_problem(self) -> str | None:
         """Why writes fail or are about to: a disk below the reserve, or a recent disk fault not yet healed.
 
-        A fault on a local disk heals once that disk has more space than when the
-        fault was seen; one on the database server's disk (PostgreSQL) is held for a
-        minute after the last request that met it.
+        A fault on a local disk heals as soon as that disk has more space than when
+        the fault was seen; any fault (PostgreSQL's disk, an I/O error with space
+        left) is forgotten a minute after the last request that met it.
         """
         for path in self.paths:
             free = self._free(path)
@@ -275,14 +275,9 @@ class Readiness:
         if self._disk_fault is None:
             return None
         seen, fault, free_then = self._disk_fault
-        if fault.path is not None and free_then is not None:
-            free_now = self._free(fault.path)
-            if free_now is not None and free_now > free_then:
-                self._disk_fault = None
-                return None
-            return fault.reason
-        if self.clock() - seen < LOG_EVERY_SECONDS:
+        free_now = self._free(fault.path)
+        healed = free_then is not None and free_now is not None and free_now > free_then
+        if not healed and self.clock() - seen < LOG_EVERY_SECONDS:
             return fault.reason
         self._disk_fault = None
         return None
-
