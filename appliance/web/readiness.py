@@ -93,10 +93,13 @@ def classify(exc: BaseException, database=None, home: Path | None = None) -> Fau
     transaction back, and the error that reaches us is peewee's failed ROLLBACK
     with the disk error as its context.
     """
-    seen, link = [], exc
-    while link is not None and len(seen) < 8:
+    seen, todo = [], [exc]
+    while todo and len(seen) < 12:  # the driver's error, and what each was raised from or during
+        link = todo.pop(0)
+        if link is None or any(link is known for known in seen):
+            continue
         seen.append(link)
-        link = getattr(link, "orig", None) or link.__cause__ or link.__context__
+        todo += [getattr(link, "orig", None), link.__cause__, link.__context__]
     for link in seen:
         fault = _disk_fault(link, database, home)
         if fault is not None:
@@ -159,7 +162,7 @@ class Readiness:
         self._lock = threading.Lock()  # one thread runs the waiting steps
         self._log_lock = threading.Lock()
         self._logged: dict[tuple[str, str], tuple[float, int]] = {}
-        self._disk_fault: tuple[float, Fault, int | None] | None = None
+        self._last_disk_fault: tuple[float, Fault, int | None] | None = None
 
     @classmethod
     def for_app(cls, app, database, instance) -> Readiness:
@@ -182,10 +185,6 @@ class Readiness:
             log.warning("%s: starting anyway; %s waits until the database answers [%s]",
                         fault.reason, name, fault.detail)
             self._pending.append((name, step))
-
-    @property
-    def started(self) -> bool:
-        return not self._pending
 
     def ensure(self) -> None:
         """Finish waiting start-up steps; the database must be connected. Database errors propagate."""
@@ -237,7 +236,7 @@ class Readiness:
                                          f"{type(exc).__name__}: {exc}")
         if fault.kind in ("disk_full", "disk_io"):
             free = self._free(fault.path)
-            self._disk_fault = (self.clock(), fault, free)
+            self._last_disk_fault = (self.clock(), fault, free)
         self._log_throttled((fault.kind, fault.reason), "%s [%s]", fault.reason, fault.detail)
         return fault
 
@@ -272,12 +271,12 @@ class Readiness:
             if free is not None and free < self.min_free_bytes:
                 return (f"disk full on {path}: {free} bytes free, below disk_min_free_bytes "
                         f"({self.min_free_bytes})")
-        if self._disk_fault is None:
+        if self._last_disk_fault is None:
             return None
-        seen, fault, free_then = self._disk_fault
+        seen, fault, free_then = self._last_disk_fault
         free_now = self._free(fault.path)
         healed = free_then is not None and free_now is not None and free_now > free_then
         if not healed and self.clock() - seen < LOG_EVERY_SECONDS:
             return fault.reason
-        self._disk_fault = None
+        self._last_disk_fault = None
         return None
