@@ -56,7 +56,7 @@ def init(ctx, admin_email, admin_password, provider_name, database_url):
     from appliance.web.models.tenancy import User
 
     database = dbmod.bind(instance.database_url)
-    with _disk_faults_named(home), database.connection_context():
+    with _disk_faults_named(home, database), database.connection_context():
         has_user = User.select().exists()
     if not has_user:
         if not admin_email and sys.stdin.isatty():
