@@ -128,6 +128,22 @@ DEFAULTS: dict = {
     # (keep it below the profile's threads); pages beyond it poll every fallback_retry_ms.
     "live_streams_per_process": 2,
     "live_fallback_retry_ms": 5000,
+    # The embedded server (appliance serve, waitress); gunicorn behind nginx has its own (roles/).
+    # Requests handled at once; each open live stream holds one.
+    "server_threads": 8,
+    # Open connections before it stops accepting (waitress's default, 100, let 101 idle or slow
+    # clients lock everyone out). Idle and half-sent requests cost a socket each, not a thread;
+    # serve raises the open-files limit to fit, or lowers this to what the limit allows.
+    "server_connection_limit": 1000,
+    # Seconds a connection may send nothing before it is closed: frees sockets that
+    # keep-alive clients and stalled senders hold. Longer than nginx's upstream
+    # keepalive_timeout (50 s), so a proxy in front never reuses a closed connection.
+    "server_channel_timeout_seconds": 75,
+    # Connections the kernel queues while the server is busy accepting (capped by net.core.somaxconn).
+    "server_backlog": 1024,
+    # /health and status fail when a disk the instance writes to (home, SQLite's directory) has less
+    # free space: at that point SQLite is about to answer "database or disk is full".
+    "disk_min_free_bytes": 16 * 1024 * 1024,
     # Presence: online while a page holds a stream and had input within away_after;
     # away after that idle time; offline once no stream was seen for offline_after.
     "presence_away_seconds": 300,
