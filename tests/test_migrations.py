@@ -239,9 +239,15 @@ def seed_notice_mail(db, ids, instance):
     """Columns only: the notices already there become "skipped" (never mailed as a backlog)."""
 
 
+def seed_seat_quotas(db, ids, instance):
+    m = frozen(22)
+    with db.bind_ctx(m.MODELS):
+        m.SeatQuota.create(tenant=ids["acme"], seats=3, set_at=T0)
+
+
 SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system, 6: seed_channels,
          7: seed_email, 8: seed_live, 9: seed_security, 10: seed_hardening, 14: seed_business,
-         19: seed_delivery_status, 21: seed_notice_mail}
+         19: seed_delivery_status, 21: seed_notice_mail, 22: seed_seat_quotas}
 
 
 def test_every_migration_has_seed_rows():

@@ -40,8 +40,12 @@ def ensure_keys(instance: Instance) -> list[str]:
     return created
 
 
-def migrate(instance: Instance, progress=None) -> list[str]:
+def migrate(instance: Instance, progress=None, create: bool = True) -> list[str]:
+    """Apply pending migrations; ``create`` (init's) lets a missing SQLite database be made."""
+    from appliance.web.startup import check_database
+
     database = dbmod.bind(instance.database_url)
+    check_database(instance, database, may_create=create)
     check_master_key(instance)  # a wrong key must stop us before any schema change
     with database.connection_context():
         return upgrade(database, progress=progress)

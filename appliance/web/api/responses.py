@@ -106,3 +106,6 @@ BUSINESS_STATEMENT = obj(start=string(), end=string(), opening_minor=integer(), 
                          entries=array(obj(date=string(), text=string(), amount_minor=integer())))
 BUSINESS_RUN = obj(invoices=array(BUSINESS_INVOICE))
 BUSINESS_PAYMENT = obj(id=integer(), amount_minor=integer())
+BUSINESS_QUOTAS = obj(account_id=integer(), contract_seats=integer(nullable=True), used=integer(),
+                      quotas=array(obj(tenant_id=integer(), name=string(), quota=integer(nullable=True),
+                                       used=integer())))

@@ -15,7 +15,7 @@ from appliance.core.calendar import today, zone
 from appliance.web.api import api
 from appliance.web.api import responses as R
 from appliance.web.api.schema import spec
-from appliance.web.business import catalogue, contracts, invoicing, schedule, usage
+from appliance.web.business import catalogue, contracts, invoicing, quotas, schedule, usage
 from appliance.web.business.billing import month_bounds
 from appliance.web.business.models import CHANGE_KINDS, CONTRACT_STATUSES, RENEWALS, Contract, Invoice
 from appliance.web.models.tenancy import ACCOUNT, PROVIDER, Tenant
@@ -79,8 +79,8 @@ def _account_of(tenant: Tenant) -> Tenant | None:
 
 def _own_account(tenant: Tenant) -> Tenant:
     if tenant.level != ACCOUNT:
-        raise ServiceError("invoices and statements belong to accounts (level 2); sub-accounts are billed "
-                           "through their account", 422)
+        raise ServiceError("invoices, statements and seat quotas belong to accounts (level 2); sub-accounts "
+                           "are billed through their account", 422)
     return tenant
 
 
@@ -174,6 +174,41 @@ def business_change_create(tenant, data):
     if change.effective_on <= today(zone(_settings())):
         schedule.apply_one(change.id)
     return jsonify(_change_json(type(change).get_by_id(change.id))), 201
+
+
+# -- seat quotas (the account's admins) -----------------------------------------------------
+
+QUOTA_BODY = {
+    "tenant_id": F("integer", required=True, description="one of the account's sub-accounts"),
+    "seats": F("integer", required=True, nullable=True, description="its share of the contract's seats; "
+                                                                     "null removes the quota"),
+}
+
+
+def _quotas_json(account: Tenant) -> dict:
+    return {"account_id": account.id, "contract_seats": quotas.contract_seats(account),
+            "used": quotas.seats_used(account, subtree=True),
+            "quotas": [{"tenant_id": q["tenant"].id, "name": q["tenant"].name, "quota": q["quota"],
+                        "used": q["used"]} for q in quotas.quotas(account)]}
+
+
+@api.route("/tenants/<id:tenant_id>/seat-quotas")
+@spec("The contract's seats, those in use, and each sub-account's quota", role="admin", tag="business",
+      response=R.BUSINESS_QUOTAS)
+def business_seat_quotas(tenant):
+    return jsonify(_quotas_json(_own_account(tenant)))
+
+
+@api.route("/tenants/<id:tenant_id>/seat-quotas", methods=["POST"])
+@spec("Set (or with null remove) a sub-account's share of the contract's seats", role="admin", tag="business",
+      body=QUOTA_BODY, response=R.BUSINESS_QUOTAS)
+def business_seat_quota_set(tenant, data):
+    account = _own_account(tenant)
+    sub = Tenant.get_or_none(Tenant.id == data["tenant_id"])
+    if sub is None or not sub.is_descendant_of(account):
+        raise ServiceError("tenant_id: no such sub-account of this account", 404)
+    quotas.set_quota(account, sub, data["seats"], actor_id=g.principal.user_id)
+    return jsonify(_quotas_json(account))
 
 
 # -- usage, invoices, statements ------------------------------------------------------------

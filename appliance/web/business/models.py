@@ -86,6 +86,17 @@ class SeatHistory(BaseModel):
         indexes = ((("line", "effective_on"), True),)
 
 
+class SeatQuota(BaseModel):
+    """Seats of the account's contract a sub-account may hold, set by the account's admins.
+
+    Kept per sub-account rather than per contract, so a renewal keeps the split."""
+
+    tenant = ForeignKeyField(Tenant, unique=True, on_delete="CASCADE")
+    seats = IntegerField()
+    set_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    set_at = DateTimeField(default=utcnow)
+
+
 class ScheduledChange(BaseModel):
     """A change that applies itself on ``effective_on`` (the installation's date), exactly once."""
 

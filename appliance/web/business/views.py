@@ -17,7 +17,7 @@ from appliance.core.calendar import today, zone
 from appliance.core.licence.programs import KNOWN_PROGRAMS, PROGRAM_TITLES
 from appliance.web.access import is_provider_admin
 from appliance.web.auth import load_user, provider_view, tenant_view
-from appliance.web.business import applications, catalogue, contracts, invoicing, schedule, usage
+from appliance.web.business import applications, catalogue, contracts, invoicing, quotas, schedule, usage
 from appliance.web.business.billing import month_bounds
 from appliance.web.business.models import CHANGE_KINDS, Application, Contract, Invoice, Notification, ScheduledChange
 from appliance.web.business.money import format_amount
@@ -25,6 +25,12 @@ from appliance.web.models.tenancy import ACCOUNT, PROVIDER, Tenant
 from appliance.web.services import ServiceError
 
 business_pages = Blueprint("business", __name__)
+
+
+@business_pages.record_once
+def _cap_seats_by_contract(state):
+    """A contract's seats and its sub-accounts' quotas cap memberships, beside the licence."""
+    state.app.extensions.setdefault("seat_checks", []).append(quotas.check_seat)
 
 
 def settings() -> dict:
@@ -254,7 +260,29 @@ def panel(tenant):
         statement=invoicing.statement(account, *month_bounds(local_today())) if own else None,
         notifications=list(Notification.select().where(Notification.tenant == tenant.id)
                            .order_by(Notification.id.desc()).limit(20)),
+        seats={"total": quotas.contract_seats(account), "used": quotas.seats_used(account, subtree=True),
+               "quotas": quotas.quotas(account)} if own else None,
         is_provider_admin=is_provider_admin(g.principal))
+
+
+@business_pages.route("/t/<id:tenant_id>/billing/quotas", methods=["POST"])
+@tenant_view("admin")
+def set_quota(tenant):
+    """The account's admin shares the contract's seats among its sub-accounts."""
+    try:
+        if tenant.level != ACCOUNT:
+            raise ServiceError("seat quotas are set by the account's admins", 422)
+        sub = Tenant.get_or_none(Tenant.id == _int("sub_id"))
+        if sub is None or not sub.is_descendant_of(tenant):
+            abort(404)
+        # An empty field removes the quota: the sub-account then shares what the others leave.
+        seats = None if not (request.form.get("seats") or "").strip() else _int("seats")
+        quotas.set_quota(tenant, sub, seats, actor_id=g.principal.user_id)
+    except ServiceError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"Seat quota of {sub.name} saved.", "info")
+    return redirect(url_for("business.panel", tenant_id=tenant.id))
 
 
 @business_pages.route("/t/<id:tenant_id>/billing/usage.csv")

@@ -543,6 +543,13 @@ def check_can_add_seat(tenant) -> None:
             "vendor for a licence with more seats.",
             "max_seats",
         )
+    for check in _seat_checks():
+        check(tenant)
+
+
+def _seat_checks():
+    """Further caps on seats registered by other parts of the app (a contract's seats)."""
+    return current_app.extensions.get("seat_checks", ()) if has_app_context() else ()
 
 
 def check_can_assign_program(tenant, program: str) -> None:

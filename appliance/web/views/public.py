@@ -68,10 +68,12 @@ def _error(status: int, message: str):
 @public.errorhandler(InterfaceError)
 def _database_down(exc):
     # Registered on the blueprint so that it also covers the app's connect hook, which
-    # runs before our views: monitoring gets JSON, not the HTML error page.
+    # runs before our views: monitoring and gateways get JSON, not the HTML error page.
+    fault = current_app.extensions["readiness"].report(exc)  # logged once a minute
     if request.endpoint == "public.health":
-        return jsonify(status="error", database="unreachable", version=_version()), 503
-    return _error(503, "The service is temporarily unavailable; try again shortly.")
+        state = "unreachable" if fault.kind.startswith("database") else fault.kind
+        return jsonify(status="error", database=state, reason=fault.reason, version=_version()), fault.status
+    return jsonify(error=fault.title, message=fault.message, reason=fault.kind, status=fault.status), fault.status
 
 
 @public.errorhandler(ServiceError)
@@ -89,14 +91,24 @@ def _http_error(exc: HTTPException):
 @public.route("/health")
 def health():
     from appliance.web.migrations import current_version
+    from appliance.web.startup import schema_problem
 
     database = current_app.extensions["database"]
+    readiness = current_app.extensions["readiness"]
     try:
         database.connect(reuse_if_open=True)
+        readiness.ensure()
         database.execute_sql("SELECT 1")
         schema = current_version(database)
-    except DatabaseError:
-        return jsonify(status="error", database="unreachable", version=_version()), 503
+        problem = schema_problem(database)
+    except DatabaseError as exc:
+        return _database_down(exc)
+    if problem:  # serving on a schema the code does not match answers wrongly: not healthy
+        return jsonify(status="error", database="ok", schema="not ready", reason=problem,
+                       version=_version(), schema_version=schema), 503
+    problem = readiness.disk_problem()  # reads still work on a full disk; writes do not
+    if problem:
+        return jsonify(status="error", database="ok", disk=problem, version=_version(), schema_version=schema), 503
     return jsonify(status="ok", database="ok", version=_version(), schema_version=schema)
 
 
