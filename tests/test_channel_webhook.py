@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 from appliance.web.channels import ADAPTERS
 from appliance.web.channels.webhook import signature, signed_headers
+from appliance.web.models.audit import AuditEvent
 from appliance.web.models.channels import InboundSeen
-from appliance.web.models.contact_center import CHANNEL_KINDS, Message
+from appliance.web.models.contact_center import CHANNEL_KINDS, Channel, Message
+from tests.helpers import login
 
 
 def test_one_adapter_per_kind():
@@ -65,12 +68,6 @@ def test_signature_covers_the_timestamp(client, world, clock):
 
 
 def test_signing_secret_shown_once_then_masked_and_rotated(app, client, world):
-    import re
-
-    from appliance.web.models.audit import AuditEvent
-    from appliance.web.models.contact_center import Channel
-    from tests.helpers import login
-
     tenant = world.tenants["A"]
     login(client, world.email("A", "admin"))
     page = client.get(f"/t/{tenant.id}/admin/channels").get_data(as_text=True)
