@@ -33,6 +33,26 @@ def _conversation(app, client, world, telegram, chat=42, update_id=1, **settings
     return channel, Conversation.get(Conversation.channel == channel.id)
 
 
+def _drain_on_hosts(app, hosts: int, batch: int | None = None):
+    """``hosts`` app hosts (threads with their own connections) draining the outbox at once until it is empty."""
+    errors = []
+
+    def host():
+        try:
+            with app.app_context(), app.extensions["database"].connection_context():
+                while outbox.drain(limit=batch)["sent"]:
+                    pass
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=host) for _ in range(hosts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+
+
 def test_bounded_tries_then_failed_shown_with_retry(app, client, world, telegram, clock):
     app.extensions["appliance_instance"]["channels"]["outbox_max_attempts"] = 3
     channel, conv = _conversation(app, client, world, telegram)
@@ -116,22 +136,7 @@ def test_two_hosts_draining_at_once_send_each_reply_once(app, client, world, tel
     _channel, conv = _conversation(app, client, world, telegram)
     for i in range(30):
         reply(app, conv, f"reply {i}")
-    errors = []
-
-    def host():
-        try:
-            database = app.extensions["database"]
-            with app.app_context(), database.connection_context():
-                outbox.drain()
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=host) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors
+    _drain_on_hosts(app, 4)
     texts = [s["text"] for s in telegram.sent]
     assert sorted(texts) == sorted(f"reply {i}" for i in range(30)) and len(texts) == len(set(texts))
 
@@ -169,22 +174,7 @@ def test_several_hosts_keep_each_conversations_order(app, client, world, telegra
         for conv in convs:
             reply(app, conv, f"{conv.id}:{i}")
     telegram.latency = 0.005  # sends overlap across the hosts
-    errors = []
-
-    def host():
-        try:
-            with app.app_context(), app.extensions["database"].connection_context():
-                while outbox.drain(limit=3)["sent"]:
-                    pass
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=host) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors
+    _drain_on_hosts(app, 4, batch=3)
     assert len(telegram.sent) == 24
     for conv, chat in zip(convs, chats, strict=True):
         texts = [s["text"] for s in telegram.sent if s["chat_id"] == str(chat)]
