@@ -173,7 +173,7 @@ def test_several_hosts_keep_each_conversations_order(app, client, world, telegra
     for i in range(8):
         for conv in convs:
             reply(app, conv, f"{conv.id}:{i}")
-    telegram.latency = 0.005  # sends overlap across the hosts
+    telegram.latency = 0.02  # sends overlap across the hosts
     _drain_on_hosts(app, 4, batch=3)
     assert len(telegram.sent) == 24
     for conv, chat in zip(convs, chats, strict=True):
