@@ -12,6 +12,7 @@ import pytest
 from appliance.web.channels.viber import EVENT_TYPES, signature
 from appliance.web.models.channels import FAILED, SENT
 from appliance.web.models.contact_center import Attachment, Conversation, Message
+from appliance.web.models.live import LiveEvent
 from tests.channel_doubles import ViberDouble
 from tests.channel_support import drain, make_channel, outbox_row, reply
 from tests.helpers import login
@@ -105,6 +106,8 @@ def test_reply_reaches_viber_once_through_faults_then_receipts(app, client, worl
     assert _post(client, channel, receipt("seen", token), viber.token).status_code == 200
     assert _post(client, channel, receipt("delivered", token), viber.token).status_code == 200  # late, out of order
     assert outbox_row(message).delivery_status == "read"
+    # An open conversation page hears of each change (delivered, then read; the late one changed nothing).
+    assert LiveEvent.select().where(LiveEvent.kind == "delivery", LiveEvent.message_id == message.id).count() == 2
     assert _post(client, channel, receipt("seen", 1), viber.token).status_code == 200  # not ours: ignored
     login(client, world.email("A", "agent"))
     page = client.get(f"/t/{world.tenants['A'].id}/conversations/{conv.id}").get_data(as_text=True)
