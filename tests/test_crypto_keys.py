@@ -22,7 +22,7 @@ from appliance.web.crypto.master import (
     generate_key,
     open_recovery_kit,
 )
-from appliance.web.crypto.rotation import rotate_master
+from appliance.web.crypto.master_rotation import rotate_master
 from appliance.web.crypto.tables import CryptoMaster, TenantKey
 from appliance.web.db import database_proxy
 from tests.crypto_support import TContact, make_instance, open_instance
@@ -163,7 +163,7 @@ def test_rotate_master_rewraps_and_old_key_is_refused(tmp_path):
 
 
 def test_interrupted_master_rotation_heals_at_next_start(tmp_path, monkeypatch):
-    from appliance.web.crypto import rotation
+    from appliance.web.crypto import master_rotation
 
     instance = make_instance(tmp_path / "h")
     kr = open_instance(instance)
@@ -172,7 +172,7 @@ def test_interrupted_master_rotation_heals_at_next_start(tmp_path, monkeypatch):
     def crash(*a, **k):
         raise KeyboardInterrupt("power cut after commit")
 
-    monkeypatch.setattr(rotation, "_promote", crash)
+    monkeypatch.setattr(master_rotation, "promote", crash)
     with pytest.raises(KeyboardInterrupt):
         rotate_master(instance, keyring=kr)
     monkeypatch.undo()
@@ -183,15 +183,18 @@ def test_interrupted_master_rotation_heals_at_next_start(tmp_path, monkeypatch):
     assert not (instance.home / "keys" / "master.key.new").exists()
 
 
-def test_a_process_started_before_a_master_rotation_does_not_wrap_new_keys(tmp_path):
+def test_a_process_started_before_a_master_rotation_follows_it(tmp_path):
     instance = make_instance(tmp_path / "h")
     stale = open_instance(instance)
     TContact.create(tenant=1, name="Alice")
     other = open_instance(instance)
     rotate_master(instance, keyring=other)
-    with pytest.raises(MasterKeyError, match="restart"):
-        stale.active(2)
-    assert TenantKey.select().where(TenantKey.tenant_id == 2).count() == 0
+    # A key created by the process that still holds the old master key is wrapped
+    # under the new one (it follows the rotation first), so everyone can read it.
+    created = stale.active(2)
+    assert stale.master.key_id == CryptoMaster.get().master_key_id
+    fresh = open_instance(instance)
+    assert fresh.get(created.key_id).aead is not None
 
 
 def test_rotate_master_with_a_passphrase(tmp_path, monkeypatch):
