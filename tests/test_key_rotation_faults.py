@@ -260,3 +260,26 @@ def test_a_prepared_key_is_kept_until_the_rotation_uses_it(tmp_path, runner):
     rotated = runner.invoke(main, [*home, "keys", "rotate-master", "--yes", "--prepared"])
     assert rotated.exit_code == 0, rotated.output
     assert _file_key_id(key_path) == new_id == _database_key_id(instance)
+
+
+def test_a_host_without_the_new_key_answers_webhooks_with_a_json_503(app, client, world, instance):
+    from appliance.web.crypto import open_keyring
+    from appliance.web.crypto.master_rotation import rotate_master
+
+    serving = app.extensions["crypto"]
+    rotate_master(instance, keyring=open_keyring(instance, install=False))
+    # This host never got the new key file, and its process has not cached tenant A's keys.
+    key_path = key_file_path(instance)
+    key_path.unlink()
+    for retired in (key_path.parent / "retired").iterdir():
+        retired.unlink()
+    serving.forget([k for k, v in list(serving._by_id.items()) if v.tenant_id == world.tenants["A"].id])
+    channel = world.objects["A"]["shared_channel"]
+    raw = json.dumps({"phone": "+49 170 5559999", "body": "during the rotation"}).encode()
+    answer = client.post(f"/hooks/{channel.public_key}", data=raw,
+                         headers={"Content-Type": "application/json", **signed_headers(channel.secret, raw)})
+    assert answer.status_code == 503 and answer.is_json, answer.get_data(as_text=True)[:200]
+    assert answer.headers["Retry-After"] and "Encryption keys" in answer.get_json()["message"]
+    page = client.get(f"/api/v1/conversations/{world.objects['A']['conversation'].id}/messages",
+                      headers=world.headers("A", "agent"))
+    assert page.status_code == 503 and page.is_json

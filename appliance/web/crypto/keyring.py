@@ -30,7 +30,7 @@ from appliance.core import clock
 from appliance.web.crypto import envelope
 from appliance.web.crypto.master import MasterKey, MasterKeyError
 from appliance.web.crypto.tables import CryptoMaster, TenantKey
-from appliance.web.db import database_proxy, is_postgres
+from appliance.web.db import is_postgres, write_transaction
 
 log = logging.getLogger("appliance.web.crypto")
 
@@ -256,7 +256,9 @@ class KeyRing:
 
     def _create_first(self, tenant_id: int, purpose: str) -> DataKey:
         try:
-            with database_proxy.atomic():  # a savepoint if the caller is in a transaction
+            # A savepoint if the caller is in a transaction; else, on SQLite, the write lock
+            # up front: the master key id it reads must still hold when the key is inserted.
+            with write_transaction():
                 return self.create_key(tenant_id, purpose, version=1)
         except IntegrityError:
             # Another process created it first; use theirs.
