@@ -142,9 +142,12 @@ def test_rotation_under_load_across_two_servers(tmp_path, db_url, clock):
             server.stop()
     failed = [r for r in results if not 200 <= r[3] < 300]
     assert not failed, failed[:5]
+    counts = {}
     for name in ("before", "rotate-master", "rotate-tenant", "after"):
         ports = {r[1] for r in results if r[0] == name}
         assert ports == {s.port for s in servers}, f"no load on both servers during {name}"
+        counts[name] = sum(1 for r in results if r[0] == name)
+    assert min(counts.values()) >= 10, counts
     assert any("following a master key rotation" in out for out in outputs), outputs
     assert "Traceback" not in "".join(outputs)
     verified = _appliance(instance.home, "keys", "verify")
