@@ -25,7 +25,7 @@ from appliance.core.config import write_config
 from appliance.web.channels.webhook import signed_headers
 from appliance.web.crypto.master import key_file_path, master_key_id, parse_key_text
 from appliance.web.crypto.master_rotation import CRASH_ENV, STEPS, pending_path, rotation_lock
-from tests.helpers import build_world, make_instance, running_app
+from tests.helpers import build_world, login, make_instance, running_app
 from tests.pg import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,6 +283,9 @@ def test_a_host_without_the_new_key_answers_webhooks_with_a_json_503(app, client
                          headers={"Content-Type": "application/json", **signed_headers(channel.secret, raw)})
     assert answer.status_code == 503 and answer.is_json, answer.get_data(as_text=True)[:200]
     assert answer.headers["Retry-After"] and "Encryption keys" in answer.get_json()["message"]
-    page = client.get(f"/api/v1/conversations/{world.objects['A']['conversation'].id}/messages",
-                      headers=world.headers("A", "agent"))
-    assert page.status_code == 503 and page.is_json
+    conversation_id = world.objects["A"]["conversation"].id
+    api = client.get(f"/api/v1/conversations/{conversation_id}/messages", headers=world.headers("A", "agent"))
+    assert api.status_code == 503 and api.is_json
+    login(client, world.email("A", "agent"))
+    page = client.get(f"/t/{world.tenants['A'].id}/conversations/{conversation_id}")
+    assert page.status_code == 503 and "Encryption keys are unavailable" in page.get_data(as_text=True)

@@ -139,9 +139,9 @@ def keys_unavailable(exc: MasterKeyError):
     if wants_json():
         answer = jsonify(error="Service Unavailable", message=message, status=503)
     else:
-        from appliance.web import _Simple
+        from werkzeug.exceptions import ServiceUnavailable
 
-        answer = render_template("error.html", error=_Simple(503, "Service Unavailable", message))
+        answer = render_template("error.html", error=ServiceUnavailable(description=message))
     return answer, 503, {"Retry-After": "5"}
 
 

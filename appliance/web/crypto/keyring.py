@@ -84,6 +84,10 @@ def _now():
 # After a failed attempt to follow a master rotation, wait this long before reading
 # the key files again (each request that needs a new data key would otherwise).
 RELOAD_RETRY_SECONDS = 1.0
+# How long the replaced master key still unwraps, for readers whose snapshot predates
+# the rotation's commit. Not longer: a data key wrapped under the old key and planted
+# afterwards must not be accepted.
+PREVIOUS_KEY_SECONDS = 60.0
 
 
 class KeyRing:
@@ -94,6 +98,7 @@ class KeyRing:
         self.reload = reload
         self._reload_failed: tuple[float, str, MasterKeyError] | None = None
         self._previous_aead: AESGCM | None = None
+        self._previous_until = 0.0
         self.recovery_note: str | None = None  # what opening it repaired (master_rotation.recover)
         self.master_aead = AESGCM(master.key)
         self.active_ttl = active_ttl
@@ -301,13 +306,15 @@ class KeyRing:
         with self._lock:
             if master.key_id != self.master.key_id:
                 self._previous_aead = self.master_aead
+                self._previous_until = time.monotonic() + PREVIOUS_KEY_SECONDS
             self.master = master
             self.master_aead = AESGCM(master.key)
 
     def _unwrap_any(self, row) -> bytes | None:
         """Unwrap with the master key, else with the one it replaced: a reader whose snapshot
         predates a rotation's commit still sees the old wrapping."""
-        for aead in (self.master_aead, self._previous_aead):
+        previous = self._previous_aead if time.monotonic() < self._previous_until else None
+        for aead in (self.master_aead, previous):
             if aead is None:
                 continue
             try:
