@@ -209,3 +209,31 @@ def test_rotate_master_with_a_passphrase(tmp_path, monkeypatch):
     monkeypatch.setenv("APPLIANCE_MASTER_PASSPHRASE", "the second passphrase")
     open_instance(instance)
     assert TContact.get_by_id(c.id).name == "Alice"
+
+
+def test_interrupted_passphrase_rotation_heals_with_the_new_passphrase(tmp_path, monkeypatch):
+    from appliance.web.crypto import master_rotation
+
+    instance = make_instance(tmp_path / "h", {"master_key_source": "passphrase"}, create_key=False)
+    ensure_master_key(instance)
+    monkeypatch.setenv("APPLIANCE_MASTER_PASSPHRASE", "the first passphrase")
+    kr = open_instance(instance)
+    c = TContact.create(tenant=1, name="Alice")
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt("power cut after commit")
+
+    with monkeypatch.context() as m:
+        m.setattr(master_rotation, "promote", crash)
+        with pytest.raises(KeyboardInterrupt):
+            rotate_master(instance, keyring=kr, new_passphrase="the second passphrase")
+    salt = instance.home / "keys" / "master.salt"
+    assert (salt.parent / "master.salt.new").exists()
+    with pytest.raises(MasterKeyError, match=r"master\.salt\.new, which is left from a passphrase rotation"):
+        open_instance(instance)  # the old passphrase no longer opens the database
+    monkeypatch.setenv("APPLIANCE_MASTER_PASSPHRASE", "the second passphrase")
+    healed = open_instance(instance)
+    assert "finished a master key rotation" in healed.recovery_note
+    assert not (salt.parent / "master.salt.new").exists()
+    assert TContact.get_by_id(c.id).name == "Alice"
+    assert open_instance(instance).recovery_note is None

@@ -232,6 +232,12 @@ def recover(instance, recorded: str | None,
         retired = path.parent / "retired" / f"{path.stem}-{recorded}{path.suffix}"
         if not path.exists() and (pending.exists() or retired.exists()):
             raise MasterKeyError(_nothing_matches(instance, recorded, path, pending, new))
+        if key_source(instance) == "passphrase" and pending.exists():
+            raise MasterKeyError(
+                f"The passphrase does not open this database (it needs master key {recorded}) "
+                f"with {path}, nor with {pending}, which is left from a passphrase rotation. Set "
+                f"{ENV_PASSPHRASE} to (or type) that rotation's new passphrase: if the database "
+                f"had switched to it, this start finishes the rotation. Otherwise give the old one.")
         return None, None  # a wrong key: verify_master says so with its own message
     with rotation_lock(path.parent) as free:
         if not free:
