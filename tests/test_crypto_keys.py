@@ -162,20 +162,30 @@ def test_rotate_master_rewraps_and_old_key_is_refused(tmp_path):
         open_instance(instance)
 
 
-def test_interrupted_master_rotation_heals_at_next_start(tmp_path, monkeypatch):
+def _rotate_with_a_power_cut_after_commit(monkeypatch, instance, kr, **kwargs):
     from appliance.web.crypto import master_rotation
-
-    instance = make_instance(tmp_path / "h")
-    kr = open_instance(instance)
-    c = TContact.create(tenant=1, name="Alice")
 
     def crash(*a, **k):
         raise KeyboardInterrupt("power cut after commit")
 
-    monkeypatch.setattr(master_rotation, "promote", crash)
-    with pytest.raises(KeyboardInterrupt):
-        rotate_master(instance, keyring=kr)
-    monkeypatch.undo()
+    with monkeypatch.context() as m:
+        m.setattr(master_rotation, "promote", crash)
+        with pytest.raises(KeyboardInterrupt):
+            rotate_master(instance, keyring=kr, **kwargs)
+
+
+def _passphrase_instance(tmp_path, monkeypatch):
+    instance = make_instance(tmp_path / "h", {"master_key_source": "passphrase"}, create_key=False)
+    ensure_master_key(instance)
+    monkeypatch.setenv("APPLIANCE_MASTER_PASSPHRASE", "the first passphrase")
+    return instance, open_instance(instance)
+
+
+def test_interrupted_master_rotation_heals_at_next_start(tmp_path, monkeypatch):
+    instance = make_instance(tmp_path / "h")
+    kr = open_instance(instance)
+    c = TContact.create(tenant=1, name="Alice")
+    _rotate_with_a_power_cut_after_commit(monkeypatch, instance, kr)
     assert (instance.home / "keys" / "master.key.new").exists()
     fresh = open_instance(instance)
     assert fresh.master.key_id == CryptoMaster.get().master_key_id
@@ -198,10 +208,7 @@ def test_a_process_started_before_a_master_rotation_follows_it(tmp_path):
 
 
 def test_rotate_master_with_a_passphrase(tmp_path, monkeypatch):
-    instance = make_instance(tmp_path / "h", {"master_key_source": "passphrase"}, create_key=False)
-    ensure_master_key(instance)
-    monkeypatch.setenv("APPLIANCE_MASTER_PASSPHRASE", "the first passphrase")
-    kr = open_instance(instance)
+    instance, kr = _passphrase_instance(tmp_path, monkeypatch)
     c = TContact.create(tenant=1, name="Alice")
     rotate_master(instance, keyring=kr, new_passphrase="the second passphrase")
     with pytest.raises(MasterKeyError):
@@ -212,21 +219,9 @@ def test_rotate_master_with_a_passphrase(tmp_path, monkeypatch):
 
 
 def test_interrupted_passphrase_rotation_heals_with_the_new_passphrase(tmp_path, monkeypatch):
-    from appliance.web.crypto import master_rotation
-
-    instance = make_instance(tmp_path / "h", {"master_key_source": "passphrase"}, create_key=False)
-    ensure_master_key(instance)
-    monkeypatch.setenv("APPLIANCE_MASTER_PASSPHRASE", "the first passphrase")
-    kr = open_instance(instance)
+    instance, kr = _passphrase_instance(tmp_path, monkeypatch)
     c = TContact.create(tenant=1, name="Alice")
-
-    def crash(*a, **k):
-        raise KeyboardInterrupt("power cut after commit")
-
-    with monkeypatch.context() as m:
-        m.setattr(master_rotation, "promote", crash)
-        with pytest.raises(KeyboardInterrupt):
-            rotate_master(instance, keyring=kr, new_passphrase="the second passphrase")
+    _rotate_with_a_power_cut_after_commit(monkeypatch, instance, kr, new_passphrase="the second passphrase")
     salt = instance.home / "keys" / "master.salt"
     assert (salt.parent / "master.salt.new").exists()
     with pytest.raises(MasterKeyError, match=r"master\.salt\.new, which is left from a passphrase rotation"):
