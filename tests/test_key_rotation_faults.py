@@ -190,7 +190,7 @@ def test_kill_at_every_rotate_master_step_then_the_next_command_heals(tmp_path, 
         if committed and step != "new-key-promoted":
             assert "finished a master key rotation" in status.output, (step, status.output)
         if not committed:
-            assert "master.key.new is left from a master key rotation" in status.output, (step, status.output)
+            assert "master.key.new holds a master key the database does not use" in status.output, status.output
         assert _file_key_id(key_path) == _database_key_id(instance), step
         assert not committed or not pending_path(key_path).exists(), step
         verify = runner.invoke(main, [*home, "keys", "verify"])

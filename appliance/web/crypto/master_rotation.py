@@ -201,12 +201,9 @@ def reload_master(instance, recorded: str, passphrase: str | None = None) -> Mas
 
 # -- recovery at start ------------------------------------------------------------------------
 
-def recorded_master_id(lock: bool = False) -> str | None:
+def recorded_master_id() -> str | None:
     """The master key id the database names (None before the first start)."""
-    query = CryptoMaster.select(CryptoMaster.master_key_id).order_by(CryptoMaster.id)
-    if lock and is_postgres():
-        query = query.for_update("FOR SHARE")
-    return query.scalar()
+    return CryptoMaster.select(CryptoMaster.master_key_id).order_by(CryptoMaster.id).scalar()
 
 
 def recover(instance, recorded: str | None,
@@ -239,18 +236,18 @@ def recover(instance, recorded: str | None,
                 f"{ENV_PASSPHRASE} to (or type) that rotation's new passphrase: if the database "
                 f"had switched to it, this start finishes the rotation. Otherwise give the old one.")
         return None, None  # a wrong key: verify_master says so with its own message
-    with rotation_lock(path.parent) as free:
-        if not free:
-            # The rotation is still running here and will finish the swap itself.
-            return new, None
-        try:
+    try:
+        with rotation_lock(path.parent) as free:
+            if not free:
+                # The rotation is still running here and will finish the swap itself.
+                return new, None
             promote(path, current.key_id if current else time.strftime("unknown-%Y%m%d%H%M%S"))
-        except OSError as exc:
-            note = (f"a master key rotation stopped after the database switched to key {recorded}; "
-                    f"{pending} holds it but could not be renamed ({exc.strerror}): using it from "
-                    f"there. Run 'mv {pending} {path}' as the service user.")
-            log.error("%s", note)
-            return new, note
+    except OSError as exc:
+        note = (f"a master key rotation stopped after the database switched to key {recorded}; "
+                f"{pending} holds it but could not be renamed ({exc.strerror}): using it from "
+                f"there. Run 'mv {pending} {path}' as the service user.")
+        log.error("%s", note)
+        return new, note
     note = (f"finished a master key rotation that had stopped after the database switched to key "
             f"{recorded}: {pending} is now {path}"
             + ("" if current is None else f"; the old key file is in {path.parent / 'retired'}"))
@@ -275,8 +272,8 @@ def _nothing_matches(instance, recorded: str, path: Path, pending: Path, new: Ma
 
 
 def leftover_note(instance, recorded: str | None) -> str | None:
-    """A sentence for ``keys status`` about a ``.new`` file left by a rotation that stopped
-    before its commit (harmless: the next rotation replaces it)."""
+    """A sentence for ``keys status`` about a ``.new`` file the database does not use yet
+    (prepared, or left by a rotation that stopped before its commit: harmless)."""
     if key_source(instance) == "env":
         return None
     base = salt_file_path(instance) if key_source(instance) == "passphrase" else key_file_path(instance)
@@ -286,9 +283,10 @@ def leftover_note(instance, recorded: str | None) -> str | None:
     with rotation_lock(base.parent) as free:
         if not free:
             return f"a master key rotation is running on this host ({pending} exists)"
-    return (f"{pending} is left from a master key rotation that stopped before the database "
-            f"switched (the database still needs {recorded}); nothing uses it: the next "
-            f"'appliance keys rotate-master' replaces it, or delete it")
+    return (f"{pending} holds a master key the database does not use yet (it still needs "
+            f"{recorded}): written by 'keys rotate-master --prepare', or left by a rotation that "
+            f"stopped before its commit. 'appliance keys rotate-master --prepared' rotates to it; "
+            f"a plain 'rotate-master' replaces it")
 
 
 # -- the rotation -----------------------------------------------------------------------------
