@@ -289,3 +289,8 @@ def test_a_host_without_the_new_key_answers_webhooks_with_a_json_503(app, client
     login(client, world.email("A", "agent"))
     page = client.get(f"/t/{world.tenants['A'].id}/conversations/{conversation_id}")
     assert page.status_code == 503 and "Encryption keys are unavailable" in page.get_data(as_text=True)
+    from appliance.web.system_status import collect
+
+    with app.app_context():
+        keys = {c.name: c for c in collect(instance, app.extensions["database"])}["Encryption keys"]
+    assert keys.level == "error" and "copy the new key file" in keys.detail, keys
