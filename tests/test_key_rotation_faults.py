@@ -294,3 +294,14 @@ def test_a_host_without_the_new_key_answers_webhooks_with_a_json_503(app, client
     with app.app_context():
         keys = {c.name: c for c in collect(instance, app.extensions["database"])}["Encryption keys"]
     assert keys.level == "error" and "copy the new key file" in keys.detail, keys
+
+
+def test_a_second_host_without_the_new_key_is_told_where_it_comes_from(tmp_path, runner):
+    instance = make_instance(tmp_path / "home", "sqlite:///appliance.db")
+    key_path = key_file_path(instance)
+    old = key_path.read_bytes()
+    assert runner.invoke(main, ["--home", str(instance.home), "keys", "rotate-master", "--yes"]).exit_code == 0
+    key_path.write_bytes(old)  # what another app host still has
+    answer = runner.invoke(main, ["--home", str(instance.home), "keys", "status"])
+    assert answer.exit_code != 0
+    assert "was rotated at" in answer.output and "copy the new key file" in answer.output, answer.output

@@ -130,7 +130,7 @@ class KeyRing:
                     raise MasterKeyError(self._mismatch_message("(not recorded)"))
                 CryptoMaster.create(master_key_id=self.master.key_id)
             elif row.master_key_id != self.master.key_id:
-                raise MasterKeyError(self._mismatch_message(row.master_key_id))
+                raise MasterKeyError(self._mismatch_message(row.master_key_id, row.rotated_at))
             self._verified = True
 
     def _can_unwrap(self, row) -> bool:
@@ -140,10 +140,14 @@ class KeyRing:
         except InvalidTag:
             return False
 
-    def _mismatch_message(self, expected: str) -> str:
+    def _mismatch_message(self, expected: str, rotated_at=None) -> str:
+        rotated = "" if rotated_at is None else (
+            f" The database's master key was rotated at {rotated_at:%Y-%m-%d %H:%M} UTC: on a "
+            f"second app host, copy the new key file from the host where 'appliance keys "
+            f"rotate-master' ran.")
         return (
             f"The master key from {self.master.describe()} (id {self.master.key_id}) is not the "
-            f"key this database was encrypted with (id {expected}). Nothing was read or written. "
+            f"key this database was encrypted with (id {expected}). Nothing was read or written.{rotated} "
             f"Put the right key file back (from your key backup, or 'appliance keys "
             f"import-recovery KIT'), or point the instance at the database that belongs to this key."
         )
