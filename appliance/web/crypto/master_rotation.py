@@ -45,6 +45,7 @@ from appliance.web.crypto.master import (
     key_source,
     new_salt_document,
     parse_key_text,
+    pending_path,
     salt_file_path,
 )
 from appliance.web.crypto.tables import CryptoMaster, TenantKey
@@ -62,10 +63,6 @@ LOCK_NAME = ".master-rotation.lock"
 def _step(name: str) -> None:
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def pending_path(path: Path) -> Path:
-    return path.with_name(path.name + ".new")
 
 
 def _now():
