@@ -232,3 +232,15 @@ def test_interrupted_passphrase_rotation_heals_with_the_new_passphrase(tmp_path,
     assert not (salt.parent / "master.salt.new").exists()
     assert TContact.get_by_id(c.id).name == "Alice"
     assert open_instance(instance).recovery_note is None
+
+
+def test_a_rotation_started_before_another_finished_changes_nothing(tmp_path):
+    instance = make_instance(tmp_path / "h")
+    first, second = open_instance(instance), open_instance(instance)  # two hosts' commands
+    TContact.create(tenant=1, name="Alice")
+    rotate_master(instance, keyring=first)
+    wrapped = {k.key_id: bytes(k.wrapped) for k in TenantKey.select()}
+    with pytest.raises(MasterKeyError, match="rotated meanwhile"):
+        rotate_master(instance, keyring=second)
+    assert {k.key_id: bytes(k.wrapped) for k in TenantKey.select()} == wrapped
+    assert CryptoMaster.get().master_key_id == first.master.key_id

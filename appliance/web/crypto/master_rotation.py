@@ -353,13 +353,18 @@ def _rotate_locked(instance, kr, old, new_key, new_passphrase, use_prepared) -> 
     with write_transaction():
         # Taken first: a process creating a data key holds this row FOR SHARE while it
         # wraps, so no key can be wrapped under the old master key and land after this.
-        if is_postgres():
-            CryptoMaster.select().order_by(CryptoMaster.id).for_update().first()
+        query = CryptoMaster.select().order_by(CryptoMaster.id)
+        master_row = (query.for_update() if is_postgres() else query).first()
+        if master_row.master_key_id != old.key_id:
+            # Another host rotated since this command loaded its key (hosts share no lock).
+            raise MasterKeyError(
+                f"The master key was rotated meanwhile (the database now needs {master_row.master_key_id}), "
+                f"probably from another app host; nothing was changed here. Check 'appliance keys status' "
+                f"before rotating again.")
         for row in TenantKey.select():
             raw = unwrap_key(kr.master_aead, row.wrapped, row.tenant_id, row.key_id, row.version, row.purpose)
             row.wrapped = wrap_key(new_aead, raw, row.tenant_id, row.key_id, row.version, row.purpose)
             row.save(only=[TenantKey.wrapped])
-        master_row = CryptoMaster.select().order_by(CryptoMaster.id).first()
         master_row.master_key_id = new.key_id
         master_row.rotated_at = _now()
         master_row.save()
