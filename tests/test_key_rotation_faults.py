@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
@@ -56,12 +58,15 @@ def _world(instance, clock):
 
 
 class Server:
-    def __init__(self, home, log_path):
+    """``appliance serve`` on a loopback port (or, with ``args``, another long-running command)."""
+
+    def __init__(self, home, log_path, *args):
         self.port = free_port()
         self.log_path = log_path
         self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        command = args or ("serve", "--port", str(self.port))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "--home", str(home), "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "appliance", "--home", str(home), *command],
             env=_env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -84,17 +89,57 @@ def _request(url, data=None, headers=None):
         return exc.code, exc.headers.get("Content-Type", ""), exc.read()[:300]
 
 
-def test_rotation_under_load_across_two_servers(tmp_path, db_url, clock):
+class Callbacks(ThreadingHTTPServer):
+    """The webhook gateway's callback URL: records the reply bodies the worker delivers."""
+
+    def __init__(self):
+        self.bodies = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.bodies.append(json.loads(raw)["body"])
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def _reply_channel(instance, world, url):
+    """Tenant B's webhook channel that delivers replies to ``url``, and a conversation on it."""
+    from appliance.web.channels import config as channel_config
+    from appliance.web.models.contact_center import Channel
+    from appliance.web.services import conversations
+
+    with running_app(instance) as app, app.app_context():
+        tenant = world.tenants["B"]
+        channel = Channel.create(tenant=tenant, kind="webhook", name="replies B")
+        channel_config.update_settings(channel, {"callback_url": url, "rate_per_minute": "100000"})
+        return conversations.start_conversation(channel, tenant, world.objects["B"]["contact"], "reply here").id
+
+
+def test_rotation_under_load_across_two_servers_and_a_worker(tmp_path, db_url, clock):
     instance = make_instance(tmp_path / "home", db_url)
     # A short active-key cache keeps rotate-tenant's settle wait short; the webhook
     # throttle is set out of the way of the load generator (one address).
     _configure(instance, crypto_key_cache_seconds=0.5,
                throttle={"webhook_requests_per_address": 1_000_000})
     world = _world(instance, clock)
+    callbacks = Callbacks()
+    threading.Thread(target=callbacks.serve_forever, daemon=True).start()
+    reply_to = _reply_channel(instance, world, f"http://127.0.0.1:{callbacks.server_port}/cb")
     hooks = {k: world.objects[k]["shared_channel"] for k in world.tenants}
     reads = {k: (world.objects[k]["conversation"].id, world.headers(k, "agent")) for k in world.tenants}
     servers = [Server(instance.home, tmp_path / f"server{i}.log") for i in range(2)]
-    results, lock = [], threading.Lock()
+    # The worker decrypts every reply it delivers: replies written after rotate-tenant
+    # are under a data key it has to unwrap with the new master key.
+    worker = Server(instance.home, tmp_path / "worker.log", "worker", "--interval", "0.3")
+    results, replies, lock = [], [], threading.Lock()
     phase = {"name": "before", "tenants": ["P", "A", "B"]}
     stop = threading.Event()
 
@@ -105,7 +150,14 @@ def test_rotation_under_load_across_two_servers(tmp_path, db_url, clock):
             server = servers[(worker + n) % 2]
             tenants = phase["tenants"]
             key = tenants[(worker + n) % len(tenants)]
-            if n % 2:
+            if worker == 0 and n % 3 == 0:
+                body = f"reply {n}"
+                answer = _request(f"{server.url}/api/v1/conversations/{reply_to}/messages",
+                                  json.dumps({"body": body, "direction": "out"}).encode(),
+                                  {"Content-Type": "application/json", **world.headers("B", "agent")})
+                if answer[0] == 201:
+                    replies.append((phase["name"], body))
+            elif n % 2:
                 raw = json.dumps({"id": uuid.uuid4().hex, "phone": f"+49 170 {worker}{n:06d}",
                                   "body": f"load {worker}-{n}"}).encode()
                 headers = {"Content-Type": "application/json",
@@ -135,11 +187,15 @@ def test_rotation_under_load_across_two_servers(tmp_path, db_url, clock):
             stop.set()
             for w in workers:
                 w.result()
+        deadline = time.monotonic() + 30
+        while not {b for _, b in replies} <= set(callbacks.bodies) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the worker's rounds run on its own schedule
         outputs = [s.output() for s in servers]
     finally:
         stop.set()
-        for server in servers:
-            server.stop()
+        for process in (*servers, worker):
+            process.stop()
+        callbacks.shutdown()
     failed = [r for r in results if not 200 <= r[3] < 300]
     assert not failed, failed[:5]
     counts = {}
@@ -148,6 +204,10 @@ def test_rotation_under_load_across_two_servers(tmp_path, db_url, clock):
         assert ports == {s.port for s in servers}, f"no load on both servers during {name}"
         counts[name] = sum(1 for r in results if r[0] == name)
     assert min(counts.values()) >= 10, counts
+    sent_after = [body for name, body in replies if name == "after"]
+    assert sent_after and {body for _, body in replies} <= set(callbacks.bodies), worker.output()
+    assert "following a master key rotation" in worker.output(), worker.output()
+    assert not re.search(r"job \w+ failed|Traceback", worker.output()), worker.output()
     assert any("following a master key rotation" in out for out in outputs), outputs
     assert "Traceback" not in "".join(outputs)
     verified = _appliance(instance.home, "keys", "verify")
