@@ -205,11 +205,14 @@ def export_recovery(ctx, output):
 @pass_ctx
 def import_recovery(ctx, kit, replace):
     """Rebuild the master key file from a recovery kit (KIT may be '-' for standard input)."""
+    from peewee import SqliteDatabase
+
     from appliance.core.config import write_secret_file
     from appliance.web import db as dbmod
     from appliance.web.crypto import MasterKeyError, key_file_path
     from appliance.web.crypto.master import encode_key_file, master_key_id, open_recovery_kit
     from appliance.web.crypto.tables import CryptoMaster
+    from appliance.web.startup import check_database
 
     instance = ctx.instance()
     text = kit.read()
@@ -220,8 +223,13 @@ def import_recovery(ctx, kit, replace):
     except MasterKeyError as exc:
         raise click.ClickException(str(exc)) from exc
     database = dbmod.bind(instance.database_url)
-    with database.connection_context():
-        row = CryptoMaster.select().first() if database.table_exists("crypto_master") else None
+    row = None
+    # Keys may come back before the database does (a restore to a new host): with no SQLite
+    # file yet there is nothing to check the kit against, and none must be created here.
+    if not (isinstance(database, SqliteDatabase) and not Path(database.database).exists()):
+        check_database(instance, database)
+        with database.connection_context():
+            row = CryptoMaster.select().first() if database.table_exists("crypto_master") else None
     if row is not None and row.master_key_id != master_key_id(key):
         raise click.ClickException(
             f"This kit holds master key {master_key_id(key)}, but the database needs {row.master_key_id}: "
