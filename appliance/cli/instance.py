@@ -27,10 +27,16 @@ def _fail(message: str):
 @click.option("--admin-password", envvar="APPLIANCE_ADMIN_PASSWORD",
               help="Password of the first provider admin (10+ characters). Env: APPLIANCE_ADMIN_PASSWORD, "
                    "which unlike an argument does not show in the process list.")
+@click.option("--admin-password-stdin", is_flag=True,
+              help="Read the first admin's password from the first line of standard input (for installers: "
+                   "unlike an argument or the environment it shows in no process list and no sudo log).")
+@click.option("--force-password-change", is_flag=True,
+              help="The first admin must choose a new password at first login (for a generated password).")
 @click.option("--provider-name", default="Provider", show_default=True, help="Name of the level-1 tenant.")
 @click.option("--database-url", help="Only for a new config: e.g. postgresql://user:pw@host/db.")
 @pass_ctx
-def init(ctx, admin_email, admin_password, provider_name, database_url):
+def init(ctx, admin_email, admin_password, admin_password_stdin, force_password_change, provider_name,
+         database_url):
     """Create (or complete) an instance: config, keys, schema, first admin.
 
     Safe to run again: existing config and keys are kept, the admin is only
@@ -38,6 +44,15 @@ def init(ctx, admin_email, admin_password, provider_name, database_url):
     """
     from appliance.web import provisioning as setup
     from appliance.web.services import ServiceError
+
+    if admin_password_stdin:
+        if admin_password:
+            _fail("Give the admin password once: --admin-password-stdin or --admin-password "
+                  "(APPLIANCE_ADMIN_PASSWORD), not both.")
+        # Read before anything else, so the writer of the pipe never blocks on us.
+        admin_password = sys.stdin.readline().rstrip("\r\n")
+        if not admin_password:
+            _fail("--admin-password-stdin: standard input held no password (one line expected).")
 
     try:
         home = resolve_home(ctx.home_arg)
@@ -67,7 +82,8 @@ def init(ctx, admin_email, admin_password, provider_name, database_url):
             _fail("No user exists yet: pass --admin-email and --admin-password for the first provider admin.")
         try:
             with _disk_faults_named(home, database):
-                setup.ensure_provider_admin(instance, admin_email, admin_password, provider_name)
+                setup.ensure_provider_admin(instance, admin_email, admin_password, provider_name,
+                                            must_change_password=force_password_change)
         except ServiceError as exc:
             _fail(str(exc))
         changed.append("provider admin")

@@ -76,6 +76,11 @@ def key_file_path(instance) -> Path:
     return instance.path(instance["master_key_file"])
 
 
+def pending_path(path: Path) -> Path:
+    """Where a master key rotation puts the new key (or salt) file before it takes over."""
+    return path.with_name(path.name + ".new")
+
+
 def salt_file_path(instance) -> Path:
     return instance.path(instance["master_key_salt_file"])
 
@@ -197,9 +202,14 @@ def ensure_master_key(instance) -> bool:
     source = key_source(instance)
     if source == "env":
         return False
+    path = salt_file_path(instance) if source == "passphrase" else key_file_path(instance)
+    if pending_path(path).exists():
+        # A master key rotation stopped half-way: opening the key ring finishes it with
+        # that file; a fresh key here would only be retired again.
+        return False
     if source == "passphrase":
-        return write_secret_file(salt_file_path(instance), new_salt_document())
-    return write_secret_file(key_file_path(instance), encode_key_file(AESGCM.generate_key(256)))
+        return write_secret_file(path, new_salt_document())
+    return write_secret_file(path, encode_key_file(AESGCM.generate_key(256)))
 
 
 def generate_key() -> bytes:
