@@ -14,19 +14,28 @@ from appliance.web.models.contact_center import (
     CHANNEL_KINDS,
     DIRECTIONS,
     STATUSES,
-    Article,
-    CannedAnswer,
     Channel,
     Contact,
     Message,
     Team,
 )
-from appliance.web.models.tenancy import ACCOUNT_KINDS, ROLES, SUBACCOUNT_KINDS, ApiToken, Membership, Tenant, User
+from appliance.web.models.tenancy import (
+    ACCOUNT_KINDS,
+    ROLES,
+    SUBACCOUNT_KINDS,
+    ApiToken,
+    Membership,
+    Tenant,
+    User,
+    role_rank,
+)
 from appliance.web.services import (
+    canned_text,
     catalogue,
     contacts,
     conversations,
     invitations,
+    markdown,
     pan,
     sessions,
     tenants,
@@ -467,48 +476,84 @@ def create_message(conversation, data):
 CANNED_BODY = {
     "shortcut": F("string", required=True, max_length=40),
     "title": F("string", required=True, max_length=120),
-    "body": F("string", required=True, max_length=5000),
+    "body": F("string", required=True, max_length=5000,
+              description="Text; {{contact.name}}, {{agent.name}} and the other variables listed on the "
+                          "canned-answers page are filled in when inserted into a reply"),
+    "shared": F("boolean", description="Offer it to the sub-accounts below (read-only there)"),
 }
+CANNED_PATCH = {k: F(f.type, max_length=f.max_length) for k, f in CANNED_BODY.items()}
 ARTICLE_BODY = {
     "title": F("string", required=True, max_length=200),
-    "body": F("string", required=True, max_length=50_000),
+    "body": F("string", required=True, max_length=50_000, description="Markdown (raw HTML is shown as text)"),
+    "category": F("string", max_length=60),
     "shared": F("boolean"),
     "published": F("boolean"),
 }
 ARTICLE_PATCH = {k: F(f.type, max_length=f.max_length) for k, f in ARTICLE_BODY.items()}
+ARTICLE_QUERY = {"q": F("string", description="Words in the title or text"), "category": F("string")}
 
 
 @api.route("/tenants/<id:tenant_id>/canned-answers")
-@spec("Canned answers of a tenant", tag="knowledge", response=R.page(R.CANNED))
+@spec("Canned answers of a tenant and those its parents share down (an own shortcut hides a parent's)",
+      tag="knowledge", response=R.page(R.CANNED))
 def list_canned(tenant):
-    return _page(CannedAnswer.select().where(CannedAnswer.tenant == tenant.id).order_by(CannedAnswer.shortcut))
+    return _page(catalogue.usable_canned(tenant))
 
 
 @api.route("/tenants/<id:tenant_id>/canned-answers", methods=["POST"])
 @spec("Create a canned answer", role="supervisor", body=CANNED_BODY, tag="knowledge", status=201, response=R.CANNED)
 def create_canned(tenant, data):
-    return jsonify(catalogue.create_canned(tenant, **data).to_json()), 201
+    return jsonify(catalogue.create_canned(tenant, actor_id=_actor(), **data).to_json()), 201
+
+
+@api.route("/canned-answers/<id:canned_id>", methods=["PATCH"])
+@spec("Change a canned answer (its owner only: shared ones are read-only below)", role="supervisor",
+      body=CANNED_PATCH, tag="knowledge", response=R.CANNED)
+def patch_canned(canned, data):
+    return jsonify(catalogue.update_canned(canned, actor_id=_actor(), **data).to_json())
 
 
 @api.route("/canned-answers/<id:canned_id>", methods=["DELETE"])
 @spec("Delete a canned answer", role="supervisor", tag="knowledge", response=R.DELETED)
 def delete_canned(canned):
-    catalogue.delete_canned(canned)
+    catalogue.delete_canned(canned, actor_id=_actor())
     return jsonify(deleted=canned.id)
 
 
+@api.route("/conversations/<id:conversation_id>/canned-answers")
+@spec("The canned answers usable in this conversation, each with `text`: its body with the variables "
+      "filled for this conversation's contact and the token's user", tag="knowledge",
+      response=R.page(R.CANNED_FILLED))
+def conversation_canned(conversation):
+    tenant = Tenant.get_by_id(conversation.tenant_id)
+    values = canned_text.values_for(contact=Contact.get_by_id(conversation.contact_id),
+                                    agent=User.get_by_id(g.principal.user_id), tenant=tenant)
+    items = [a.to_json() | {"text": canned_text.fill(a.body, values)} for a in catalogue.usable_canned(tenant)]
+    return jsonify(items=items, next_cursor=None)
+
+
 @api.route("/tenants/<id:tenant_id>/articles")
-@spec("Knowledge-base articles of a tenant and those its parents share down", tag="knowledge",
+@spec("Knowledge-base articles of a tenant and those its parents share down; ?q= searches titles and "
+      "text, ?category= filters (drafts for supervisors and above only)", query=ARTICLE_QUERY, tag="knowledge",
       response=R.page(R.ARTICLE))
 def list_articles(tenant):
-    own = list(Article.select().where(Article.tenant == tenant.id).order_by(Article.id))
-    return _page(own + list(shared_from_ancestors(Article, tenant)))
+    drafts = role_rank(g.principal.role_in(tenant)) >= role_rank("supervisor")
+    category = request.args.get("category")
+    return _page(catalogue.visible_articles(tenant, drafts=drafts, query=request.args.get("q"),
+                                            category=category[:60] if category else None))
+
+
+@api.route("/articles/<id:article_id>/html")
+@spec("An article's text rendered from Markdown to sanitised HTML", tag="knowledge", shared_read=True,
+      response=R.ARTICLE_HTML)
+def get_article_html(article):
+    return jsonify(id=article.id, html=markdown.render(article.body))
 
 
 @api.route("/tenants/<id:tenant_id>/articles", methods=["POST"])
 @spec("Create an article", role="supervisor", body=ARTICLE_BODY, tag="knowledge", status=201, response=R.ARTICLE)
 def create_article(tenant, data):
-    return jsonify(catalogue.create_article(tenant, **data).to_json()), 201
+    return jsonify(catalogue.create_article(tenant, actor_id=_actor(), **data).to_json()), 201
 
 
 @api.route("/articles/<id:article_id>")
@@ -520,11 +565,11 @@ def get_article(article):
 @api.route("/articles/<id:article_id>", methods=["PATCH"])
 @spec("Change an article", role="supervisor", body=ARTICLE_PATCH, tag="knowledge", response=R.ARTICLE)
 def patch_article(article, data):
-    return jsonify(catalogue.update_article(article, **data).to_json())
+    return jsonify(catalogue.update_article(article, actor_id=_actor(), **data).to_json())
 
 
 @api.route("/articles/<id:article_id>", methods=["DELETE"])
 @spec("Delete an article", role="supervisor", tag="knowledge", response=R.DELETED)
 def delete_article(article):
-    catalogue.delete_article(article)
+    catalogue.delete_article(article, actor_id=_actor())
     return jsonify(deleted=article.id)
