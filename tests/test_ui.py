@@ -516,7 +516,8 @@ def test_widget_end_to_end(client, world):
     webhook_channel = world.objects["A"]["shared_channel"]
     assert visitor.get(f"/widget/{webhook_channel.public_key}").status_code == 404
     Channel.update(is_active=False).where(Channel.id == channel.id).execute()
-    assert visitor.post(url, json={"body": "late"}).status_code == 404
+    switched_off = visitor.post(url, json={"body": "late"})
+    assert switched_off.status_code == 403 and "switched off" in switched_off.get_json()["message"]
     assert visitor.get("/widget/unknown-key").status_code == 404
 
 

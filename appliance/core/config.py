@@ -58,6 +58,11 @@ DEFAULTS: dict = {
     # Server-side sessions: ended after this long without a request, and after this long at all.
     "session_idle_timeout_seconds": 2 * 3600,
     "session_absolute_timeout_seconds": 12 * 3600,
+    # Password-reset links an admin makes for a user: hours until an unused link stops working.
+    "password_reset_link_hours": 24,
+    # The address users reach the web UI at (https://cc.bank.example), for links in e-mails;
+    # empty: the address the admin's own request came to.
+    "public_url": "",
     # Reverse proxies in front of the app whose X-Forwarded-For is trusted for the client's
     # address (throttling): 0 when clients connect directly (the embedded default), 1 behind nginx.
     "trusted_proxy_hops": 0,

@@ -69,6 +69,10 @@ ARTICLE = obj(id=integer(), tenant_id=integer(), title=string(), body=string(), 
               published=boolean())
 ARTICLE_HTML = obj(id=integer(), html=string())
 DELETED = obj(deleted=integer())
+BRANDING = obj(tenant_id=integer(), own_branding=boolean(), from_tenant_id=integer(), brand_color=string(),
+               logo=string(nullable=True))
+PASSWORD_RESET = obj(user_id=integer(), expires_at=TIME, delivery=string(enum=["shown", "email"]),
+                     link=string(nullable=True), message=string())
 ME = obj(token=TOKEN, tenant=TENANT)
 
 PROGRAM = obj(tenant_id=integer(), program=string(), assigned_at=TIME, effective_from=TIME)

@@ -35,6 +35,7 @@ from appliance.web.services import (
     contacts,
     conversations,
     invitations,
+    lifecycle,
     markdown,
     pan,
     sessions,
@@ -64,6 +65,15 @@ def me():
     return jsonify(token=token.to_json() | {"effective_role": g.principal.role_in(tenant)}, tenant=tenant.to_json())
 
 
+ME_PATCH = {"name": F("string", required=True, max_length=120, description="The token's user's display name")}
+
+
+@api.route("/me", methods=["PATCH"])
+@spec("Change the name of the token's user (the creator it acts for)", body=ME_PATCH, tag="tenants", response=R.USER)
+def patch_me(data):
+    return jsonify(lifecycle.rename_self(User.get_by_id(g.principal.user_id), data["name"]).to_json())
+
+
 @api.route("/tenants")
 @spec("Tenants this token reaches (its tenant and the sub-accounts below)", tag="tenants", response=R.page(R.TENANT))
 def list_tenants():
@@ -81,6 +91,8 @@ TENANT_PATCH = {
     "brand_color": F("string", max_length=7),
     "logo": F("string", max_length=200_000, nullable=True),
     "mask_card_numbers": F("boolean", description="Show card numbers in messages masked to agents"),
+    "own_branding": F("boolean", description="false: show the parent's colour and logo (inherited); "
+                      "setting brand_color or logo makes it true"),
 }
 
 
@@ -94,6 +106,37 @@ CHILD_BODY = {
     "name": F("string", required=True, max_length=120),
     "kind": F("string", required=True, enum=ACCOUNT_KINDS + SUBACCOUNT_KINDS),
 }
+
+
+@api.route("/tenants/<id:tenant_id>/branding")
+@spec("The colour and logo a tenant shows: its own, or inherited from the nearest ancestor with its own",
+      tag="tenants", response=R.BRANDING)
+def get_branding(tenant):
+    source = lifecycle.branding_of(tenant)
+    return jsonify(tenant_id=tenant.id, own_branding=source.id == tenant.id, from_tenant_id=source.id,
+                   brand_color=source.brand_color, logo=source.logo)
+
+
+CONFIRM_BODY = {"confirm": F("boolean", required=True, description="Must be true")}
+
+
+@api.route("/tenants/<id:tenant_id>/deactivate", methods=["POST"])
+@spec("Deactivate a tenant and the tenants below it (admins of its parent): members lose access, channels "
+      "refuse traffic (410), seats are freed; the data stays, read-only for the admins above",
+      role="admin", body=CONFIRM_BODY, tag="tenants", response=R.TENANT)
+def deactivate_tenant(tenant, data):
+    if data["confirm"] is not True:
+        abort(422, description="confirm must be true.")
+    return jsonify(lifecycle.deactivate_tenant(g.principal, tenant, actor_id=_actor()).to_json())
+
+
+@api.route("/tenants/<id:tenant_id>/reactivate", methods=["POST"])
+@spec("Reactivate a tenant, with the tenants below that were deactivated with it (admins of its parent)",
+      role="admin", body=CONFIRM_BODY, tag="tenants", response=R.TENANT, inactive_writable=True)
+def reactivate_tenant(tenant, data):
+    if data["confirm"] is not True:
+        abort(422, description="confirm must be true.")
+    return jsonify(lifecycle.reactivate_tenant(g.principal, tenant, actor_id=_actor()).to_json())
 
 
 @api.route("/tenants/<id:tenant_id>/children")
@@ -213,16 +256,37 @@ def reset_member_totp(member):
     return jsonify(reset=member.user_id)
 
 
-DEACTIVATE_BODY = {"confirm": F("boolean", required=True, description="Must be true")}
-
-
 @api.route("/members/<id:member_id>/deactivate", methods=["POST"])
-@spec("Deactivate a member's user everywhere: their sessions and API tokens stop at once",
-      role="admin", scope="provider", body=DEACTIVATE_BODY, tag="members", response=R.DONE)
+@spec("Deactivate a member's user everywhere (needs admin of every tenant they belong to): their sessions "
+      "and API tokens stop at once", role="admin", body=CONFIRM_BODY, tag="members", response=R.USER)
 def deactivate_member_user(member, data):
     if data["confirm"] is not True:
         abort(422, description="confirm must be true.")
-    return jsonify(sessions.deactivate_user(User.get_by_id(member.user_id), actor_id=_actor()).to_json())
+    user = User.get_by_id(member.user_id)
+    return jsonify(lifecycle.set_user_active(g.principal, user, False, actor_id=_actor()).to_json())
+
+
+@api.route("/members/<id:member_id>/reactivate", methods=["POST"])
+@spec("Reactivate a member's user (needs admin of every tenant they belong to)", role="admin",
+      body=CONFIRM_BODY, tag="members", response=R.USER)
+def reactivate_member_user(member, data):
+    if data["confirm"] is not True:
+        abort(422, description="confirm must be true.")
+    user = User.get_by_id(member.user_id)
+    return jsonify(lifecycle.set_user_active(g.principal, user, True, actor_id=_actor()).to_json())
+
+
+@api.route("/members/<id:member_id>/password-reset", methods=["POST"])
+@spec("Make a one-time link for a member's user to set a new password (needs admin of every tenant they "
+      "belong to): e-mailed through the site's relay when notify_mail is set (the answer then holds no link), "
+      "else in this answer for the admin to hand over", role="admin", body=CONFIRM_BODY, tag="members",
+      status=201, response=R.PASSWORD_RESET)
+def member_password_reset(member, data):
+    if data["confirm"] is not True:
+        abort(422, description="confirm must be true.")
+    settings = current_app.extensions["appliance_instance"].settings
+    return jsonify(lifecycle.create_reset(g.principal, User.get_by_id(member.user_id), settings, request.host_url,
+                                          actor_id=_actor())), 201
 
 
 # --- channels and teams ----------------------------------------------------------------

@@ -29,7 +29,15 @@ from appliance.web.models.tenancy import (
     Tenant,
     User,
 )
-from appliance.web.services import ServiceError, catalogue, channel_admin, invitations, logos, tenants
+from appliance.web.services import (
+    ServiceError,
+    catalogue,
+    channel_admin,
+    invitations,
+    lifecycle,
+    logos,
+    tenants,
+)
 from appliance.web.services import tokens as token_service
 from appliance.web.views import helpers
 from appliance.web.views.helpers import form_bool, form_text, owned_or_404
@@ -279,7 +287,7 @@ def logo_data_url(upload) -> str:
 @helpers.tenant_view("admin")
 def branding(tenant):
     if request.method == "GET":
-        return render_template("admin/branding.html")
+        return render_template("admin/branding.html", source=lifecycle.branding_of(tenant))
     logo = None
     try:
         upload = request.files.get("logo")
@@ -288,11 +296,12 @@ def branding(tenant):
         elif upload is not None and upload.filename:
             logo = logo_data_url(upload)
         tenants.update_branding(tenant, name=form_text("name", 200), brand_color=request.form.get("brand_color", ""),
-                                logo=logo, mask_card_numbers=form_bool("mask_card_numbers"), actor_id=_actor())
+                                logo=logo, mask_card_numbers=form_bool("mask_card_numbers"),
+                                own_branding=not form_bool("inherit_branding"), actor_id=_actor())
     except ServiceError as exc:
         flash(str(exc), "error")
         tenant = Tenant.get_by_id(tenant.id)  # forget the unsaved changes
         g.tenant = tenant
-        return render_template("admin/branding.html", tenant=tenant), exc.status
+        return render_template("admin/branding.html", tenant=tenant, source=lifecycle.branding_of(tenant)), exc.status
     flash("Branding saved.", "info")
     return redirect(url_for("admin.branding", tenant_id=tenant.id))

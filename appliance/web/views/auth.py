@@ -21,7 +21,7 @@ from appliance.web.auth import (
 )
 from appliance.web.models.audit import record
 from appliance.web.models.tenancy import User
-from appliance.web.services import totp
+from appliance.web.services import lifecycle, totp
 
 auth = Blueprint("auth", __name__)
 
@@ -120,12 +120,15 @@ def _layout_context():
     try:
         return _user_context()
     except DatabaseError:  # the error page for "database down" must still render
-        return {"current_user": None, "tenant": None, "role": None}
+        return {"current_user": None, "tenant": None, "role": None, "look": None}
 
 
 def _user_context():
     user = load_user() if request.endpoint and not request.endpoint.startswith("public.") else None
-    context = {"current_user": user, "tenant": g.get("tenant"), "role": g.get("role")}
+    tenant = g.get("tenant")
+    # Sub-accounts without branding of their own show their parent's colour and logo.
+    context = {"current_user": user, "tenant": tenant, "role": g.get("role"),
+               "look": lifecycle.branding_of(tenant) if tenant is not None else None}
     if user is not None:
         context["switcher"] = list(g.principal.reachable_tenants().limit(200))
         context["provider_admin"] = is_provider_admin(g.principal)
