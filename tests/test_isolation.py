@@ -28,10 +28,12 @@ PUBLIC = {
     "auth.logout",
     "api.openapi",
     "business.apply_public",  # the provider's public application form
+    "auth.password_reset",  # the one-time link an admin made: the link itself is the key
 }
 # Routes that need a login but no tenant: (minimum role anywhere, sample path).
 UNSCOPED = {"auth.home", "auth.switch", "account.index", "account.totp", "account.totp_start", "account.totp_confirm",
-            "account.recovery_codes", "account.password", "account.end_other_sessions", "account.answer_invitation"}
+            "account.recovery_codes", "account.password", "account.name", "account.end_other_sessions",
+            "account.answer_invitation"}
 
 # UI GET endpoints that may read a parent's shared object: endpoint -> shared object kind.
 UI_SHARED_READ = {"knowledge.article": "shared_article"}

@@ -53,7 +53,7 @@ def _actor():
 
 # --- members -----------------------------------------------------------------------------
 
-def _render_users(tenant, status=200, form=None):
+def render_users(tenant, status=200, form=None, reset=None):
     members = list(
         Membership.select(Membership, User).join(User).where(Membership.tenant == tenant.id).order_by(User.name)
     )
@@ -62,13 +62,13 @@ def _render_users(tenant, status=200, form=None):
         .join_from(Membership, User).join_from(Membership, Tenant).order_by(User.name)
     )
     return render_template("admin/users.html", members=members, inherited=inherited, roles=ROLES,
-                           form=form or {}), status
+                           form=form or {}, reset=reset), status
 
 
 @admin.route("/users")
 @helpers.tenant_view("admin")
 def users(tenant):
-    return _render_users(tenant)
+    return render_users(tenant)
 
 
 @admin.route("/users", methods=["POST"])
@@ -82,7 +82,7 @@ def add_member(tenant):
                                           shared=form["shared"], actor_id=_actor())
     except ServiceError as exc:
         flash(str(exc), "error")
-        return _render_users(tenant, exc.status, form)
+        return render_users(tenant, exc.status, form)
     flash(answer["message"], "info")
     return redirect(url_for("admin.users", tenant_id=tenant.id))
 
@@ -96,7 +96,7 @@ def update_member(tenant, member_id):
                               available=form_bool("available"), actor_id=_actor())
     except ServiceError as exc:
         flash(str(exc), "error")
-        return _render_users(tenant, exc.status)
+        return render_users(tenant, exc.status)
     flash("Member updated.", "info")
     return redirect(url_for("admin.users", tenant_id=tenant.id))
 
@@ -109,7 +109,7 @@ def remove_member(tenant, member_id):
         tenants.remove_member(member, actor_id=_actor())
     except ServiceError as exc:
         flash(str(exc), "error")
-        return _render_users(tenant, exc.status)
+        return render_users(tenant, exc.status)
     flash("Member removed.", "info")
     return redirect(url_for("admin.users", tenant_id=tenant.id))
 
@@ -146,6 +146,28 @@ def create_subaccount(tenant):
         flash(str(exc), "error")
         return _render_subaccounts(tenant, exc.status, form)
     flash(f"{child.name} created.", "info")
+    return redirect(url_for("admin.subaccounts", tenant_id=tenant.id))
+
+
+@admin.route("/subaccounts/state", methods=["POST"])
+@helpers.tenant_view("admin")
+def subaccount_state(tenant):
+    """Deactivate or reactivate a tenant directly below this one (form fields child_id, action)."""
+    raw, action = request.form.get("child_id", ""), request.form.get("action")
+    child = Tenant.get_or_none(Tenant.id == int(raw)) if raw.isdigit() and len(raw) <= 18 else None
+    if child is None or child.parent_id != tenant.id or action not in ("deactivate", "reactivate"):
+        flash("Pick one of the sub-accounts below and deactivate or reactivate it.", "error")
+        return _render_subaccounts(tenant, 400)
+    try:
+        if action == "deactivate":
+            lifecycle.deactivate_tenant(g.principal, child, actor_id=_actor())
+        else:
+            lifecycle.reactivate_tenant(g.principal, child, actor_id=_actor())
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_subaccounts(tenant, exc.status)
+    flash(f"{child.name} {action}d." + (" Its data stays, read-only; its channels take no messages and its "
+                                        "seats are free." if action == "deactivate" else ""), "info")
     return redirect(url_for("admin.subaccounts", tenant_id=tenant.id))
 
 
