@@ -30,6 +30,7 @@ MODELS = [PasswordReset]
 
 COLUMNS = [
     ("tenant", "deactivated_at", "DATETIME", "TIMESTAMP"),
+    ("tenant", "deactivated_with", "INTEGER", "INTEGER"),
     ("tenant", "own_branding", "INTEGER NOT NULL DEFAULT FALSE", "BOOLEAN NOT NULL DEFAULT FALSE"),
     ("canned_answer", "shared", "INTEGER NOT NULL DEFAULT FALSE", "BOOLEAN NOT NULL DEFAULT FALSE"),
     ("article", "category", "VARCHAR(60) NOT NULL DEFAULT ''", "VARCHAR(60) NOT NULL DEFAULT ''"),

@@ -38,8 +38,10 @@ class Tenant(BaseModel):
     credit_limit = DecimalField(max_digits=12, decimal_places=2, default=0)
     partner_level = CharField(max_length=20, null=True)
     is_active = BooleanField(default=True)
-    # When it (or the ancestor it was deactivated with) was deactivated; None while active.
+    # When it was deactivated, and the tenant whose deactivation did it (itself, or the
+    # ancestor it went off with, so reactivating that ancestor brings back only these).
     deactivated_at = DateTimeField(null=True)
+    deactivated_with = IntegerField(null=True)
     # False: the logo and colour come from the nearest ancestor that set its own.
     own_branding = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
     # Card numbers in messages shown masked to agents here and below (services/pan.py).

@@ -162,7 +162,7 @@ def deactivate_tenant(principal: Principal, tenant: Tenant, actor_id=None) -> Te
     if not tenant.is_active:
         return tenant
     now = utcnow()
-    count = Tenant.update(is_active=False, deactivated_at=now).where(
+    count = Tenant.update(is_active=False, deactivated_at=now, deactivated_with=tenant.id).where(
         Tenant.path.startswith(tenant.path), Tenant.is_active == True).execute()
     record("tenant.deactivate", actor_id=actor_id, tenant_id=tenant.id, target=f"tenant:{tenant.id}", tenants=count)
     return Tenant.get_by_id(tenant.id)
@@ -178,8 +178,9 @@ def reactivate_tenant(principal: Principal, tenant: Tenant, actor_id=None) -> Te
         raise ServiceError(f"{parent.name} is deactivated: reactivate it first.", 422)
     with serialized(LOCK_LICENCE_GROWTH):  # the licence counts active tenants and their seats
         licence.check_can_create_tenant()
-        count = Tenant.update(is_active=True, deactivated_at=None).where(
-            Tenant.path.startswith(tenant.path), Tenant.deactivated_at == tenant.deactivated_at).execute()
+        count = Tenant.update(is_active=True, deactivated_at=None, deactivated_with=None).where(
+            Tenant.path.startswith(tenant.path),
+            (Tenant.deactivated_with == tenant.id) | (Tenant.id == tenant.id)).execute()
         record("tenant.reactivate", actor_id=actor_id, tenant_id=tenant.id, target=f"tenant:{tenant.id}",
                tenants=count)
     return Tenant.get_by_id(tenant.id)
