@@ -91,7 +91,8 @@ def test_only_admins_over_every_membership_reset_or_deactivate(app, client, worl
 
     # A provider admin who also works as an agent in A1: A1's admin must not take over that account.
     Membership.create(user=world.users[("P", "admin")], tenant=world.tenants["A1"], role="agent")
-    member = Membership.get(Membership.user == world.users[("P", "admin")].id, Membership.tenant == world.tenants["A1"].id)
+    member = Membership.get(Membership.user == world.users[("P", "admin")].id,
+                            Membership.tenant == world.tenants["A1"].id)
     headers = world.headers("A1", "admin")
     assert client.post(f"/api/v1/members/{member.id}/password-reset", headers=headers,
                        json={"confirm": True}).status_code == 403

@@ -120,13 +120,17 @@ def get_branding(tenant):
 CONFIRM_BODY = {"confirm": F("boolean", required=True, description="Must be true")}
 
 
+def _confirmed(data) -> None:
+    if data["confirm"] is not True:
+        abort(422, description="confirm must be true.")
+
+
 @api.route("/tenants/<id:tenant_id>/deactivate", methods=["POST"])
 @spec("Deactivate a tenant and the tenants below it (admins of its parent): members lose access, channels "
       "refuse traffic (410), seats are freed; the data stays, read-only for the admins above",
       role="admin", body=CONFIRM_BODY, tag="tenants", response=R.TENANT)
 def deactivate_tenant(tenant, data):
-    if data["confirm"] is not True:
-        abort(422, description="confirm must be true.")
+    _confirmed(data)
     return jsonify(lifecycle.deactivate_tenant(g.principal, tenant, actor_id=_actor()).to_json())
 
 
@@ -134,8 +138,7 @@ def deactivate_tenant(tenant, data):
 @spec("Reactivate a tenant, with the tenants below that were deactivated with it (admins of its parent)",
       role="admin", body=CONFIRM_BODY, tag="tenants", response=R.TENANT, inactive_writable=True)
 def reactivate_tenant(tenant, data):
-    if data["confirm"] is not True:
-        abort(422, description="confirm must be true.")
+    _confirmed(data)
     return jsonify(lifecycle.reactivate_tenant(g.principal, tenant, actor_id=_actor()).to_json())
 
 
@@ -260,20 +263,20 @@ def reset_member_totp(member):
 @spec("Deactivate a member's user everywhere (needs admin of every tenant they belong to): their sessions "
       "and API tokens stop at once", role="admin", body=CONFIRM_BODY, tag="members", response=R.USER)
 def deactivate_member_user(member, data):
-    if data["confirm"] is not True:
-        abort(422, description="confirm must be true.")
-    user = User.get_by_id(member.user_id)
-    return jsonify(lifecycle.set_user_active(g.principal, user, False, actor_id=_actor()).to_json())
+    return _set_member_active(member, data, False)
 
 
 @api.route("/members/<id:member_id>/reactivate", methods=["POST"])
 @spec("Reactivate a member's user (needs admin of every tenant they belong to)", role="admin",
       body=CONFIRM_BODY, tag="members", response=R.USER)
 def reactivate_member_user(member, data):
-    if data["confirm"] is not True:
-        abort(422, description="confirm must be true.")
+    return _set_member_active(member, data, True)
+
+
+def _set_member_active(member, data, active: bool):
+    _confirmed(data)
     user = User.get_by_id(member.user_id)
-    return jsonify(lifecycle.set_user_active(g.principal, user, True, actor_id=_actor()).to_json())
+    return jsonify(lifecycle.set_user_active(g.principal, user, active, actor_id=_actor()).to_json())
 
 
 @api.route("/members/<id:member_id>/password-reset", methods=["POST"])
@@ -282,8 +285,7 @@ def reactivate_member_user(member, data):
       "else in this answer for the admin to hand over", role="admin", body=CONFIRM_BODY, tag="members",
       status=201, response=R.PASSWORD_RESET)
 def member_password_reset(member, data):
-    if data["confirm"] is not True:
-        abort(422, description="confirm must be true.")
+    _confirmed(data)
     settings = current_app.extensions["appliance_instance"].settings
     return jsonify(lifecycle.create_reset(g.principal, User.get_by_id(member.user_id), settings, request.host_url,
                                           actor_id=_actor())), 201
