@@ -439,9 +439,9 @@ def test_branding_shows_on_pages_and_widget(client, world):
     assert saved.status_code == 302
     page = _text(client.get(f"/t/{tenant.id}/inbox"))
     assert "--brand: #aa1122" in page and "Acme Bank" in page and 'src="data:image/png;base64,' in page
-    # A sub-account keeps its own branding.
+    # A sub-account without branding of its own shows its parent's (tests/test_lifecycle.py: its own).
     sub = _text(client.get(f"/t/{world.tenants['A1'].id}/inbox"))
-    assert "--brand: #aa1122" not in sub and "data:image/png" not in sub
+    assert "--brand: #aa1122" in sub and "data:image/png" in sub
     widget = _text(client.get(f"/widget/{world.objects['A']['channel'].public_key}"))
     assert "Acme Bank" in widget and "--brand: #aa1122" in widget and "data:image/png;base64," in widget
 
