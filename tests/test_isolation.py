@@ -104,6 +104,7 @@ def _check(status, expected, context):
         assert status in (403, 404), f"{context}: expected 404, got {status}"
 
 
+@pytest.mark.timeout(900)  # every API route times every principal and tenant: it grows with the API
 def test_api_matrix(app, client, world):
     checked = 0
     for rule in _rules(app):

@@ -134,7 +134,11 @@ def test_reset_link_is_mailed_through_the_relay(app, client, world, relay, tmp_p
                                                                    "csrf_token": token}).status_code == 302
     assert login(app.test_client(), world.email("B1", "agent"), NEW_PASSWORD).status_code == 302
 
-    # The relay refusing: the admin gets the link to hand over instead.
+    # The relay refusing, or misconfigured: the admin gets the link to hand over instead.
+    settings["notify_mail"]["password_file"] = str(tmp_path / "missing")
+    broken = _reset_api(client, world, ("B1", "agent"), ("B", "admin")).json
+    assert broken["delivery"] == "shown" and "notify_mail.password_file" in broken["message"]
+    settings["notify_mail"]["password_file"] = str(secret)
     relay.fail_next.append(554)
     refused = _reset_api(client, world, ("B1", "agent"), ("B", "admin")).json
     assert refused["delivery"] == "shown" and LINK.search(refused["link"]) and "refused" in refused["message"]
@@ -202,7 +206,8 @@ def test_deactivated_tenant_keeps_its_data_read_only_and_stops_traffic(app, clie
     assert Conversation.get_by_id(conv.id).status == "open"
     staff = app.test_client()
     login(staff, world.email("P", "admin"))
-    assert staff.get(f"/t/{a1.id}/conversations/{conv.id}").status_code == 200
+    viewed = staff.get(f"/t/{a1.id}/conversations/{conv.id}")
+    assert viewed.status_code == 200 and "is deactivated: what you see here is read-only" in viewed.get_data(True)
     assert "deactivated" in staff.get(f"/t/{world.tenants['P'].id}/admin/subaccounts").get_data(as_text=True)
 
     # Back on from the provider's sub-accounts page: A and A1, not A2 (off on its own before).

@@ -85,7 +85,10 @@ def create_reset(principal: Principal, user: User, settings: dict, base_url: str
     answer = {"user_id": user.id, "expires_at": row.expires_at.isoformat() + "Z", "delivery": "shown", "link": link,
               "message": "No mail relay is set up (notify_mail in config.yml): hand this link to the user yourself. "
                          "It works once."}
-    relay = mailer.relay(settings)
+    try:
+        relay = mailer.relay(settings)
+    except mailer.MailerConfigError as exc:  # the admin still gets a working link, and the reason
+        relay, answer["message"] = None, f"{exc}. Meanwhile hand this link to the user yourself; it works once."
     if relay is not None:
         problem = _mail_link(relay, settings, user, link, row.expires_at)
         if problem is None:
