@@ -253,3 +253,23 @@ def build_world() -> World:
             "token": ApiToken.get(ApiToken.tenant == tenant.id, ApiToken.role == "agent"),
         }
     return world
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+def stop_process_group(proc) -> str:
+    """SIGTERM a process started with ``start_new_session=True`` (and its children); its output.
+
+    SIGKILL after 20 s: a process that ignores SIGTERM must not outlive its test.
+    """
+    import os
+    import signal
+    import subprocess
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=20)[0] or ""
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.communicate()[0] or ""

@@ -106,6 +106,7 @@ def test_new_host_with_only_the_recovery_kit(runner, home, tmp_path, monkeypatch
     write_config(new_home, {"database_url": "sqlite:///appliance.db"})
     new = type(home).load(new_home)
     run(runner, new, "keys", "import-recovery", str(kit))
+    assert not (new_home / "appliance.db").exists()  # keys first: no empty database made on the way
     restored = run(runner, new, "backup", "restore", "--yes", archive)
     assert "keys/installation.id" in restored.output
     verified = run(runner, new, "keys", "verify")

@@ -138,3 +138,33 @@ def test_init_takes_the_admin_password_from_the_environment(tmp_path, monkeypatc
     monkeypatch.setenv("APPLIANCE_ADMIN_PASSWORD", "from-the-environment")
     result = run("init", "--admin-email", "env@example.test", home=tmp_path / "inst")
     assert result.exit_code == 0 and "provider admin" in result.output
+
+
+def test_init_reads_the_admin_password_from_stdin_and_can_force_its_change(tmp_path, run):
+    home = tmp_path / "inst"
+    result = run("init", "--admin-email", "stdin@example.test", "--admin-password-stdin", "--force-password-change",
+                 home=home, input="a-piped-password-42\n")
+    assert result.exit_code == 0 and "provider admin" in result.output
+    assert "a-piped-password-42" not in result.output
+    from appliance.core.config import Instance
+    from appliance.web import db as dbmod
+    from appliance.web.models.tenancy import User
+    from appliance.web.services.passwords import verify_password
+
+    database = dbmod.bind(Instance.load(home).database_url)
+    with database.connection_context():
+        admin = User.get(User.email == "stdin@example.test")
+        assert admin.must_change_password
+        assert verify_password(admin.password_hash, "a-piped-password-42")
+    # An installer re-run pipes the password again: read, and the admin is left alone.
+    again = run("init", "--admin-password-stdin", "--force-password-change", home=home, input="another-one-123\n")
+    assert again.exit_code == 0 and "already initialised" in again.output
+
+
+def test_init_refuses_an_empty_stdin_password_and_two_sources(tmp_path, run):
+    empty = run("init", "--admin-email", "a@example.test", "--admin-password-stdin", home=tmp_path / "a", input="")
+    assert empty.exit_code != 0 and "standard input held no password" in empty.output
+    both = run("init", "--admin-email", "a@example.test", "--admin-password-stdin", "--admin-password",
+               "a-long-password", home=tmp_path / "b", input="a-long-password\n")
+    assert both.exit_code != 0 and "not both" in both.output
+    assert not (tmp_path / "b").exists()

@@ -22,7 +22,7 @@ from appliance.web.crypto.master import (
     generate_key,
     open_recovery_kit,
 )
-from appliance.web.crypto.rotation import rotate_master
+from appliance.web.crypto.master_rotation import rotate_master
 from appliance.web.crypto.tables import CryptoMaster, TenantKey
 from appliance.web.db import database_proxy
 from tests.crypto_support import TContact, make_instance, open_instance
@@ -162,20 +162,30 @@ def test_rotate_master_rewraps_and_old_key_is_refused(tmp_path):
         open_instance(instance)
 
 
-def test_interrupted_master_rotation_heals_at_next_start(tmp_path, monkeypatch):
-    from appliance.web.crypto import rotation
-
-    instance = make_instance(tmp_path / "h")
-    kr = open_instance(instance)
-    c = TContact.create(tenant=1, name="Alice")
+def _rotate_with_a_power_cut_after_commit(monkeypatch, instance, kr, **kwargs):
+    from appliance.web.crypto import master_rotation
 
     def crash(*a, **k):
         raise KeyboardInterrupt("power cut after commit")
 
-    monkeypatch.setattr(rotation, "_promote", crash)
-    with pytest.raises(KeyboardInterrupt):
-        rotate_master(instance, keyring=kr)
-    monkeypatch.undo()
+    with monkeypatch.context() as m:
+        m.setattr(master_rotation, "promote", crash)
+        with pytest.raises(KeyboardInterrupt):
+            rotate_master(instance, keyring=kr, **kwargs)
+
+
+def _passphrase_instance(tmp_path, monkeypatch):
+    instance = make_instance(tmp_path / "h", {"master_key_source": "passphrase"}, create_key=False)
+    ensure_master_key(instance)
+    monkeypatch.setenv("APPLIANCE_MASTER_PASSPHRASE", "the first passphrase")
+    return instance, open_instance(instance)
+
+
+def test_interrupted_master_rotation_heals_at_next_start(tmp_path, monkeypatch):
+    instance = make_instance(tmp_path / "h")
+    kr = open_instance(instance)
+    c = TContact.create(tenant=1, name="Alice")
+    _rotate_with_a_power_cut_after_commit(monkeypatch, instance, kr)
     assert (instance.home / "keys" / "master.key.new").exists()
     fresh = open_instance(instance)
     assert fresh.master.key_id == CryptoMaster.get().master_key_id
@@ -183,22 +193,22 @@ def test_interrupted_master_rotation_heals_at_next_start(tmp_path, monkeypatch):
     assert not (instance.home / "keys" / "master.key.new").exists()
 
 
-def test_a_process_started_before_a_master_rotation_does_not_wrap_new_keys(tmp_path):
+def test_a_process_started_before_a_master_rotation_follows_it(tmp_path):
     instance = make_instance(tmp_path / "h")
     stale = open_instance(instance)
     TContact.create(tenant=1, name="Alice")
     other = open_instance(instance)
     rotate_master(instance, keyring=other)
-    with pytest.raises(MasterKeyError, match="restart"):
-        stale.active(2)
-    assert TenantKey.select().where(TenantKey.tenant_id == 2).count() == 0
+    # A key created by the process that still holds the old master key is wrapped
+    # under the new one (it follows the rotation first), so everyone can read it.
+    created = stale.active(2)
+    assert stale.master.key_id == CryptoMaster.get().master_key_id
+    fresh = open_instance(instance)
+    assert fresh.get(created.key_id).aead is not None
 
 
 def test_rotate_master_with_a_passphrase(tmp_path, monkeypatch):
-    instance = make_instance(tmp_path / "h", {"master_key_source": "passphrase"}, create_key=False)
-    ensure_master_key(instance)
-    monkeypatch.setenv("APPLIANCE_MASTER_PASSPHRASE", "the first passphrase")
-    kr = open_instance(instance)
+    instance, kr = _passphrase_instance(tmp_path, monkeypatch)
     c = TContact.create(tenant=1, name="Alice")
     rotate_master(instance, keyring=kr, new_passphrase="the second passphrase")
     with pytest.raises(MasterKeyError):
@@ -206,3 +216,31 @@ def test_rotate_master_with_a_passphrase(tmp_path, monkeypatch):
     monkeypatch.setenv("APPLIANCE_MASTER_PASSPHRASE", "the second passphrase")
     open_instance(instance)
     assert TContact.get_by_id(c.id).name == "Alice"
+
+
+def test_interrupted_passphrase_rotation_heals_with_the_new_passphrase(tmp_path, monkeypatch):
+    instance, kr = _passphrase_instance(tmp_path, monkeypatch)
+    c = TContact.create(tenant=1, name="Alice")
+    _rotate_with_a_power_cut_after_commit(monkeypatch, instance, kr, new_passphrase="the second passphrase")
+    salt = instance.home / "keys" / "master.salt"
+    assert (salt.parent / "master.salt.new").exists()
+    with pytest.raises(MasterKeyError, match=r"master\.salt\.new, which is left from a passphrase rotation"):
+        open_instance(instance)  # the old passphrase no longer opens the database
+    monkeypatch.setenv("APPLIANCE_MASTER_PASSPHRASE", "the second passphrase")
+    healed = open_instance(instance)
+    assert "finished a master key rotation" in healed.recovery_note
+    assert not (salt.parent / "master.salt.new").exists()
+    assert TContact.get_by_id(c.id).name == "Alice"
+    assert open_instance(instance).recovery_note is None
+
+
+def test_a_rotation_started_before_another_finished_changes_nothing(tmp_path):
+    instance = make_instance(tmp_path / "h")
+    first, second = open_instance(instance), open_instance(instance)  # two hosts' commands
+    TContact.create(tenant=1, name="Alice")
+    rotate_master(instance, keyring=first)
+    wrapped = {k.key_id: bytes(k.wrapped) for k in TenantKey.select()}
+    with pytest.raises(MasterKeyError, match="rotated meanwhile"):
+        rotate_master(instance, keyring=second)
+    assert {k.key_id: bytes(k.wrapped) for k in TenantKey.select()} == wrapped
+    assert CryptoMaster.get().master_key_id == first.master.key_id

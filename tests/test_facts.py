@@ -106,3 +106,24 @@ def test_a_round_runs_the_jobs_it_is_given_and_reports_each_failure(app):
 
     assert run_round(app, [broken, fine]) == [("broken", "RuntimeError: disk full")]
     assert ran == ["fine"]
+
+
+def test_every_config_rule_names_a_default_and_the_roles_are_the_models():
+    from appliance.core.config import ROLES, RULES
+    from appliance.web.models.tenancy import ROLES as MODEL_ROLES
+
+    def walk(rules, defaults, prefix=""):
+        for key, rule in rules.items():
+            assert key in defaults, f"RULES has {prefix}{key}, which DEFAULTS does not"
+            if isinstance(rule, dict):
+                walk(rule, defaults[key], f"{prefix}{key}.")
+
+    walk(RULES, DEFAULTS)
+    assert ROLES == MODEL_ROLES
+
+
+def test_the_defaults_pass_their_own_schema():
+    from appliance.core.config import RULES
+    from appliance.core.config_schema import problems
+
+    assert problems(DEFAULTS, DEFAULTS, RULES) == []

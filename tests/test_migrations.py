@@ -227,6 +227,10 @@ def seed_hardening(db, ids, instance):
     """Columns only (the audit scheme, contact verification): the earlier rows get their defaults."""
 
 
+def seed_password_change(db, ids, instance):
+    """A column only (must_change_password): the users already there keep their passwords."""
+
+
 def seed_notice_mail(db, ids, instance):
     """Columns only: the notices already there become "skipped" (never mailed as a backlog)."""
 
@@ -245,7 +249,7 @@ def seed_lifecycle(db, ids, instance):
 
 SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system, 6: seed_channels,
          7: seed_email, 8: seed_live, 9: seed_security, 10: seed_hardening, 14: seed_business,
-         21: seed_notice_mail, 22: seed_seat_quotas,
+         20: seed_password_change, 21: seed_notice_mail, 22: seed_seat_quotas,
          23: seed_lifecycle}
 
 
@@ -324,6 +328,7 @@ def test_upgrade_from_older_release_keeps_its_data(release, tmp_path, db_url, fr
         assert Contact.select(Contact.email_bidx).where(Contact.uid == CONTACT_UID).scalar() == EMAIL_BIDX
         newcomer = User.create(email="new@acme.test", name="New", password_hash="x")
         assert newcomer.id > ids["agent"]
+        assert not User.get_by_id(ids["agent"]).must_change_password  # existing users keep their passwords
 
         upgraded = exact_schema(database)
     assert setup.migrate(instance) == []  # a second run does nothing

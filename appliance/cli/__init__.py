@@ -8,10 +8,21 @@ import click
 
 from appliance.cli import audit, backup, bundle, instance, keys, licence, sizing, support, sync
 from appliance.cli.context import Context
+from appliance.core.config import ConfigError
 from appliance.vendor_tools.cli import vendor
 
 
-@click.group()
+class ApplianceGroup(click.Group):
+    """The root group: a configuration or database that cannot be used is one message, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=ApplianceGroup)
 @click.option(
     "--home",
     envvar="APPLIANCE_HOME",

@@ -39,8 +39,13 @@ def open_database(instance: Instance):
     from appliance.web import db as dbmod
     from appliance.web.migrations import pending
     from appliance.web.models.audit import advance_anchor, bind_trail
+    from appliance.web.startup import check_database
 
     database = dbmod.bind(instance.database_url)
+    try:
+        check_database(instance, database)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     with database.connection_context():
         todo = pending(database)
         if todo:

@@ -27,10 +27,16 @@ def _fail(message: str):
 @click.option("--admin-password", envvar="APPLIANCE_ADMIN_PASSWORD",
               help="Password of the first provider admin (10+ characters). Env: APPLIANCE_ADMIN_PASSWORD, "
                    "which unlike an argument does not show in the process list.")
+@click.option("--admin-password-stdin", is_flag=True,
+              help="Read the first admin's password from the first line of standard input (for installers: "
+                   "unlike an argument or the environment it shows in no process list and no sudo log).")
+@click.option("--force-password-change", is_flag=True,
+              help="The first admin must choose a new password at first login (for a generated password).")
 @click.option("--provider-name", default="Provider", show_default=True, help="Name of the level-1 tenant.")
 @click.option("--database-url", help="Only for a new config: e.g. postgresql://user:pw@host/db.")
 @pass_ctx
-def init(ctx, admin_email, admin_password, provider_name, database_url):
+def init(ctx, admin_email, admin_password, admin_password_stdin, force_password_change, provider_name,
+         database_url):
     """Create (or complete) an instance: config, keys, schema, first admin.
 
     Safe to run again: existing config and keys are kept, the admin is only
@@ -39,23 +45,33 @@ def init(ctx, admin_email, admin_password, provider_name, database_url):
     from appliance.web import provisioning as setup
     from appliance.web.services import ServiceError
 
+    if admin_password_stdin:
+        if admin_password:
+            _fail("Give the admin password once: --admin-password-stdin or --admin-password "
+                  "(APPLIANCE_ADMIN_PASSWORD), not both.")
+        # Read before anything else, so the writer of the pipe never blocks on us.
+        admin_password = sys.stdin.readline().rstrip("\r\n")
+        if not admin_password:
+            _fail("--admin-password-stdin: standard input held no password (one line expected).")
+
     try:
         home = resolve_home(ctx.home_arg)
     except ConfigError as exc:
         _fail(str(exc))
-    home.mkdir(parents=True, exist_ok=True, mode=0o750)
-    changed = []
-    if setup.ensure_config(home, {"database_url": database_url} if database_url else None):
-        changed.append("config")
-    instance = ctx.instance()
-    changed += setup.ensure_keys(instance)
+    with _disk_faults_named(home):
+        home.mkdir(parents=True, exist_ok=True, mode=0o750)
+        changed = []
+        if setup.ensure_config(home, {"database_url": database_url} if database_url else None):
+            changed.append("config")
+        instance = ctx.instance()
+        changed += setup.ensure_keys(instance)
     applied = _migrate(instance)
     changed += applied
     from appliance.web import db as dbmod
     from appliance.web.models.tenancy import User
 
     database = dbmod.bind(instance.database_url)
-    with database.connection_context():
+    with _disk_faults_named(home, database), database.connection_context():
         has_user = User.select().exists()
     if not has_user:
         if not admin_email and sys.stdin.isatty():
@@ -65,7 +81,9 @@ def init(ctx, admin_email, admin_password, provider_name, database_url):
         if not admin_email or not admin_password:
             _fail("No user exists yet: pass --admin-email and --admin-password for the first provider admin.")
         try:
-            setup.ensure_provider_admin(instance, admin_email, admin_password, provider_name)
+            with _disk_faults_named(home, database):
+                setup.ensure_provider_admin(instance, admin_email, admin_password, provider_name,
+                                            must_change_password=force_password_change)
         except ServiceError as exc:
             _fail(str(exc))
         changed.append("provider admin")
@@ -75,13 +93,36 @@ def init(ctx, admin_email, admin_password, provider_name, database_url):
         click.echo(f"already initialised: {instance.home}")
 
 
-def _migrate(instance: Instance) -> list[str]:
+@contextmanager
+def _disk_faults_named(home: Path, database=None):
+    """A full or failing disk as one line naming it; every step of init is whole or absent.
+
+    Key and config files are written to a temporary name and renamed, and each
+    migration is one transaction, so a re-run of init continues where this one stopped.
+    """
+    from appliance.web.readiness import classify
+
+    try:
+        yield
+    except Exception as exc:
+        fault = classify(exc, database, home)
+        if fault is None or fault.kind not in ("disk_full", "disk_io"):
+            raise
+        _fail(f"{fault.reason} ({fault.detail}): free space there and run 'appliance --home {home} init' "
+              "again; it continues where it stopped, nothing half-written was kept.")
+
+
+def _migrate(instance: Instance, create: bool = True) -> list[str]:
+    from appliance.web import db as dbmod
     from appliance.web import provisioning as setup
 
     try:
-        return setup.migrate(instance, progress=lambda m: click.echo(m, err=True))
+        with _disk_faults_named(instance.home, dbmod.open_database(instance.database_url)):
+            return setup.migrate(instance, progress=lambda m: click.echo(m, err=True), create=create)
     except ConfigError as exc:  # master key missing or wrong: nothing was changed
         _fail(str(exc))
+    except click.ClickException:
+        raise
     except Exception as exc:  # database down, wrong URL, permissions: say which
         _fail(f"Migration failed ({type(exc).__name__}: {exc}). Nothing after the last good step was applied.")
 
@@ -89,8 +130,8 @@ def _migrate(instance: Instance) -> list[str]:
 @click.command()
 @pass_ctx
 def migrate(ctx):
-    """Apply pending schema migrations (each in its own transaction)."""
-    applied = _migrate(ctx.instance())
+    """Apply pending schema migrations (each in its own transaction); init creates the database."""
+    applied = _migrate(ctx.instance(), create=False)
     click.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}" if applied else "schema up to date")
 
 
@@ -132,11 +173,12 @@ def _port_problem(host: str, port: int) -> str | None:
     return None
 
 
-def _listen(app, host: str, port: int, threads: int):
+def _listen(app, host: str, port: int, options: dict):
     """A waitress server bound to (host, port), or a one-line error naming the port.
 
     Binding before anything prints a URL means a busy port is never announced as
-    served; the port can also be taken between a check and this bind.
+    served; the port can also be taken between a check and this bind. ``options``
+    are the limits from appliance.cli.server.
     """
     import logging
 
@@ -144,7 +186,7 @@ def _listen(app, host: str, port: int, threads: int):
 
     logging.basicConfig()  # waitress's warnings (queue depth, bad requests) reach the terminal
     try:
-        return create_server(app, host=host, port=port, threads=threads, ident="appliance")
+        return create_server(app, host=host, port=port, ident="appliance", **options)
     except OSError as exc:
         _fail(_cannot_listen(host, port, exc))
 
@@ -152,14 +194,16 @@ def _listen(app, host: str, port: int, threads: int):
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=PORT)
-@click.option("--threads", default=8, show_default=True, type=int)
+@click.option("--threads", type=click.IntRange(1, 1024), help="Default: server_threads in config.yml.")
 @pass_ctx
 def serve(ctx, host, port, threads):
     """Serve the web app with waitress (the embedded default)."""
+    from appliance.cli.server import server_options
+
     instance = ctx.instance()
     app = _build_app(instance)
     _check_schema(instance)
-    server = _listen(app, host, port, threads)
+    server = _listen(app, host, port, server_options(instance, threads))
     click.echo(f"Serving {instance.home} on http://{host}:{port}/ (Ctrl+C stops)")
     server.run()
 
@@ -168,11 +212,17 @@ def _check_schema(instance: Instance):
     """Refuse a schema with pending migrations; a database that is down only warns (pages say 503)."""
     from peewee import InterfaceError, OperationalError
 
+    from appliance.web import db as dbmod
+
     try:
         with open_database(instance):
             pass
     except (OperationalError, InterfaceError) as exc:
-        click.echo(f"warning: database not reachable yet ({type(exc).__name__}); pages will answer 503", err=True)
+        from appliance.web.readiness import classify
+
+        fault = classify(exc, dbmod.open_database(instance.database_url))
+        click.echo(f"warning: {fault.reason}; pages answer {fault.status} until it is back, "
+                   "then this process connects by itself", err=True)
 
 
 @click.command()
@@ -185,11 +235,26 @@ def worker(ctx, interval, once):
 
     instance = ctx.instance()
     app = _build_app(instance)
+    _check_schema(instance)
+    readiness = app.extensions["readiness"]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     click.echo(f"worker started for {instance.home}")
+    retry, waited = 1.0, False
     while not stop.is_set():
+        fault = readiness.probe()
+        if fault is not None:  # wait for the database instead of failing every job
+            if once:
+                _fail(f"{fault.reason}: no job was run.")
+            click.echo(f"waiting: {fault.reason}; next try in {retry:g} s [{fault.detail}]", err=True)
+            stop.wait(retry)
+            retry = min(retry * 2, max(interval, 1.0))
+            waited = True
+            continue
+        if waited:
+            click.echo("the database answers again: running jobs", err=True)
+        retry, waited = 1.0, False
         for name, error in run_round(app):
             click.echo(f"job {name} failed: {error}", err=True)
         if once:
@@ -267,6 +332,7 @@ def demo(click_ctx, host, port, conversations, no_serve):
 
 
 def _run_demo(home: Path, host: str, port: int, conversations: int, no_serve: bool):
+    from appliance.cli.server import server_options
     from appliance.web import provisioning as setup
     from appliance.web.demo import DEMO_PASSWORD, seed
 
@@ -277,7 +343,7 @@ def _run_demo(home: Path, host: str, port: int, conversations: int, no_serve: bo
     app = _build_app(instance)
     with app.app_context():
         logins = seed(count=conversations)
-    server = None if no_serve else _listen(app, host, port, threads=8)
+    server = None if no_serve else _listen(app, host, port, server_options(instance))
     click.echo(f"Demo instance: {home}")
     click.echo(f"Password for every demo login: {DEMO_PASSWORD}")
     for email, what in logins:
@@ -296,13 +362,18 @@ def status(ctx, as_json):
     """The installation's state at a glance (the same checks as the System page)."""
     import json
 
-    from appliance.web.system_status import collect
+    from appliance.web.system_status import collect, offline
 
     instance = ctx.instance()
     app = _build_app(instance)
     database = app.extensions["database"]
-    with app.app_context(), database.connection_context():
-        checks = collect(instance, database)
+    fault = app.extensions["readiness"].probe()
+    with app.app_context():
+        if fault is not None:  # a database that is down is a finding, not a crash
+            checks = offline(instance, fault)
+        else:
+            with database.connection_context():
+                checks = collect(instance, database)
     if as_json:
         click.echo(json.dumps([c.__dict__ for c in checks], indent=2))
     else:

@@ -28,6 +28,8 @@ def _open(ctx, passphrase: str | None = None):
             keyring = open_keyring(instance, passphrase=passphrase)
         except MasterKeyError as exc:
             raise click.ClickException(str(exc)) from exc
+    if keyring.recovery_note:
+        click.echo(keyring.recovery_note, err=True)
     return instance, database, keyring
 
 
@@ -53,6 +55,11 @@ def status(ctx):
     for tenant_id, rows in info["tenants"].items():
         parts = [f"{r['purpose']} v{r['version']} {r['status']} (id {r['key_id']})" for r in rows]
         click.echo(f"tenant {tenant_id}: " + "; ".join(parts))
+    from appliance.web.crypto.master_rotation import leftover_note
+
+    note = leftover_note(ctx.instance(), info["database_master_key_id"])
+    if note:
+        click.echo(f"note: {note}")
     for job in info["running_rotations"]:
         click.echo(f"rotation of tenant {job['tenant_id']} unfinished since {job['started_at']:%Y-%m-%d %H:%M}: "
                    f"{job['rows_done']} rows done; run 'appliance keys rotate-tenant {job['tenant_id']}' to resume")
@@ -60,18 +67,38 @@ def status(ctx):
 
 @keys.command("rotate-master")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--prepare", is_flag=True,
+              help="Only write the new key to keys/master.key.new, to copy to every app host first.")
+@click.option("--prepared", is_flag=True, help="Rotate to the key that --prepare wrote.")
 @pass_ctx
-def rotate_master_cmd(ctx, yes):
+def rotate_master_cmd(ctx, yes, prepare, prepared):
     """Re-wrap every data key under a new master key (no row data is touched).
 
-    The old key file moves to keys/retired/: keep it while backups taken
-    before the rotation may still need restoring, then delete it. Take a new
-    recovery kit afterwards.
+    Online: running web and worker processes follow by themselves. The old
+    key file moves to keys/retired/: keep it while backups taken before the
+    rotation may still need restoring, then delete it. Take a new recovery
+    kit afterwards. Several app hosts: run with --prepare, copy
+    keys/master.key.new to every app host, then run with --prepared.
     """
     from appliance.web.crypto import MasterKeyError
-    from appliance.web.crypto.rotation import rotate_master
+    from appliance.web.crypto.master_rotation import pending_path, prepare_new_key, rotate_master
 
+    if prepare and prepared:
+        raise click.UsageError("Give --prepare or --prepared, not both.")
     instance, database, keyring = _open(ctx)
+    if prepare:
+        try:
+            new = prepare_new_key(instance)
+        except MasterKeyError as exc:
+            raise click.ClickException(str(exc)) from exc
+        pending = pending_path(keyring.master.path)
+        click.echo(f"new master key {new.key_id} written to {pending} (nothing uses it yet). Copy it "
+                   f"to the same path on every other app host (mode 0600, the service user's), then "
+                   f"run 'appliance --home {instance.home} keys rotate-master --prepared' here.")
+        return
+    if prepared and (keyring.master.source != "file" or not pending_path(keyring.master.path).exists()):
+        raise click.ClickException(
+            f"No prepared key: run 'appliance --home {instance.home} keys rotate-master --prepare' first.")
     new_passphrase = None
     if keyring.master.source == "passphrase":
         new_passphrase = click.prompt("New master key passphrase", hide_input=True, confirmation_prompt=True)
@@ -79,13 +106,16 @@ def rotate_master_cmd(ctx, yes):
         click.confirm(f"Replace master key {keyring.master.key_id}?", abort=True)
     with database.connection_context():
         try:
-            new = rotate_master(instance, keyring=keyring, new_passphrase=new_passphrase)
+            new = rotate_master(instance, keyring=keyring, new_passphrase=new_passphrase,
+                                use_prepared=prepared)
         except MasterKeyError as exc:
             raise click.ClickException(str(exc)) from exc
         _audit("keys.rotate_master", master_key_id=new.key_id)
-    click.echo(f"master key rotated: {new.key_id} is now in use "
-               f"({new.describe()}). Restart the web and worker services, and run "
-               f"'appliance keys export-recovery' for a new recovery kit.")
+    follow = ("Running web and worker processes follow by themselves"
+              if new.source == "file" else
+              "Restart the web and worker services with the new APPLIANCE_MASTER_PASSPHRASE")
+    click.echo(f"master key rotated: {new.key_id} is now in use ({new.describe()}). {follow}; "
+               f"run 'appliance keys export-recovery' for a new recovery kit.")
 
 
 @keys.command("rotate-tenant")
@@ -175,11 +205,14 @@ def export_recovery(ctx, output):
 @pass_ctx
 def import_recovery(ctx, kit, replace):
     """Rebuild the master key file from a recovery kit (KIT may be '-' for standard input)."""
+    from peewee import SqliteDatabase
+
     from appliance.core.config import write_secret_file
     from appliance.web import db as dbmod
     from appliance.web.crypto import MasterKeyError, key_file_path
     from appliance.web.crypto.master import encode_key_file, master_key_id, open_recovery_kit
     from appliance.web.crypto.tables import CryptoMaster
+    from appliance.web.startup import check_database
 
     instance = ctx.instance()
     text = kit.read()
@@ -190,8 +223,13 @@ def import_recovery(ctx, kit, replace):
     except MasterKeyError as exc:
         raise click.ClickException(str(exc)) from exc
     database = dbmod.bind(instance.database_url)
-    with database.connection_context():
-        row = CryptoMaster.select().first() if database.table_exists("crypto_master") else None
+    row = None
+    # Keys may come back before the database does (a restore to a new host): with no SQLite
+    # file yet there is nothing to check the kit against, and none must be created here.
+    if not (isinstance(database, SqliteDatabase) and not Path(database.database).exists()):
+        check_database(instance, database)
+        with database.connection_context():
+            row = CryptoMaster.select().first() if database.table_exists("crypto_master") else None
     if row is not None and row.master_key_id != master_key_id(key):
         raise click.ClickException(
             f"This kit holds master key {master_key_id(key)}, but the database needs {row.master_key_id}: "
@@ -200,9 +238,9 @@ def import_recovery(ctx, kit, replace):
     if path.exists():
         if not replace:
             raise click.ClickException(f"{path} exists; pass --replace to move it to keys/retired/ first.")
-        from appliance.web.crypto.rotation import _retire_file
+        from appliance.web.crypto.master_rotation import retire_file
 
-        _retire_file(path, "replaced-" + time.strftime("%Y%m%d%H%M%S"))
+        retire_file(path, "replaced-" + time.strftime("%Y%m%d%H%M%S"))
     write_secret_file(path, encode_key_file(key))
     click.echo(f"master key {master_key_id(key)} restored to {path}")
 

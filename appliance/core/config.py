@@ -16,9 +16,12 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from appliance.core.config_schema import Rule, between, one_of, problems
 from appliance.core.sizing import EMBEDDED, PROFILES
 
 CONFIG_FILE = "config.yml"
@@ -33,7 +36,7 @@ DEFAULTS: dict = {
     # file | env (APPLIANCE_MASTER_KEY, base64) | passphrase (typed at boot; scrypt with the salt file)
     "master_key_source": "file",
     "master_key_salt_file": "keys/master.salt",
-    "crypto_key_cache_seconds": 5,
+    "crypto_key_cache_seconds": 5.0,
     # Phone numbers without a country code get this one (e.g. "49"); empty: keep as typed.
     "phone_default_country_code": "",
     "phone_trunk_prefix": "0",
@@ -125,11 +128,27 @@ DEFAULTS: dict = {
     # reconnects with Last-Event-ID, and how often it looks for new events.
     "live_stream_seconds": 25,
     "live_poll_seconds": 0.25,
-    "live_event_retention_seconds": 3600,
+    "live_event_retention_seconds": 3600.0,
     # Each open stream holds a gunicorn thread: at most this many per worker process
     # (keep it below the profile's threads); pages beyond it poll every fallback_retry_ms.
     "live_streams_per_process": 2,
     "live_fallback_retry_ms": 5000,
+    # The embedded server (appliance serve, waitress); gunicorn behind nginx has its own (roles/).
+    # Requests handled at once; each open live stream holds one.
+    "server_threads": 8,
+    # Open connections before it stops accepting (waitress's default, 100, let 101 idle or slow
+    # clients lock everyone out). Idle and half-sent requests cost a socket each, not a thread;
+    # serve raises the open-files limit to fit, or lowers this to what the limit allows.
+    "server_connection_limit": 1000,
+    # Seconds a connection may send nothing before it is closed: frees sockets that
+    # keep-alive clients and stalled senders hold. Longer than nginx's upstream
+    # keepalive_timeout (50 s), so a proxy in front never reuses a closed connection.
+    "server_channel_timeout_seconds": 75,
+    # Connections the kernel queues while the server is busy accepting (capped by net.core.somaxconn).
+    "server_backlog": 1024,
+    # /health and status fail when a disk the instance writes to (home, SQLite's directory) has less
+    # free space: at that point SQLite is about to answer "database or disk is full".
+    "disk_min_free_bytes": 16 * 1024 * 1024,
     # Presence: online while a page holds a stream and had input within away_after;
     # away after that idle time; offline once no stream was seen for offline_after.
     "presence_away_seconds": 300,
@@ -195,6 +214,119 @@ DEFAULTS: dict = {
 }
 
 
+
+# -- the schema -----------------------------------------------------------------------------
+# Every key of config.yml is a key of DEFAULTS and takes its default's type (true/false, a
+# whole number, a number, text, a list of the first item's type, a section of the same
+# shape); an unknown key is refused. RULES adds what a type cannot say: ranges, choices
+# and checks; numbers without a rule must not be negative.
+
+def _database_url(value: str) -> str | None:
+    parsed = urlparse(value)
+    if parsed.scheme == "sqlite" and value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
+        return None
+    if parsed.scheme in ("postgresql", "postgres") and parsed.path.strip("/"):
+        return None
+    return "use sqlite:///PATH (relative to the home directory) or postgresql://USER:PASSWORD@HOST:PORT/DB"
+
+
+def _timezone(value: str) -> str | None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"{value!r} is not an IANA time zone name: use one such as UTC or Europe/Berlin"
+    return None
+
+
+def _currency(value: str) -> str | None:
+    ok = len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()
+    return None if ok else f"{value!r} is not an ISO 4217 code: use three capital letters such as EUR"
+
+
+def _content_type(value: str) -> str | None:
+    return None if value.count("/") == 1 and " " not in value else f"{value!r} is not a content type such as image/png"
+
+
+def _digits(value) -> str | None:
+    return None if str(value).isdigit() or value == "" else f"{value!r} must be digits only (or \"\")"
+
+
+def _public_url(value: str) -> str | None:
+    parsed = urlparse(value)
+    if value == "" or (parsed.scheme in ("http", "https") and parsed.netloc and not parsed.query):
+        return None
+    return f"{value!r} is not the web UI's address: use one such as https://cc.bank.example (or \"\")"
+
+
+ROLES = ("agent", "supervisor", "admin")  # the membership roles, lowest first (web/models/tenancy.py)
+POSITIVE = between(0.001)
+AT_LEAST_ONE = between(1)
+
+RULES: dict = {
+    "database_url": Rule(check=_database_url, secret=True),
+    "profile": one_of(*PROFILES),
+    "master_key_source": one_of("file", "env", "passphrase"),
+    "crypto_key_cache_seconds": between(0, 3600),
+    "phone_default_country_code": Rule(types=(str, int), check=_digits),
+    "phone_trunk_prefix": Rule(types=(str, int), check=_digits),
+    "max_request_bytes": between(1024),
+    "json_max_bytes": between(1024),
+    "json_max_depth": between(1, 1000),
+    "metrics_token": Rule(secret=True),
+    "pan_reveal_role": one_of(*ROLES),
+    "login_throttle_attempts": AT_LEAST_ONE,
+    "login_throttle_window_seconds": AT_LEAST_ONE,
+    "session_idle_timeout_seconds": between(60),
+    "session_absolute_timeout_seconds": between(60),
+    "password_reset_link_hours": between(1, 720),
+    "public_url": Rule(check=_public_url),
+    "trusted_proxy_hops": between(0, 10),
+    "throttle": {key: AT_LEAST_ONE for key in DEFAULTS["throttle"]},
+    "api_token_max_days": between(0, 36500),
+    "timezone": Rule(check=_timezone),
+    "business": {
+        "currency": Rule(check=_currency),
+        "currency_exponent": between(0, 4),
+        "renewal_reminder_days": Rule(items=between(1, 3650)),
+        "partner_discounts": Rule(values=between(0, 100), like=0),
+    },
+    "attachment_max_bytes": AT_LEAST_ONE,
+    "attachment_types": Rule(items=Rule(check=_content_type)),
+    "live_stream_seconds": AT_LEAST_ONE,
+    "live_poll_seconds": between(0.01, 60),
+    "live_event_retention_seconds": AT_LEAST_ONE,
+    "live_fallback_retry_ms": between(100),
+    "presence_away_seconds": AT_LEAST_ONE,
+    "presence_offline_seconds": AT_LEAST_ONE,
+    "sync": {
+        "max_requests_per_day": between(1, 1440),
+        "max_reports_per_batch": AT_LEAST_ONE,
+        "max_batches_per_run": AT_LEAST_ONE,
+        "connect_timeout": POSITIVE,
+        "read_timeout": POSITIVE,
+        "backoff_base": POSITIVE,
+        "backoff_max": POSITIVE,
+    },
+    "backup": {
+        "retention_days": AT_LEAST_ONE,
+        "chunk_bytes": between(4096, 64 * 1024 * 1024),
+    },
+    "channels": {
+        "webhook_tolerance_seconds": AT_LEAST_ONE,
+        "http_timeout_seconds": POSITIVE,
+        "outbox_max_attempts": AT_LEAST_ONE,
+        "outbox_backoff_base": POSITIVE,
+        "outbox_backoff_max": POSITIVE,
+        "outbox_batch": AT_LEAST_ONE,
+        "rate_per_minute": AT_LEAST_ONE,
+    },
+    "email": {
+        "poll_batch": AT_LEAST_ONE,
+        "network_timeout": POSITIVE,
+    },
+}
+
+
 class ConfigError(RuntimeError):
     """The instance configuration is missing or unusable; the message says what to do."""
 
@@ -229,31 +361,16 @@ class Instance:
 
     @classmethod
     def load(cls, home=None, overrides: dict | None = None, require_config=True) -> Instance:
+        """Resolve the settings; raises ConfigError naming the file (or variable), each wrong key and the fix."""
         path = resolve_home(home)
         cfg_path = path / CONFIG_FILE
-        file_settings = {}
-        if cfg_path.exists():
-            try:
-                file_settings = yaml.safe_load(cfg_path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{cfg_path} is not valid YAML: {exc}") from exc
-            if not isinstance(file_settings, dict):
-                raise ConfigError(f"{cfg_path} must hold a mapping of settings.")
-        elif require_config:
-            raise ConfigError(
-                f"{cfg_path} does not exist: run 'appliance --home {path} init' first."
-            )
+        file_settings = read_config_file(cfg_path, require=require_config, home=path)
         settings = _merge(DEFAULTS, file_settings)
         for key, value in DEFAULTS.items():
             env = os.environ.get(f"APPLIANCE_{key.upper()}")
             if env is not None and not isinstance(value, dict):
-                settings[key] = _coerce(env, value)
+                settings[key] = _from_environment(key, env, value)
         settings = _merge(settings, overrides or {})
-        if settings["profile"] not in PROFILES:
-            raise ConfigError(
-                f"Unknown profile {settings['profile']!r} (set in {cfg_path} or APPLIANCE_PROFILE): "
-                f"use one of {', '.join(PROFILES)}."
-            )
         return cls(home=path, settings=settings)
 
     def path(self, relative: str) -> Path:
@@ -275,9 +392,100 @@ class Instance:
         return self.settings[key]
 
 
+def read_config_file(cfg_path: Path, require: bool = True, home: Path | None = None) -> dict:
+    """The settings written in ``cfg_path``, checked against the schema (``{}`` if absent and not required)."""
+    try:
+        text = cfg_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if require:
+            raise ConfigError(
+                f"{cfg_path} does not exist: run 'appliance --home {home or cfg_path.parent} init' first."
+            ) from None
+        return {}
+    except PermissionError:
+        raise ConfigError(
+            f"Cannot read {cfg_path}: permission denied. Run as the service user, or give that user "
+            f"the file ('chown SERVICE_USER {cfg_path}; chmod 600 {cfg_path}')."
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{cfg_path} is not UTF-8 text (byte {exc.start}): save it as UTF-8.") from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {cfg_path}: {exc.strerror or exc}.") from None
+    try:
+        settings = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(_yaml_message(cfg_path, exc)) from None
+    if settings is None:
+        return {}
+    wrong = problems(settings, DEFAULTS, RULES)
+    if wrong:
+        where = _key_lines(text)
+        lines = "\n".join(f"  {_located(problem, where)}" for problem in wrong)
+        raise ConfigError(
+            f"{cfg_path} has {len(wrong)} setting(s) the appliance cannot use; fix or remove them "
+            f"(every setting and its default: appliance/core/config.py):\n{lines}"
+        )
+    return settings
+
+
+def _located(problem: str, where: dict[str, int]) -> str:
+    name = problem.split(": ", 1)[0]
+    return f"line {where[name]}: {problem}" if name in where else problem
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """The line each setting is written on, by its dotted name (``sync.enabled``, ``days[1]``)."""
+    lines: dict[str, int] = {}
+
+    def walk(node, name):
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = f"{name}.{key.value}" if name else str(key.value)
+                lines[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                lines[f"{name}[{index}]"] = item.start_mark.line + 1
+                walk(item, f"{name}[{index}]")
+
+    walk(yaml.compose(text, Loader=yaml.SafeLoader), "")
+    return lines
+
+
+def _yaml_message(cfg_path: Path, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return (
+        f"{cfg_path} is not valid YAML{where}: {what}. Fix that line: indent with spaces only, "
+        "write 'key: value' with a space after the colon, and quote values holding ': ' or ' #'."
+    )
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _from_environment(key: str, text: str, default):
+    """An APPLIANCE_<KEY> value as its default's type, checked like the file's value."""
+    variable = f"APPLIANCE_{key.upper()}"
+    try:
+        value = _coerce(text, default)
+    except ValueError:
+        value = text  # reported below as the wrong type
+    wrong = problems({key: value}, DEFAULTS, RULES)
+    if wrong:
+        problem = wrong[0].split(": ", 1)[1]
+        raise ConfigError(f"The environment variable {variable} is wrong: {problem}. Correct or unset it.")
+    return value
+
+
 def _coerce(text: str, like):
     if isinstance(like, bool):
-        return text.strip().lower() in {"1", "true", "yes", "on"}
+        word = text.strip().lower()
+        if word not in _TRUE | _FALSE:
+            raise ValueError(text)
+        return word in _TRUE
     if isinstance(like, int):
         return int(text)
     if isinstance(like, float):

@@ -142,6 +142,11 @@ def load_identity(instance) -> Identity:
         )
     try:
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except PermissionError:
+        raise IdentityError(
+            f"{key_path} cannot be read: permission denied. Run as the service user, or give that user "
+            f"the file ('chown SERVICE_USER {key_path}; chmod 600 {key_path}')."
+        ) from None
     except ValueError as exc:
         raise IdentityError(f"{key_path} is not a PEM private key: {exc}") from exc
     if not isinstance(key, Ed25519PrivateKey):

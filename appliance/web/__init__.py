@@ -13,20 +13,32 @@ from werkzeug.routing import IntegerConverter
 
 from appliance.core.config import ConfigError, Instance
 from appliance.web import db as dbmod
+from appliance.web.readiness import Readiness
 
 log = logging.getLogger("appliance.web")
 csrf = CSRFProtect()
 
 
 def create_app(home=None, overrides: dict | None = None, instance: Instance | None = None) -> Flask:
-    """Build the app for the instance in ``home`` (or ``APPLIANCE_HOME``)."""
+    """Build the app for the instance in ``home`` (or ``APPLIANCE_HOME``).
+
+    Called bare, as gunicorn's factory (``appliance.web:create_app()``), a configuration
+    or database that cannot start ends the process with one message instead of a traceback.
+    """
+    from appliance.web import startup
+
+    if home is None and overrides is None and instance is None:
+        with startup.exit_on_config_error():
+            return create_app(instance=Instance.load())
     instance = instance or Instance.load(home, overrides=overrides)
     app = Flask(__name__)
     app.extensions["appliance_instance"] = instance
     configure(app, instance)
     database = dbmod.bind(instance.database_url)
+    startup.check_database(instance, database)  # never creates a missing database: init does
     app.extensions["database"] = database
-    init_crypto(app, instance)
+    # Checking the master key against the database waits for it when it is down at start.
+    Readiness.for_app(app, database, instance).start("the master key check", lambda: init_crypto(app, instance))
     init_audit(app, instance)
     register_request_hooks(app, database, instance)
     register_blueprints(app)
@@ -43,6 +55,11 @@ def configure(app: Flask, instance: Instance) -> None:
         raise ConfigError(
             f"The session key {key_path} is missing: run 'appliance --home {instance.home} init' "
             "to create it (existing keys are never overwritten)."
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"The session key {key_path} cannot be read ({exc.strerror}): run as the service user, "
+            f"or give that user the file ('chown SERVICE_USER {key_path}; chmod 600 {key_path}')."
         ) from exc
     if len(secret) < 32:
         raise ConfigError(f"The session key {key_path} is too short; delete it and run init again.")
@@ -82,11 +99,14 @@ def init_audit(app: Flask, instance: Instance) -> None:
 
 
 def register_request_hooks(app: Flask, database, instance: Instance) -> None:
+    readiness = app.extensions["readiness"]
+
     @app.before_request
     def _connect():
         # Static files and health need no session; health connects by itself.
         if request.endpoint not in ("static",):
             database.connect(reuse_if_open=True)
+            readiness.ensure()  # start-up steps that waited for a database that was down
 
     @app.before_request
     def _upload_limit():
@@ -179,16 +199,18 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
     def _database_down(exc):
-        log.error("database unavailable: %s", type(exc).__name__)
-        message = "The database is not reachable; try again shortly. Admins: check the database service."
-        if wants_json():
-            return jsonify(error="Service Unavailable", message=message, status=503), 503
-        return _render_without_database(_Simple(503, "Service Unavailable", message)), 503
+        fault = app.extensions["readiness"].report(exc)  # logged once a minute, not per request
+        if wants_json() or request.path.startswith(("/hooks/", "/widget/")):
+            return jsonify(error=fault.title, message=fault.message, reason=fault.kind, status=fault.status), \
+                fault.status
+        return _render_without_database(_Simple(fault.status, fault.title, fault.message)), fault.status
 
     @app.errorhandler(Exception)
     def _unexpected(exc):
         if isinstance(exc, HTTPException):
             return _http_error(exc)
+        if app.extensions["readiness"].fault(exc) is not None:  # a full or failing disk
+            return _database_down(exc)
         # The exception type and route only: bodies and values may hold personal data.
         log.exception("unhandled %s on %s %s", type(exc).__name__, request.method, request.url_rule)
         message = "Something went wrong on our side; the error was logged."

@@ -22,6 +22,9 @@ SECOND_FACTOR_SECONDS = 300
 # Endpoints a user who must enrol TOTP first can still reach.
 ENROLMENT_ENDPOINTS = {"account.totp", "account.totp_start", "account.totp_confirm", "auth.logout",
                        "auth.login", "auth.login_totp", "static"}
+# Endpoints a user who must replace a password someone else chose can still reach.
+PASSWORD_CHANGE_ENDPOINTS = {"account.index", "account.password", "auth.logout", "auth.login", "auth.login_totp",
+                             "static"}
 
 
 # --- where to go after login ------------------------------------------------------------
@@ -180,12 +183,20 @@ def must_enrol(user: User | None) -> bool:
     return user is not None and totp.is_required(user, totp_setting()) and not totp.is_enrolled(user)
 
 
+def must_change_password(user: User | None) -> bool:
+    return user is not None and bool(user.must_change_password)
+
+
 def enrolment_gate():
-    """Before every UI request: a user who must enrol TOTP reaches only the enrolment pages."""
+    """Before every UI request: a user who must replace their password reaches only the
+    password change, then one who must enrol TOTP only the enrolment pages."""
     endpoint = request.endpoint or ""
-    if endpoint in ENROLMENT_ENDPOINTS or endpoint.startswith(("public.", "api.")) or not session.get("user_id"):
+    if endpoint.startswith(("public.", "api.")) or not session.get("user_id"):
         return None
-    if must_enrol(load_user()):
+    user = load_user()
+    if must_change_password(user):
+        return None if endpoint in PASSWORD_CHANGE_ENDPOINTS else redirect(url_for("account.index"))
+    if endpoint not in ENROLMENT_ENDPOINTS and must_enrol(user):
         return redirect(url_for("account.totp"))
     return None
 

@@ -53,7 +53,11 @@ def run_round(app, jobs: Sequence[Callable] | None = None) -> list[tuple[str, st
                 with database.connection_context():
                     job(app)
             except Exception as exc:  # keep the worker alive; the next round retries
-                log.exception("job %s failed", job.__name__)
+                readiness = app.extensions.get("readiness")
+                if readiness is not None and readiness.fault(exc) is not None:
+                    readiness.report(exc)  # a full disk or a lost database: one line a minute, not a traceback a job
+                else:
+                    log.exception("job %s failed", job.__name__)
                 failures.append((job.__name__, f"{type(exc).__name__}: {exc}"))
     _heartbeat(database, failures)
     return failures

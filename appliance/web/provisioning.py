@@ -40,8 +40,12 @@ def ensure_keys(instance: Instance) -> list[str]:
     return created
 
 
-def migrate(instance: Instance, progress=None) -> list[str]:
+def migrate(instance: Instance, progress=None, create: bool = True) -> list[str]:
+    """Apply pending migrations; ``create`` (init's) lets a missing SQLite database be made."""
+    from appliance.web.startup import check_database
+
     database = dbmod.bind(instance.database_url)
+    check_database(instance, database, may_create=create)
     check_master_key(instance)  # a wrong key must stop us before any schema change
     with database.connection_context():
         return upgrade(database, progress=progress)
@@ -52,8 +56,12 @@ def check_master_key(instance: Instance) -> None:
     open_keyring(instance, install=False)
 
 
-def ensure_provider_admin(instance: Instance, email: str, password: str, provider_name: str) -> bool:
-    """Create the provider tenant and its first admin when the database has no user yet."""
+def ensure_provider_admin(instance: Instance, email: str, password: str, provider_name: str,
+                          must_change_password: bool = False) -> bool:
+    """Create the provider tenant and its first admin when the database has no user yet.
+
+    ``must_change_password``: the password was chosen for them (by the installer), so the
+    UI offers the admin nothing but the password change until they pick their own."""
     from appliance.web.models.audit import bind_trail
 
     database = dbmod.bind(instance.database_url)
@@ -63,5 +71,7 @@ def ensure_provider_admin(instance: Instance, email: str, password: str, provide
             return False
         provider = Tenant.get_or_none(Tenant.level == PROVIDER) or tenants.create_provider(provider_name)
         user = tenants.create_user(email, "Provider admin", password)
+        if must_change_password:
+            User.update(must_change_password=True).where(User.id == user.id).execute()
         Membership.create(user=user, tenant=provider, role="admin")
     return True

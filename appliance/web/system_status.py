@@ -43,6 +43,22 @@ def collect(instance, database) -> list[Check]:
     ]
 
 
+def offline(instance, fault) -> list[Check]:
+    """The checks that need no database, and the database's fault with what to do."""
+    todo = {
+        "database_down": f"start the database service, or correct database_url in {instance.config_path}",
+        "database_busy": "another process holds the database's write lock; try again",
+        "database_error": "see the log; 'appliance migrate' if migrations are pending",
+        "disk_full": "free space on that disk (see the Disk line)",
+        "disk_io": "check that disk (dmesg, SMART) and free space on it",
+    }[fault.kind]
+    return [
+        Check("Version", "ok", f"{appliance.__version__}, profile {instance['profile']}"),
+        Check("Database", "error", f"{fault.reason}: {todo}"),
+        _safe("Disk", lambda: _disk(instance)),
+    ]
+
+
 def _database(database) -> Check:
     from appliance.web.migrations import current_version, pending
 
@@ -120,7 +136,13 @@ def _audit() -> Check:
 
 
 def _disk(instance) -> Check:
+    from flask import current_app, has_app_context
+
     usage = shutil.disk_usage(instance.home)
     free = usage.free / usage.total
     detail = f"{usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.1f} GiB ({free:.0%}) at {instance.home}"
+    readiness = current_app.extensions.get("readiness") if has_app_context() else None
+    problem = readiness.disk_problem() if readiness is not None else None
+    if problem:  # writes fail (or are about to): not a warning any more
+        return Check("Disk", "error", f"{problem}; free space there, the app recovers by itself")
     return Check("Disk", "warn" if free < DISK_WARN_FRACTION else "ok", detail)

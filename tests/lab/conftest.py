@@ -181,3 +181,32 @@ def run_playbook(inventory: Path, playbook: str, *args: str, timeout=1500) -> Pl
     seconds = time.monotonic() - started
     output = log.read_text()
     return PlaybookRun(result.returncode, output, seconds, log)
+
+
+MINIMAL_HOST = "cc1"
+MINIMAL_ADMIN = "admin@lab.example"
+
+
+# Package scope: installing costs about two minutes, so every lab file that
+# only needs an installed minimal host shares this one (test_minimal_profile
+# upgrades it last; files sorting after it see the upgraded host).
+@pytest.fixture(scope="package")
+def installed(lab, bundle):
+    bundle_dir, manifest = bundle
+    host = lab.boot(MINIMAL_HOST, 10)
+    inventory = write_inventory(
+        lab.run_dir / "inventory-minimal", lab, {MINIMAL_HOST: (host.address, ["appliance_app", "appliance_db"])},
+        appliance_profile="minimal",
+        appliance_bundle_dir=str(bundle_dir),
+        appliance_admin_email=MINIMAL_ADMIN,
+        nginx_server_name=f"{MINIMAL_HOST}.lab.example",
+        nginx_server_aliases=[f"IP:{host.address}"],
+    )
+    run = run_playbook(inventory, "site.yml")
+    record("install (site.yml, fresh host)", run.seconds)
+    assert run.returncode == 0, f"site.yml failed (log {run.log}):\n{run.tail()}"
+    # Clients of a self-signed install trust its certificate explicitly; so does the lab.
+    ca_file = lab.run_dir / f"{MINIMAL_HOST}.crt"
+    ca_file.write_text(host.ssh("cat /etc/nginx/tls/server.crt").stdout)
+    yield {"host": host, "inventory": inventory, "run": run, "manifest": manifest, "ca": ca_file}
+    lab.stop_host(host)

@@ -1,7 +1,8 @@
 """The minimal profile installed over SSH on a fresh Debian 12 host, as a customer would.
 
-One host is installed once (module fixture); the tests then check it from
-outside, in order: HTTPS, services, key files, idempotence, check mode,
+One host is installed once (the package fixture `installed`, shared with the
+other lab files that only look at an installed host); the tests then check it
+from outside, in order: HTTPS, services, key files, idempotence, check mode,
 sandboxing, and last the upgrade (which changes the host).
 """
 
@@ -14,35 +15,13 @@ import pytest
 import requests
 import yaml
 
-from tests.lab.conftest import record, run_playbook, write_inventory
+from tests.lab.conftest import MINIMAL_ADMIN as ADMIN
+from tests.lab.conftest import MINIMAL_HOST as HOST
+from tests.lab.conftest import record, run_playbook
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(2400)]
 
-ADMIN = "admin@lab.example"
-HOST = "cc1"
 SERVICES = ("appliance-web", "appliance-worker")
-
-
-@pytest.fixture(scope="module")
-def installed(lab, bundle):
-    bundle_dir, manifest = bundle
-    host = lab.boot(HOST, 10)
-    inventory = write_inventory(
-        lab.run_dir / "inventory-minimal", lab, {HOST: (host.address, ["appliance_app", "appliance_db"])},
-        appliance_profile="minimal",
-        appliance_bundle_dir=str(bundle_dir),
-        appliance_admin_email=ADMIN,
-        nginx_server_name=f"{HOST}.lab.example",
-        nginx_server_aliases=[f"IP:{host.address}"],
-    )
-    run = run_playbook(inventory, "site.yml")
-    record("install (site.yml, fresh host)", run.seconds)
-    assert run.returncode == 0, f"site.yml failed (log {run.log}):\n{run.tail()}"
-    # Clients of a self-signed install trust its certificate explicitly; so does the lab.
-    ca_file = lab.run_dir / f"{HOST}.crt"
-    ca_file.write_text(host.ssh("cat /etc/nginx/tls/server.crt").stdout)
-    yield {"host": host, "inventory": inventory, "run": run, "manifest": manifest, "ca": ca_file}
-    lab.stop_host(host)
 
 
 def _get(installed, path, **kw):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, g, jsonify, request
 
 from appliance.web.access import Principal
-from appliance.web.auth import must_enrol
+from appliance.web.auth import must_change_password, must_enrol
 from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
 from appliance.web.models.tenancy import ApiToken, Tenant, User
@@ -39,6 +39,8 @@ def _authenticate():
     creator = User.get_by_id(principal.user_id)
     if must_enrol(creator):
         abort(403, description="The creator of this API token must set up TOTP (two-factor login) first.")
+    if must_change_password(creator):
+        abort(403, description="The creator of this API token must replace the password they were given first.")
     first_in_a_minute = row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60
     if first_in_a_minute:
         ApiToken.update(last_used_at=now).where(ApiToken.id == row.id).execute()

@@ -210,6 +210,8 @@ def openapi_document(app) -> dict:
                                     "error": {"type": "string"},
                                     "message": {"type": "string"},
                                     "status": {"type": "integer"},
+                                    # 503/507 only: database_down, database_busy, database_error, disk_full, disk_io
+                                    "reason": {"type": "string"},
                                 },
                             }
                         }

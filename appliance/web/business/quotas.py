@@ -33,7 +33,7 @@ def account_of(tenant: Tenant) -> Tenant | None:
 def seats_used(tenant: Tenant, *, subtree: bool) -> int:
     where = Tenant.path.startswith(tenant.path) if subtree else (Tenant.id == tenant.id)
     return (Membership.select().join(Tenant)
-            .where(where, Tenant.is_active == True, Membership.role.in_(ROLES)).count())  # noqa: E712
+            .where(where, Tenant.is_active == True, Membership.role.in_(ROLES)).count())
 
 
 def contract_seats(account: Tenant) -> int | None:
@@ -72,7 +72,7 @@ def check_seat(tenant: Tenant) -> None:
 def quotas(account: Tenant) -> list[dict]:
     """Each sub-account with its quota (None: no quota of its own) and its seats in use."""
     subs = Tenant.select().where(Tenant.path.startswith(account.path), Tenant.level == SUBACCOUNT,
-                                 Tenant.is_active == True).order_by(Tenant.name)  # noqa: E712
+                                 Tenant.is_active == True).order_by(Tenant.name)
     by_tenant = {q.tenant_id: q.seats for q in SeatQuota.select().where(SeatQuota.tenant.in_([s.id for s in subs]))}
     return [{"tenant": s, "quota": by_tenant.get(s.id), "used": seats_used(s, subtree=False)} for s in subs]
 

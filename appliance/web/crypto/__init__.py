@@ -82,12 +82,13 @@ log = logging.getLogger("appliance.web.crypto")
 def open_keyring(instance, passphrase: str | None = None, install: bool = True) -> KeyRing:
     """Load the master key and check it against the bound database before anything runs.
 
-    The database proxy must already be bound. Raises MasterKeyError (a
-    ConfigError) naming the key source and what to do; in that case nothing
-    has been read from or written to the encrypted tables.
+    The database proxy must already be bound. A master key rotation that stopped
+    half-way is finished first (master_rotation.recover). Raises MasterKeyError (a
+    ConfigError) naming the key source and what to do; in that case nothing has
+    been read from or written to the encrypted tables.
     """
     from appliance.web.crypto import blind_index
-    from appliance.web.crypto.rotation import _pending_path, _promote
+    from appliance.web.crypto.master_rotation import recorded_master_id, recover, reload_master
     from appliance.web.crypto.tables import CryptoMaster
     from appliance.web.db import database_proxy
 
@@ -95,29 +96,19 @@ def open_keyring(instance, passphrase: str | None = None, install: bool = True) 
         default_country_code=str(instance["phone_default_country_code"] or ""),
         trunk_prefix=str(instance["phone_trunk_prefix"]),
     )
-    master = load_master_key(instance, passphrase=passphrase)
-    keyring = KeyRing(master, active_ttl=float(instance["crypto_key_cache_seconds"]))
     opened_here = database_proxy.is_closed()
     if opened_here:
         database_proxy.connect()
     try:
-        if CryptoMaster._meta.table_name in database_proxy.get_tables():
-            try:
-                keyring.verify_master()
-            except MasterKeyError:
-                pending = _pending_path(master.path) if master.source == "file" else None
-                row = CryptoMaster.select().order_by(CryptoMaster.id).first()
-                if pending is None or not pending.exists() or row is None:
-                    raise
-                candidate = load_master_key_file(instance, pending)
-                if candidate.key_id != row.master_key_id:
-                    raise
-                # A 'keys rotate-master' stopped after its commit: finish its file swap.
-                _promote(master.path, master.key_id)
-                log.warning("completed an interrupted master key rotation: %s is now the key file",
-                            master.path)
-                keyring = KeyRing(load_master_key(instance), active_ttl=keyring.active_ttl)
-                keyring.verify_master()
+        has_table = CryptoMaster._meta.table_name in database_proxy.get_tables()
+        recorded = recorded_master_id() if has_table else None
+        master, note = recover(instance, recorded, passphrase)
+        master = master or load_master_key(instance, passphrase=passphrase)
+        keyring = KeyRing(master, active_ttl=float(instance["crypto_key_cache_seconds"]),
+                          reload=lambda key_id: reload_master(instance, key_id, passphrase))
+        keyring.recovery_note = note
+        if has_table:
+            keyring.verify_master()
     finally:
         if opened_here:
             database_proxy.close()
@@ -126,19 +117,32 @@ def open_keyring(instance, passphrase: str | None = None, install: bool = True) 
     return keyring
 
 
-def load_master_key_file(instance, path):
-    from appliance.web.crypto.master import read_key_file
-
-    return read_key_file(instance, path)
-
-
 def init_app(app, instance, passphrase: str | None = None) -> KeyRing:
     """Called by ``create_app`` once the database is bound; refuses to start on a bad key."""
     keyring = open_keyring(instance, passphrase=passphrase)
     app.extensions["crypto"] = keyring
+    app.register_error_handler(MasterKeyError, keys_unavailable)
     if audit_integrity_failure not in integrity_listeners:
         integrity_listeners.append(audit_integrity_failure)
     return keyring
+
+
+def keys_unavailable(exc: MasterKeyError):
+    """A 503 that says why (a rotated master key this host cannot find), never a bare 500."""
+    from flask import jsonify, render_template, request
+
+    from appliance.web import wants_json
+
+    log.error("encryption keys unavailable on %s %s: %s", request.method, request.url_rule, exc)
+    message = ("Encryption keys are unavailable on this server; try again shortly. "
+               "Admins: see the service log and 'appliance keys status'.")
+    if wants_json():
+        answer = jsonify(error="Service Unavailable", message=message, status=503)
+    else:
+        from werkzeug.exceptions import ServiceUnavailable
+
+        answer = render_template("error.html", error=ServiceUnavailable(description=message))
+    return answer, 503, {"Retry-After": "5"}
 
 
 def audit_integrity_failure(event: dict) -> None:

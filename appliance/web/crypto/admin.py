@@ -14,6 +14,9 @@ from appliance.web.db import database_proxy
 def key_status(keyring: KeyRing | None = None) -> dict:
     kr = keyring or get_keyring()
     kr.verify_master()
+    # A long-running process (the System page) follows a rotation made elsewhere here,
+    # or fails this check with the reason (the key file missing on this host).
+    kr.refresh_master()
     master_row = CryptoMaster.select().order_by(CryptoMaster.id).first()
     tenants: dict[int, list] = {}
     for k in TenantKey.select().order_by(TenantKey.tenant_id, TenantKey.purpose, TenantKey.version):

@@ -6,6 +6,11 @@ and one AEAD call. The *active* key of a tenant is cached only for
 ``active_ttl`` seconds: a rotation run by another process (``appliance keys
 rotate-tenant``) is picked up by every web and worker process within that
 time, and the rotation waits that long before its final sweep.
+
+A master key rotation by another process (master_rotation.py) is followed the same
+way without a restart: a data key that does not unwrap makes the ring compare its
+master key id with the database's and, if the database names another key, load that
+key from this host's key files (``reload``) and unwrap again.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from appliance.core import clock
 from appliance.web.crypto import envelope
 from appliance.web.crypto.master import MasterKey, MasterKeyError
 from appliance.web.crypto.tables import CryptoMaster, TenantKey
-from appliance.web.db import database_proxy
+from appliance.web.db import is_postgres, write_transaction
 
 log = logging.getLogger("appliance.web.crypto")
 
@@ -76,9 +81,25 @@ def _now():
     return clock.naive_now()
 
 
+# After a failed attempt to follow a master rotation, wait this long before reading
+# the key files again (each request that needs a new data key would otherwise).
+RELOAD_RETRY_SECONDS = 1.0
+# How long the replaced master key still unwraps, for readers whose snapshot predates
+# the rotation's commit. Not longer: a data key wrapped under the old key and planted
+# afterwards must not be accepted.
+PREVIOUS_KEY_SECONDS = 60.0
+
+
 class KeyRing:
-    def __init__(self, master: MasterKey, active_ttl: float = 5.0):
+    def __init__(self, master: MasterKey, active_ttl: float = 5.0, reload=None):
         self.master = master
+        # reload(recorded_key_id) -> MasterKey: the key the database names, from this
+        # host's key files (MasterKeyError if it has none); None: follow no rotation.
+        self.reload = reload
+        self._reload_failed: tuple[float, str, MasterKeyError] | None = None
+        self._previous_aead: AESGCM | None = None
+        self._previous_until = 0.0
+        self.recovery_note: str | None = None  # what opening it repaired (master_rotation.recover)
         self.master_aead = AESGCM(master.key)
         self.active_ttl = active_ttl
         self._by_id: dict[int, DataKey] = {}
@@ -109,7 +130,7 @@ class KeyRing:
                     raise MasterKeyError(self._mismatch_message("(not recorded)"))
                 CryptoMaster.create(master_key_id=self.master.key_id)
             elif row.master_key_id != self.master.key_id:
-                raise MasterKeyError(self._mismatch_message(row.master_key_id))
+                raise MasterKeyError(self._mismatch_message(row.master_key_id, row.rotated_at))
             self._verified = True
 
     def _can_unwrap(self, row) -> bool:
@@ -119,10 +140,14 @@ class KeyRing:
         except InvalidTag:
             return False
 
-    def _mismatch_message(self, expected: str) -> str:
+    def _mismatch_message(self, expected: str, rotated_at=None) -> str:
+        rotated = "" if rotated_at is None else (
+            f" The database's master key was rotated at {rotated_at:%Y-%m-%d %H:%M} UTC: on a "
+            f"second app host, copy the new key file from the host where 'appliance keys "
+            f"rotate-master' ran.")
         return (
             f"The master key from {self.master.describe()} (id {self.master.key_id}) is not the "
-            f"key this database was encrypted with (id {expected}). Nothing was read or written. "
+            f"key this database was encrypted with (id {expected}). Nothing was read or written.{rotated} "
             f"Put the right key file back (from your key backup, or 'appliance keys "
             f"import-recovery KIT'), or point the instance at the database that belongs to this key."
         )
@@ -143,16 +168,49 @@ class KeyRing:
                 key = self._load(row)
             return key
 
+    def refresh_master(self, recorded: str | None = None) -> bool:
+        """Follow a master key rotation made by another process; True if the key changed.
+
+        Raises MasterKeyError when the database names a key this host cannot find.
+        """
+        with self._lock:
+            if recorded is None:
+                recorded = CryptoMaster.select(CryptoMaster.master_key_id).order_by(CryptoMaster.id).scalar()
+            if recorded is None or recorded == self.master.key_id:
+                return False
+            failed = self._reload_failed
+            if failed is not None and failed[1] == recorded and time.monotonic() < failed[0]:
+                raise failed[2]
+            if self.reload is None:
+                raise MasterKeyError(
+                    f"The master key was rotated (now {recorded}) since this process started with "
+                    f"{self.master.key_id}: restart the web and worker services."
+                )
+            try:
+                master = self.reload(recorded)
+            except MasterKeyError as exc:
+                self._reload_failed = (time.monotonic() + RELOAD_RETRY_SECONDS, recorded, exc)
+                log.error("master key rotated to %s but not found on this host: %s", recorded, exc)
+                raise
+            old = self.master.key_id
+            self.replace_master(master)
+            self._reload_failed = None
+            log.warning("following a master key rotation: key %s replaces %s (from %s)",
+                        master.key_id, old, master.describe())
+            return True
+
     def _load(self, row) -> DataKey:
-        try:
-            raw = unwrap_key(self.master_aead, row.wrapped, row.tenant_id, row.key_id,
-                             row.version, row.purpose)
-        except InvalidTag:
+        raw = self._unwrap_any(row)
+        if raw is None and self.refresh_master():
+            # The row read before the refresh may predate the rotation's commit.
+            row = TenantKey.get_or_none(TenantKey.key_id == row.key_id) or row
+            raw = self._unwrap_any(row)
+        if raw is None:
             raise MasterKeyError(
                 f"Data key {row.key_id} of tenant {row.tenant_id} cannot be unwrapped with the "
                 f"master key from {self.master.describe()}: wrong master key or a tampered key "
                 f"table. Run 'appliance keys status'."
-            ) from None
+            )
         key = DataKey(row.key_id, row.tenant_id, row.purpose, row.version, row.status, raw)
         self._remember(key)
         return key
@@ -207,7 +265,9 @@ class KeyRing:
 
     def _create_first(self, tenant_id: int, purpose: str) -> DataKey:
         try:
-            with database_proxy.atomic():  # a savepoint if the caller is in a transaction
+            # A savepoint if the caller is in a transaction; else, on SQLite, the write lock
+            # up front: the master key id it reads must still hold when the key is inserted.
+            with write_transaction():
                 return self.create_key(tenant_id, purpose, version=1)
         except IntegrityError:
             # Another process created it first; use theirs.
@@ -217,14 +277,17 @@ class KeyRing:
 
     def create_key(self, tenant_id: int, purpose: str, version: int | None = None,
                    status: str = "active") -> DataKey:
-        recorded = CryptoMaster.select(CryptoMaster.master_key_id).order_by(CryptoMaster.id).scalar()
+        # FOR SHARE on PostgreSQL, held to this transaction's end: a master rotation takes
+        # the row FOR UPDATE first, so this key is either re-wrapped by it or wrapped
+        # after it under the new key; never left wrapped under the old one.
+        query = CryptoMaster.select(CryptoMaster.master_key_id).order_by(CryptoMaster.id)
+        if is_postgres():
+            query = query.for_update("FOR SHARE")
+        recorded = query.scalar()
         if recorded is not None and recorded != self.master.key_id:
-            # The master key was rotated by another process since this one started: a key
-            # wrapped now would be unreadable for everyone else.
-            raise MasterKeyError(
-                f"The master key was rotated (now {recorded}) since this process started with "
-                f"{self.master.key_id}: restart the web and worker services."
-            )
+            # Rotated by another process since this one loaded its key: follow it, since a
+            # key wrapped under the old one would be unreadable for everyone else.
+            self.refresh_master(recorded)
         if version is None:
             version = 1 + (TenantKey.select(fn.MAX(TenantKey.version))
                            .where((TenantKey.tenant_id == tenant_id) & (TenantKey.purpose == purpose))
@@ -245,8 +308,24 @@ class KeyRing:
 
     def replace_master(self, master: MasterKey) -> None:
         with self._lock:
+            if master.key_id != self.master.key_id:
+                self._previous_aead = self.master_aead
+                self._previous_until = time.monotonic() + PREVIOUS_KEY_SECONDS
             self.master = master
             self.master_aead = AESGCM(master.key)
+
+    def _unwrap_any(self, row) -> bytes | None:
+        """Unwrap with the master key, else with the one it replaced: a reader whose snapshot
+        predates a rotation's commit still sees the old wrapping."""
+        previous = self._previous_aead if time.monotonic() < self._previous_until else None
+        for aead in (self.master_aead, previous):
+            if aead is None:
+                continue
+            try:
+                return unwrap_key(aead, row.wrapped, row.tenant_id, row.key_id, row.version, row.purpose)
+            except InvalidTag:
+                continue
+        return None
 
     # -- convenience ---------------------------------------------------------------
 

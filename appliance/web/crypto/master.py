@@ -76,6 +76,11 @@ def key_file_path(instance) -> Path:
     return instance.path(instance["master_key_file"])
 
 
+def pending_path(path: Path) -> Path:
+    """Where a master key rotation puts the new key (or salt) file before it takes over."""
+    return path.with_name(path.name + ".new")
+
+
 def salt_file_path(instance) -> Path:
     return instance.path(instance["master_key_salt_file"])
 
@@ -123,12 +128,30 @@ def read_key_file(instance, path: Path | None = None) -> MasterKey:
         st = path.stat()
     except FileNotFoundError:
         raise MasterKeyError(_missing_key_message(instance, path)) from None
+    except PermissionError:
+        raise MasterKeyError(_unreadable_key_message(path)) from None
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise MasterKeyError(
             f"Master key file {path} is readable by other users (mode "
             f"{stat.S_IMODE(st.st_mode):04o}); run 'chmod 600 {path}' and start again."
         )
-    return MasterKey(parse_key_text(path.read_text(), f"Master key file {path}"), "file", path)
+    try:
+        text = path.read_text()
+    except PermissionError:
+        raise MasterKeyError(_unreadable_key_message(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MasterKeyError(
+            f"Master key file {path} cannot be read ({exc}): restore it from your key backup."
+        ) from None
+    return MasterKey(parse_key_text(text, f"Master key file {path}"), "file", path)
+
+
+def _unreadable_key_message(path: Path) -> str:
+    return (
+        f"Master key file {path} cannot be read: permission denied. Run the command as the service "
+        f"user, or give that user the file ('chown SERVICE_USER {path}; chmod 600 {path}'; its "
+        f"directory {path.parent} needs 'chmod 700' and the same owner)."
+    )
 
 
 def load_master_key(instance, passphrase: str | None = None) -> MasterKey:
@@ -179,9 +202,14 @@ def ensure_master_key(instance) -> bool:
     source = key_source(instance)
     if source == "env":
         return False
+    path = salt_file_path(instance) if source == "passphrase" else key_file_path(instance)
+    if pending_path(path).exists():
+        # A master key rotation stopped half-way: opening the key ring finishes it with
+        # that file; a fresh key here would only be retired again.
+        return False
     if source == "passphrase":
-        return write_secret_file(salt_file_path(instance), new_salt_document())
-    return write_secret_file(key_file_path(instance), encode_key_file(AESGCM.generate_key(256)))
+        return write_secret_file(path, new_salt_document())
+    return write_secret_file(path, encode_key_file(AESGCM.generate_key(256)))
 
 
 def generate_key() -> bytes:

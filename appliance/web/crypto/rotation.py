@@ -1,4 +1,6 @@
-"""Online key rotation: re-wrap data keys under a new master key; re-encrypt a tenant's rows.
+"""Online tenant key rotation: re-encrypt a tenant's rows under a new data key.
+
+Master key rotation (re-wrapping the data keys) is in master_rotation.py.
 
 Tenant rotation, while the app keeps serving:
 
@@ -19,25 +21,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from os import urandom as _urandom
 
 from appliance.core import clock
-from appliance.core.config import write_secret_file
 from appliance.web.crypto import envelope
 from appliance.web.crypto.fields import registered_models
-from appliance.web.crypto.keyring import DATA, KeyRing, get_keyring, unwrap_key, wrap_key
-from appliance.web.crypto.master import (
-    MasterKey,
-    MasterKeyError,
-    derive_from_passphrase,
-    encode_key_file,
-    generate_key,
-    new_salt_document,
-)
-from appliance.web.crypto.tables import CryptoMaster, KeyRotationJob, TenantKey
+from appliance.web.crypto.keyring import DATA, KeyRing, get_keyring
+from appliance.web.crypto.tables import KeyRotationJob, TenantKey
 from appliance.web.db import database_proxy, is_postgres
 
 log = logging.getLogger("appliance.web.crypto")
@@ -316,74 +308,3 @@ def rotate_tenant(tenant_id: int, batch_size: int = 2000, progress_cb=None, mode
 
 def tenants_with_keys() -> list[int]:
     return sorted({k.tenant_id for k in TenantKey.select(TenantKey.tenant_id).where(TenantKey.purpose == DATA)})
-
-
-# -- master key rotation -------------------------------------------------------------
-
-def _pending_path(path):
-    return path.with_name(path.name + ".new")
-
-
-def _retire_file(path, old_id: str) -> None:
-    if not path.exists():
-        return
-    retired = path.parent / "retired"
-    retired.mkdir(mode=0o700, exist_ok=True)
-    os.replace(path, retired / f"{path.stem}-{old_id}{path.suffix}")
-
-
-def _promote(path, old_id: str) -> None:
-    pending = _pending_path(path)
-    _retire_file(path, old_id)
-    os.replace(pending, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def rotate_master(instance, new_key: bytes | None = None, keyring: KeyRing | None = None,
-                  new_passphrase: str | None = None) -> MasterKey:
-    """Re-wrap every data key under a new master key, in one transaction.
-
-    Order matters: the new key is on disk (``master.key.new``) before the
-    database commits, and replaces ``master.key`` after; a crash in between is
-    healed at the next start (``open_keyring`` promotes a pending file that
-    matches the database). The old key file goes to ``keys/retired/``: it is
-    still needed to restore backups taken before the rotation.
-    """
-    kr = keyring or get_keyring()
-    kr.verify_master()
-    old = kr.master
-    if old.source == "env":
-        raise MasterKeyError(
-            "The master key comes from $APPLIANCE_MASTER_KEY, which this command cannot change. "
-            "Rotate by moving to a key file first (write the current key to the key file, unset "
-            "the variable), or re-wrap under a new key with your secret manager's procedure."
-        )
-    if old.source == "passphrase":
-        if not new_passphrase:
-            raise MasterKeyError("A passphrase-derived master key rotates to a new passphrase: give one.")
-        path = old.path
-        write_secret_file(_pending_path(path), new_salt_document(), overwrite=True)
-        new = MasterKey(derive_from_passphrase(new_passphrase, _pending_path(path)), "passphrase", path)
-    else:
-        path = old.path
-        new_key = new_key or generate_key()
-        write_secret_file(_pending_path(path), encode_key_file(new_key), overwrite=True)
-        new = MasterKey(new_key, "file", path)
-    new_aead = type(kr.master_aead)(new.key)
-    with write_transaction():
-        for row in TenantKey.select():
-            raw = unwrap_key(kr.master_aead, row.wrapped, row.tenant_id, row.key_id, row.version, row.purpose)
-            row.wrapped = wrap_key(new_aead, raw, row.tenant_id, row.key_id, row.version, row.purpose)
-            row.save(only=[TenantKey.wrapped])
-        master_row = CryptoMaster.select().order_by(CryptoMaster.id).first()
-        master_row.master_key_id = new.key_id
-        master_row.rotated_at = _now()
-        master_row.save()
-    _promote(path, old.key_id)
-    kr.replace_master(new)
-    log.info("master key rotated: %s -> %s", old.key_id, new.key_id)
-    return new

@@ -78,6 +78,9 @@ class User(BaseModel):
     is_active = BooleanField(default=True)
     created_at = DateTimeField(default=utcnow)
     last_login_at = DateTimeField(null=True)
+    # Set for a password someone else chose (the installer's first admin): until the
+    # user picks their own, the UI offers nothing but the password change.
+    must_change_password = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
 
     def to_json(self) -> dict:
         return {"id": self.id, "email": self.email, "name": self.name, "is_active": self.is_active}

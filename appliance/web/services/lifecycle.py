@@ -140,7 +140,9 @@ def redeem(token: str, new_password: str) -> User:
     if not PasswordReset.update(used_at=utcnow()).where(PasswordReset.id == row.id,
                                                         PasswordReset.used_at.is_null()).execute():
         raise ServiceError("This link was used a moment ago: ask your administrator for a new one.", 410)
-    User.update(password_hash=hash_password(new_password)).where(User.id == row.user_id).execute()
+    # The user chose it: a forced change (the installer's first admin) is done too.
+    User.update(password_hash=hash_password(new_password), must_change_password=False).where(
+        User.id == row.user_id).execute()
     sessions.end_all(row.user_id, actor_id=row.user_id, reason="password-reset")
     record("user.password_reset", actor_id=row.user_id, target=f"user:{row.user_id}")
     return User.get_by_id(row.user_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 
-from appliance.web.auth import check_second_factor, login_required, must_enrol
+from appliance.web.auth import check_second_factor, login_required, must_change_password, must_enrol
 from appliance.web.models.base import utcnow
 from appliance.web.models.tenancy import User
 from appliance.web.services import ServiceError, invitations, lifecycle, sessions
@@ -18,6 +18,7 @@ def _page(status=200, **extra):
     user = g.user
     return render_template(
         "account/index.html", enrolled=totp_service.is_enrolled(user), must_enrol=must_enrol(user),
+        must_change_password=must_change_password(user),
         codes_left=totp_service.recovery_codes_left(user), sessions=sessions.live_sessions(user.id),
         invitations=invitations.pending_for(user), now=utcnow(), **extra), status
 
@@ -92,7 +93,10 @@ def password():
     if problem:
         flash(problem, "error")
         return _page(422)
-    User.update(password_hash=hash_password(new)).where(User.id == user.id).execute()
+    if user.must_change_password and verify_password(user.password_hash, new):
+        flash("Choose a password of your own, not the one you were given.", "error")
+        return _page(422)
+    User.update(password_hash=hash_password(new), must_change_password=False).where(User.id == user.id).execute()
     ended = sessions.end_all(user.id, keep_sid=session.get("sid"), actor_id=user.id, reason="password-change")
     flash(f"Password changed; {ended} other session(s) signed out.", "info")
     return redirect(url_for("account.index"))

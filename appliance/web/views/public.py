@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import uuid
 from importlib import metadata
 
@@ -20,6 +21,7 @@ from appliance.web.channels import adapter_for
 from appliance.web.channels import config as channel_config
 from appliance.web.channels.base import Refused
 from appliance.web.channels.ingest import store_inbound
+from appliance.web.crypto import MasterKeyError
 from appliance.web.db import write_transaction
 from appliance.web.models.contact_center import Attachment, Channel, Conversation, Message
 from appliance.web.models.tenancy import Tenant, User
@@ -36,6 +38,7 @@ from appliance.web.services import (
 from appliance.web.validation import F, json_object
 
 public = Blueprint("public", __name__)
+log = logging.getLogger("appliance.web.public")
 
 WIDGET_FIELDS = {
     "name": F("string", max_length=200, nullable=True),
@@ -60,7 +63,7 @@ def _error(status: int, message: str):
     names = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
              405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
              415: "Unsupported Media Type", 422: "Unprocessable Entity",
-             503: "Service Unavailable"}
+             500: "Internal Server Error", 503: "Service Unavailable"}
     return jsonify(error=names.get(status, "Error"), message=message, status=status), status
 
 
@@ -68,10 +71,12 @@ def _error(status: int, message: str):
 @public.errorhandler(InterfaceError)
 def _database_down(exc):
     # Registered on the blueprint so that it also covers the app's connect hook, which
-    # runs before our views: monitoring gets JSON, not the HTML error page.
+    # runs before our views: monitoring and gateways get JSON, not the HTML error page.
+    fault = current_app.extensions["readiness"].report(exc)  # logged once a minute
     if request.endpoint == "public.health":
-        return jsonify(status="error", database="unreachable", version=_version()), 503
-    return _error(503, "The service is temporarily unavailable; try again shortly.")
+        state = "unreachable" if fault.kind.startswith("database") else fault.kind
+        return jsonify(status="error", database=state, reason=fault.reason, version=_version()), fault.status
+    return jsonify(error=fault.title, message=fault.message, reason=fault.kind, status=fault.status), fault.status
 
 
 @public.errorhandler(ServiceError)
@@ -84,19 +89,45 @@ def _http_error(exc: HTTPException):
     return jsonify(error=exc.name, message=exc.description, status=exc.code), exc.code
 
 
+@public.errorhandler(Exception)
+def _unexpected(exc: Exception):
+    # Blueprint handlers come before the app's for any exception class, so this one
+    # answers for the whole blueprint: gateways and monitors get JSON, never the HTML page.
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    if isinstance(exc, MasterKeyError):
+        log.error("encryption keys unavailable on %s %s: %s", request.method, request.url_rule, exc)
+        answer = _error(503, "Encryption keys are unavailable on this server; try again shortly.")
+        answer[0].headers["Retry-After"] = "5"
+        return answer
+    # The exception type and route only: bodies and values may hold personal data.
+    log.exception("unhandled %s on %s %s", type(exc).__name__, request.method, request.url_rule)
+    return _error(500, "Something went wrong on our side; the error was logged.")
+
+
 # --- health and metrics ------------------------------------------------------------------
 
 @public.route("/health")
 def health():
     from appliance.web.migrations import current_version
+    from appliance.web.startup import schema_problem
 
     database = current_app.extensions["database"]
+    readiness = current_app.extensions["readiness"]
     try:
         database.connect(reuse_if_open=True)
+        readiness.ensure()
         database.execute_sql("SELECT 1")
         schema = current_version(database)
-    except DatabaseError:
-        return jsonify(status="error", database="unreachable", version=_version()), 503
+        problem = schema_problem(database)
+    except DatabaseError as exc:
+        return _database_down(exc)
+    if problem:  # serving on a schema the code does not match answers wrongly: not healthy
+        return jsonify(status="error", database="ok", schema="not ready", reason=problem,
+                       version=_version(), schema_version=schema), 503
+    problem = readiness.disk_problem()  # reads still work on a full disk; writes do not
+    if problem:
+        return jsonify(status="error", database="ok", disk=problem, version=_version(), schema_version=schema), 503
     return jsonify(status="ok", database="ok", version=_version(), schema_version=schema)
 
 
