@@ -28,7 +28,8 @@ setup(
         "requests>=2.31",
         "pyotp>=2.9",
         "segno>=1.6",
-        "nh3>=0.2.17",  # HTML mail to safe text
+        "nh3>=0.2.17",  # HTML mail to safe text; knowledge-base HTML sanitised
+        "markdown-it-py>=3.0",  # knowledge-base articles
     ],
     extras_require={
         "postgres": ["psycopg2-binary>=2.9"],

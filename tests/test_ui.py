@@ -440,9 +440,9 @@ def test_branding_shows_on_pages_and_widget(client, world):
     assert saved.status_code == 302
     page = _text(client.get(f"/t/{tenant.id}/inbox"))
     assert "--brand: #aa1122" in page and "Acme Bank" in page and 'src="data:image/png;base64,' in page
-    # A sub-account keeps its own branding.
+    # A sub-account without branding of its own shows its parent's (tests/test_lifecycle.py: its own).
     sub = _text(client.get(f"/t/{world.tenants['A1'].id}/inbox"))
-    assert "--brand: #aa1122" not in sub and "data:image/png" not in sub
+    assert "--brand: #aa1122" in sub and "data:image/png" in sub
     widget = _text(client.get(f"/widget/{world.objects['A']['channel'].public_key}"))
     assert "Acme Bank" in widget and "--brand: #aa1122" in widget and "data:image/png;base64," in widget
 
@@ -517,7 +517,8 @@ def test_widget_end_to_end(client, world):
     webhook_channel = world.objects["A"]["shared_channel"]
     assert visitor.get(f"/widget/{webhook_channel.public_key}").status_code == 404
     Channel.update(is_active=False).where(Channel.id == channel.id).execute()
-    assert visitor.post(url, json={"body": "late"}).status_code == 404
+    switched_off = visitor.post(url, json={"body": "late"})
+    assert switched_off.status_code == 403 and "switched off" in switched_off.get_json()["message"]
     assert visitor.get("/widget/unknown-key").status_code == 404
 
 

@@ -61,6 +61,11 @@ DEFAULTS: dict = {
     # Server-side sessions: ended after this long without a request, and after this long at all.
     "session_idle_timeout_seconds": 2 * 3600,
     "session_absolute_timeout_seconds": 12 * 3600,
+    # Password-reset links an admin makes for a user: hours until an unused link stops working.
+    "password_reset_link_hours": 24,
+    # The address users reach the web UI at (https://cc.bank.example), for links in e-mails;
+    # empty: the address the admin's own request came to.
+    "public_url": "",
     # Reverse proxies in front of the app whose X-Forwarded-For is trusted for the client's
     # address (throttling): 0 when clients connect directly (the embedded default), 1 behind nginx.
     "trusted_proxy_hops": 0,
@@ -255,6 +260,13 @@ def _digits(value) -> str | None:
     return None if str(value).isdigit() or value == "" else f"{value!r} must be digits only (or \"\")"
 
 
+def _public_url(value: str) -> str | None:
+    parsed = urlparse(value)
+    if value == "" or (parsed.scheme in ("http", "https") and parsed.netloc and not parsed.query):
+        return None
+    return f"{value!r} is not the web UI's address: use one such as https://cc.bank.example (or \"\")"
+
+
 ROLES = ("agent", "supervisor", "admin")  # the membership roles, lowest first (web/models/tenancy.py)
 POSITIVE = between(0.001)
 AT_LEAST_ONE = between(1)
@@ -275,6 +287,8 @@ RULES: dict = {
     "login_throttle_window_seconds": AT_LEAST_ONE,
     "session_idle_timeout_seconds": between(60),
     "session_absolute_timeout_seconds": between(60),
+    "password_reset_link_hours": between(1, 720),
+    "public_url": Rule(check=_public_url),
     "trusted_proxy_hops": between(0, 10),
     "throttle": {key: AT_LEAST_ONE for key in DEFAULTS["throttle"]},
     "api_token_max_days": between(0, 36500),

@@ -16,7 +16,7 @@ import operator
 from dataclasses import dataclass, field
 from functools import reduce
 
-from flask import abort
+from flask import abort, request
 
 from appliance.web.models.tenancy import PROVIDER, Membership, Tenant, User, role_rank
 
@@ -89,11 +89,26 @@ def require_role(principal: Principal, tenant: Tenant, minimum: str) -> str:
     return role
 
 
-def tenant_or_404(principal: Principal, tenant_id: int, minimum: str = "agent") -> Tenant:
+# Requests that change nothing: all a deactivated tenant's data still answers.
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def require_writable(tenant: Tenant) -> None:
+    """A deactivated tenant's data stays, read-only: its own members have no grants left
+    (:meth:`Principal.for_user` skips it), and the admins above may read, not change it."""
+    if not tenant.is_active and request.method not in READ_METHODS:
+        abort(403, description=f"{tenant.name} is deactivated: its data is read-only. An admin of the "
+                               "organisation above it can reactivate it (Sub-accounts page).")
+
+
+def tenant_or_404(principal: Principal, tenant_id: int, minimum: str = "agent", *,
+                  inactive_writable: bool = False) -> Tenant:
     tenant = Tenant.get_or_none(Tenant.id == tenant_id)
-    if tenant is None or not tenant.is_active:
+    if tenant is None:
         abort(404)
     require_role(principal, tenant, minimum)
+    if not inactive_writable:
+        require_writable(tenant)
     return tenant
 
 
@@ -108,6 +123,7 @@ def object_or_404(principal: Principal, model, object_id: int, minimum: str = "a
             and _shared_down_to_principal(obj, principal)):
         return obj
     require_role(principal, tenant, minimum)
+    require_writable(tenant)
     return obj
 
 

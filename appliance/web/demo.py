@@ -63,10 +63,13 @@ def seed(count: int = 300, rng: random.Random | None = None) -> list[tuple[str, 
                 catalogue.create_channel(tenant, kind="webhook", name=f"{tenant.name} messenger"),
             ]
         catalogue.create_channel(bank, kind="email", name="Horizon shared mailbox", shared=True)
-        catalogue.create_article(bank, title="Blocked cards: what to check", shared=True,
-                                 body="Ask for the last payment, check the fraud flag, unblock after OTP.")
+        catalogue.create_article(bank, title="Blocked cards: what to check", shared=True, category="Cards",
+                                 body="1. Ask for the **last payment**.\n2. Check the fraud flag.\n"
+                                      "3. Unblock after the OTP.")
         catalogue.create_article(bank, title="Internal escalation list", body="Only for bank staff.")
-        catalogue.create_canned(bank, shortcut="hello", title="Greeting", body="Hello! How can I help you today?")
+        catalogue.create_canned(bank, shortcut="hello", title="Greeting", shared=True,
+                                body="Hello {{contact.first_name}}! This is {{agent.first_name}}: "
+                                     "how can I help you today?")
         targets = [bank, cards, retail, telco, mobile]
         for i in range(count):
             tenant = targets[i % len(targets)]

@@ -43,7 +43,7 @@ TIME = string(format="date-time")
 
 TENANT = obj(id=integer(), parent_id=integer(nullable=True), level=integer(), kind=string(), name=string(),
              slug=string(), brand_color=string(nullable=True), is_active=boolean(), mask_card_numbers=boolean(),
-             created_at=TIME)
+             deactivated_at=string(nullable=True, format="date-time"), own_branding=boolean(), created_at=TIME)
 USER = obj(id=integer(), email=string(), name=string(), is_active=boolean())
 MEMBER = obj(id=integer(), user=USER, tenant_id=integer(), role=string(), shared=boolean(), available=boolean())
 # The same answer whether the address had an account or not (it must not tell which).
@@ -63,10 +63,17 @@ CONVERSATION = obj(id=integer(), tenant_id=integer(), channel_id=integer(nullabl
                    subject=string(nullable=True), message_count=integer(), created_at=TIME, last_message_at=TIME)
 MESSAGE = obj(id=integer(), conversation_id=integer(), direction=string(), author_id=integer(nullable=True),
               body=string(), created_at=TIME)
-CANNED = obj(id=integer(), tenant_id=integer(), shortcut=string(), title=string(), body=string())
-ARTICLE = obj(id=integer(), tenant_id=integer(), title=string(), body=string(), shared=boolean(),
+CANNED = obj(id=integer(), tenant_id=integer(), shortcut=string(), title=string(), body=string(), shared=boolean())
+CANNED_FILLED = {**CANNED, "properties": {**CANNED["properties"], "text": string()},
+                 "required": sorted([*CANNED["required"], "text"])}
+ARTICLE = obj(id=integer(), tenant_id=integer(), title=string(), body=string(), category=string(), shared=boolean(),
               published=boolean())
+ARTICLE_HTML = obj(id=integer(), html=string())
 DELETED = obj(deleted=integer())
+BRANDING = obj(tenant_id=integer(), own_branding=boolean(), from_tenant_id=integer(), brand_color=string(),
+               logo=string(nullable=True))
+PASSWORD_RESET = obj(user_id=integer(), expires_at=TIME, delivery=string(enum=["shown", "email"]),
+                     link=string(nullable=True), message=string())
 ME = obj(token=TOKEN, tenant=TENANT)
 
 PROGRAM = obj(tenant_id=integer(), program=string(), assigned_at=TIME, effective_from=TIME)

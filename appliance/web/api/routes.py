@@ -14,19 +14,29 @@ from appliance.web.models.contact_center import (
     CHANNEL_KINDS,
     DIRECTIONS,
     STATUSES,
-    Article,
-    CannedAnswer,
     Channel,
     Contact,
     Message,
     Team,
 )
-from appliance.web.models.tenancy import ACCOUNT_KINDS, ROLES, SUBACCOUNT_KINDS, ApiToken, Membership, Tenant, User
+from appliance.web.models.tenancy import (
+    ACCOUNT_KINDS,
+    ROLES,
+    SUBACCOUNT_KINDS,
+    ApiToken,
+    Membership,
+    Tenant,
+    User,
+    role_rank,
+)
 from appliance.web.services import (
+    canned_text,
     catalogue,
     contacts,
     conversations,
     invitations,
+    lifecycle,
+    markdown,
     outbox,
     pan,
     sessions,
@@ -56,6 +66,15 @@ def me():
     return jsonify(token=token.to_json() | {"effective_role": g.principal.role_in(tenant)}, tenant=tenant.to_json())
 
 
+ME_PATCH = {"name": F("string", required=True, max_length=120, description="The token's user's display name")}
+
+
+@api.route("/me", methods=["PATCH"])
+@spec("Change the name of the token's user (the creator it acts for)", body=ME_PATCH, tag="tenants", response=R.USER)
+def patch_me(data):
+    return jsonify(lifecycle.rename_self(User.get_by_id(g.principal.user_id), data["name"]).to_json())
+
+
 @api.route("/tenants")
 @spec("Tenants this token reaches (its tenant and the sub-accounts below)", tag="tenants", response=R.page(R.TENANT))
 def list_tenants():
@@ -73,6 +92,8 @@ TENANT_PATCH = {
     "brand_color": F("string", max_length=7),
     "logo": F("string", max_length=200_000, nullable=True),
     "mask_card_numbers": F("boolean", description="Show card numbers in messages masked to agents"),
+    "own_branding": F("boolean", description="false: show the parent's colour and logo (inherited); "
+                      "setting brand_color or logo makes it true"),
 }
 
 
@@ -86,6 +107,40 @@ CHILD_BODY = {
     "name": F("string", required=True, max_length=120),
     "kind": F("string", required=True, enum=ACCOUNT_KINDS + SUBACCOUNT_KINDS),
 }
+
+
+@api.route("/tenants/<id:tenant_id>/branding")
+@spec("The colour and logo a tenant shows: its own, or inherited from the nearest ancestor with its own",
+      tag="tenants", response=R.BRANDING)
+def get_branding(tenant):
+    source = lifecycle.branding_of(tenant)
+    return jsonify(tenant_id=tenant.id, own_branding=source.id == tenant.id, from_tenant_id=source.id,
+                   brand_color=source.brand_color, logo=source.logo)
+
+
+CONFIRM_BODY = {"confirm": F("boolean", required=True, description="Must be true")}
+
+
+def _confirmed(data) -> None:
+    if data["confirm"] is not True:
+        abort(422, description="confirm must be true.")
+
+
+@api.route("/tenants/<id:tenant_id>/deactivate", methods=["POST"])
+@spec("Deactivate a tenant and the tenants below it (admins of its parent): members lose access, channels "
+      "refuse traffic (410), seats are freed; the data stays, read-only for the admins above",
+      role="admin", body=CONFIRM_BODY, tag="tenants", response=R.TENANT)
+def deactivate_tenant(tenant, data):
+    _confirmed(data)
+    return jsonify(lifecycle.deactivate_tenant(g.principal, tenant, actor_id=_actor()).to_json())
+
+
+@api.route("/tenants/<id:tenant_id>/reactivate", methods=["POST"])
+@spec("Reactivate a tenant, with the tenants below that were deactivated with it (admins of its parent)",
+      role="admin", body=CONFIRM_BODY, tag="tenants", response=R.TENANT, inactive_writable=True)
+def reactivate_tenant(tenant, data):
+    _confirmed(data)
+    return jsonify(lifecycle.reactivate_tenant(g.principal, tenant, actor_id=_actor()).to_json())
 
 
 @api.route("/tenants/<id:tenant_id>/children")
@@ -205,16 +260,36 @@ def reset_member_totp(member):
     return jsonify(reset=member.user_id)
 
 
-DEACTIVATE_BODY = {"confirm": F("boolean", required=True, description="Must be true")}
-
-
 @api.route("/members/<id:member_id>/deactivate", methods=["POST"])
-@spec("Deactivate a member's user everywhere: their sessions and API tokens stop at once",
-      role="admin", scope="provider", body=DEACTIVATE_BODY, tag="members", response=R.DONE)
+@spec("Deactivate a member's user everywhere (needs admin of every tenant they belong to): their sessions "
+      "and API tokens stop at once", role="admin", body=CONFIRM_BODY, tag="members", response=R.USER)
 def deactivate_member_user(member, data):
-    if data["confirm"] is not True:
-        abort(422, description="confirm must be true.")
-    return jsonify(sessions.deactivate_user(User.get_by_id(member.user_id), actor_id=_actor()).to_json())
+    return _set_member_active(member, data, False)
+
+
+@api.route("/members/<id:member_id>/reactivate", methods=["POST"])
+@spec("Reactivate a member's user (needs admin of every tenant they belong to)", role="admin",
+      body=CONFIRM_BODY, tag="members", response=R.USER)
+def reactivate_member_user(member, data):
+    return _set_member_active(member, data, True)
+
+
+def _set_member_active(member, data, active: bool):
+    _confirmed(data)
+    user = User.get_by_id(member.user_id)
+    return jsonify(lifecycle.set_user_active(g.principal, user, active, actor_id=_actor()).to_json())
+
+
+@api.route("/members/<id:member_id>/password-reset", methods=["POST"])
+@spec("Make a one-time link for a member's user to set a new password (needs admin of every tenant they "
+      "belong to): e-mailed through the site's relay when notify_mail is set (the answer then holds no link), "
+      "else in this answer for the admin to hand over", role="admin", body=CONFIRM_BODY, tag="members",
+      status=201, response=R.PASSWORD_RESET)
+def member_password_reset(member, data):
+    _confirmed(data)
+    settings = current_app.extensions["appliance_instance"].settings
+    return jsonify(lifecycle.create_reset(g.principal, User.get_by_id(member.user_id), settings, request.host_url,
+                                          actor_id=_actor())), 201
 
 
 # --- channels and teams ----------------------------------------------------------------
@@ -477,48 +552,84 @@ def create_message(conversation, data):
 CANNED_BODY = {
     "shortcut": F("string", required=True, max_length=40),
     "title": F("string", required=True, max_length=120),
-    "body": F("string", required=True, max_length=5000),
+    "body": F("string", required=True, max_length=5000,
+              description="Text; {{contact.name}}, {{agent.name}} and the other variables listed on the "
+                          "canned-answers page are filled in when inserted into a reply"),
+    "shared": F("boolean", description="Offer it to the sub-accounts below (read-only there)"),
 }
+CANNED_PATCH = {k: F(f.type, max_length=f.max_length) for k, f in CANNED_BODY.items()}
 ARTICLE_BODY = {
     "title": F("string", required=True, max_length=200),
-    "body": F("string", required=True, max_length=50_000),
+    "body": F("string", required=True, max_length=50_000, description="Markdown (raw HTML is shown as text)"),
+    "category": F("string", max_length=60),
     "shared": F("boolean"),
     "published": F("boolean"),
 }
 ARTICLE_PATCH = {k: F(f.type, max_length=f.max_length) for k, f in ARTICLE_BODY.items()}
+ARTICLE_QUERY = {"q": F("string", description="Words in the title or text"), "category": F("string")}
 
 
 @api.route("/tenants/<id:tenant_id>/canned-answers")
-@spec("Canned answers of a tenant", tag="knowledge", response=R.page(R.CANNED))
+@spec("Canned answers of a tenant and those its parents share down (an own shortcut hides a parent's)",
+      tag="knowledge", response=R.page(R.CANNED))
 def list_canned(tenant):
-    return _page(CannedAnswer.select().where(CannedAnswer.tenant == tenant.id).order_by(CannedAnswer.shortcut))
+    return _page(catalogue.usable_canned(tenant))
 
 
 @api.route("/tenants/<id:tenant_id>/canned-answers", methods=["POST"])
 @spec("Create a canned answer", role="supervisor", body=CANNED_BODY, tag="knowledge", status=201, response=R.CANNED)
 def create_canned(tenant, data):
-    return jsonify(catalogue.create_canned(tenant, **data).to_json()), 201
+    return jsonify(catalogue.create_canned(tenant, actor_id=_actor(), **data).to_json()), 201
+
+
+@api.route("/canned-answers/<id:canned_id>", methods=["PATCH"])
+@spec("Change a canned answer (its owner only: shared ones are read-only below)", role="supervisor",
+      body=CANNED_PATCH, tag="knowledge", response=R.CANNED)
+def patch_canned(canned, data):
+    return jsonify(catalogue.update_canned(canned, actor_id=_actor(), **data).to_json())
 
 
 @api.route("/canned-answers/<id:canned_id>", methods=["DELETE"])
 @spec("Delete a canned answer", role="supervisor", tag="knowledge", response=R.DELETED)
 def delete_canned(canned):
-    catalogue.delete_canned(canned)
+    catalogue.delete_canned(canned, actor_id=_actor())
     return jsonify(deleted=canned.id)
 
 
+@api.route("/conversations/<id:conversation_id>/canned-answers")
+@spec("The canned answers usable in this conversation, each with `text`: its body with the variables "
+      "filled for this conversation's contact and the token's user", tag="knowledge",
+      response=R.page(R.CANNED_FILLED))
+def conversation_canned(conversation):
+    tenant = Tenant.get_by_id(conversation.tenant_id)
+    values = canned_text.values_for(contact=Contact.get_by_id(conversation.contact_id),
+                                    agent=User.get_by_id(g.principal.user_id), tenant=tenant)
+    items = [a.to_json() | {"text": canned_text.fill(a.body, values)} for a in catalogue.usable_canned(tenant)]
+    return jsonify(items=items, next_cursor=None)
+
+
 @api.route("/tenants/<id:tenant_id>/articles")
-@spec("Knowledge-base articles of a tenant and those its parents share down", tag="knowledge",
+@spec("Knowledge-base articles of a tenant and those its parents share down; ?q= searches titles and "
+      "text, ?category= filters (drafts for supervisors and above only)", query=ARTICLE_QUERY, tag="knowledge",
       response=R.page(R.ARTICLE))
 def list_articles(tenant):
-    own = list(Article.select().where(Article.tenant == tenant.id).order_by(Article.id))
-    return _page(own + list(shared_from_ancestors(Article, tenant)))
+    drafts = role_rank(g.principal.role_in(tenant)) >= role_rank("supervisor")
+    category = request.args.get("category")
+    return _page(catalogue.visible_articles(tenant, drafts=drafts, query=request.args.get("q"),
+                                            category=category[:60] if category else None))
+
+
+@api.route("/articles/<id:article_id>/html")
+@spec("An article's text rendered from Markdown to sanitised HTML", tag="knowledge", shared_read=True,
+      response=R.ARTICLE_HTML)
+def get_article_html(article):
+    return jsonify(id=article.id, html=markdown.render(article.body))
 
 
 @api.route("/tenants/<id:tenant_id>/articles", methods=["POST"])
 @spec("Create an article", role="supervisor", body=ARTICLE_BODY, tag="knowledge", status=201, response=R.ARTICLE)
 def create_article(tenant, data):
-    return jsonify(catalogue.create_article(tenant, **data).to_json()), 201
+    return jsonify(catalogue.create_article(tenant, actor_id=_actor(), **data).to_json()), 201
 
 
 @api.route("/articles/<id:article_id>")
@@ -530,11 +641,11 @@ def get_article(article):
 @api.route("/articles/<id:article_id>", methods=["PATCH"])
 @spec("Change an article", role="supervisor", body=ARTICLE_PATCH, tag="knowledge", response=R.ARTICLE)
 def patch_article(article, data):
-    return jsonify(catalogue.update_article(article, **data).to_json())
+    return jsonify(catalogue.update_article(article, actor_id=_actor(), **data).to_json())
 
 
 @api.route("/articles/<id:article_id>", methods=["DELETE"])
 @spec("Delete an article", role="supervisor", tag="knowledge", response=R.DELETED)
 def delete_article(article):
-    catalogue.delete_article(article)
+    catalogue.delete_article(article, actor_id=_actor())
     return jsonify(deleted=article.id)

@@ -54,9 +54,11 @@ SCOPES = ("tenant", "provider")
 
 def spec(summary: str, *, role: str = "agent", scope: str = "tenant", body: dict | None = None,
          query: dict | None = None, tag: str = "general", status: int = 200, shared_read: bool = False,
-         response: dict | None = None):
+         response: dict | None = None, inactive_writable: bool = False):
     """Declare and enforce an API route's access and body (see the module docstring).
 
+    ``inactive_writable`` lets a changing request reach a deactivated tenant (reactivating
+    it); otherwise a deactivated tenant's data answers reads only (appliance.web.access).
     ``shared_read`` lets a principal below the owner read an object its owner shares down.
     ``response`` is the JSON schema of the success answer (appliance.web.api.responses);
     optional here, but tests/test_hardening_openapi.py requires one on every route.
@@ -77,6 +79,7 @@ def spec(summary: str, *, role: str = "agent", scope: str = "tenant", body: dict
             "status": status,
             "shared_read": shared_read,
             "response": response,
+            "inactive_writable": inactive_writable,
         }
 
         @functools.wraps(view)
@@ -97,7 +100,7 @@ def _load_and_check(meta: dict, url_args: dict) -> dict:
     loaded = {}
     for arg, value in url_args.items():
         if arg == "tenant_id":
-            loaded["tenant"] = tenant_or_404(principal, value, role)
+            loaded["tenant"] = tenant_or_404(principal, value, role, inactive_writable=meta["inactive_writable"])
         elif arg in TARGETS:
             loaded[arg.removesuffix("_id")] = object_or_404(principal, TARGETS[arg], value, role,
                                                             allow_shared_read=meta["shared_read"])

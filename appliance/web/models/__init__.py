@@ -21,7 +21,14 @@ from appliance.web.models.crypto import CryptoMaster, KeyRotationJob, TenantKey
 from appliance.web.models.licence import InstalledLicence, LicenceClock, TenantProgram
 from appliance.web.models.live import LiveEvent, Presence
 from appliance.web.models.metering import UsageDay
-from appliance.web.models.security import Invitation, RecoveryCode, ThrottleEvent, TotpCredential, UserSession
+from appliance.web.models.security import (
+    Invitation,
+    PasswordReset,
+    RecoveryCode,
+    ThrottleEvent,
+    TotpCredential,
+    UserSession,
+)
 from appliance.web.models.sync import SyncOutbox, SyncRequestDay, SyncState
 from appliance.web.models.system import WorkerHeartbeat
 from appliance.web.models.tenancy import ApiToken, LoginAttempt, Membership, Tenant, User
@@ -49,6 +56,7 @@ __all__ = [
     "Membership",
     "Message",
     "OutboxMessage",
+    "PasswordReset",
     "Presence",
     "RecoveryCode",
     "SyncOutbox",

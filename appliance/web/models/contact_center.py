@@ -188,6 +188,8 @@ class CannedAnswer(BaseModel):
     shortcut = CharField(max_length=40)
     title = CharField(max_length=120)
     body = TextField()
+    # Offered to the sub-accounts below too (read-only there), like shared articles.
+    shared = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
 
     class Meta:
         indexes = ((("tenant", "shortcut"), True),)
@@ -199,6 +201,7 @@ class CannedAnswer(BaseModel):
             "shortcut": self.shortcut,
             "title": self.title,
             "body": self.body,
+            "shared": self.shared,
         }
 
 
@@ -208,6 +211,8 @@ class Article(BaseModel):
     body = TextField()
     shared = BooleanField(default=False)
     published = BooleanField(default=True)
+    # Free text grouping the list ("Billing", "Returns"); empty: uncategorised.
+    category = CharField(max_length=60, default="", constraints=[SQL("DEFAULT ''")])
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
 
@@ -217,6 +222,7 @@ class Article(BaseModel):
             "tenant_id": self.tenant_id,
             "title": self.title,
             "body": self.body,
+            "category": self.category,
             "shared": self.shared,
             "published": self.published,
         }

@@ -64,3 +64,15 @@ class Invitation(BaseModel):
         return {"id": self.id, "tenant_id": self.tenant_id, "role": self.role, "shared": self.shared,
                 "created_at": self.created_at.isoformat() + "Z", "expires_at": self.expires_at.isoformat() + "Z",
                 "accepted": self.accepted}
+
+
+class PasswordReset(BaseModel):
+    """A one-time link an admin made for a user: only its hash is kept; it works once, until
+    ``expires_at``, and a newer link for the same user replaces it."""
+
+    user = ForeignKeyField(User, backref="password_resets", on_delete="CASCADE")
+    token_hash = CharField(max_length=64, unique=True)  # sha256 hex of the token in the link
+    created_by = IntegerField(null=True)  # a user id
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField()
+    used_at = DateTimeField(null=True)

@@ -38,6 +38,12 @@ class Tenant(BaseModel):
     credit_limit = DecimalField(max_digits=12, decimal_places=2, default=0)
     partner_level = CharField(max_length=20, null=True)
     is_active = BooleanField(default=True)
+    # When it was deactivated, and the tenant whose deactivation did it (itself, or the
+    # ancestor it went off with, so reactivating that ancestor brings back only these).
+    deactivated_at = DateTimeField(null=True)
+    deactivated_with = IntegerField(null=True)
+    # False: the logo and colour come from the nearest ancestor that set its own.
+    own_branding = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
     # Card numbers in messages shown masked to agents here and below (services/pan.py).
     mask_card_numbers = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
     created_at = DateTimeField(default=utcnow)
@@ -58,6 +64,8 @@ class Tenant(BaseModel):
             "slug": self.slug,
             "brand_color": self.brand_color,
             "is_active": self.is_active,
+            "deactivated_at": self.deactivated_at.isoformat() + "Z" if self.deactivated_at else None,
+            "own_branding": self.own_branding,
             "mask_card_numbers": self.mask_card_numbers,
             "created_at": self.created_at.isoformat() + "Z",
         }

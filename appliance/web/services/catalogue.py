@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import secrets
 
+from appliance.web.access import shared_down, shared_from_ancestors
 from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import CHANNEL_KINDS, Article, CannedAnswer, Channel, Team
 from appliance.web.models.tenancy import Tenant
-from appliance.web.services import Conflict, ServiceError
+from appliance.web.services import Conflict, ServiceError, canned_text
 
 
 def _text(value, name, limit, required=True):
@@ -87,24 +88,74 @@ def create_team(tenant: Tenant, name) -> Team:
     return Team.create(tenant=tenant, name=_text(name, "name", 80))
 
 
-def create_canned(tenant: Tenant, *, shortcut, title, body) -> CannedAnswer:
+def _canned_body(body):
+    body = _text(body, "body", 5000)
+    unknown = canned_text.unknown_names(body)
+    if unknown:
+        raise ServiceError(f"body: unknown variable {', '.join('{{' + n + '}}' for n in unknown)}; known: "
+                           f"{', '.join('{{' + n + '}}' for n in canned_text.NAMES)}.", 422)
+    return body
+
+
+def create_canned(tenant: Tenant, *, shortcut, title, body, shared=False, actor_id=None) -> CannedAnswer:
     shortcut = _text(shortcut, "shortcut", 40)
     if CannedAnswer.select().where(CannedAnswer.tenant == tenant.id, CannedAnswer.shortcut == shortcut).exists():
         raise Conflict("A canned answer with that shortcut exists already.")
-    return CannedAnswer.create(tenant=tenant, shortcut=shortcut, title=_text(title, "title", 120),
-                               body=_text(body, "body", 5000))
+    canned = CannedAnswer.create(tenant=tenant, shortcut=shortcut, title=_text(title, "title", 120),
+                                 body=_canned_body(body), shared=bool(shared))
+    record("canned.create", actor_id=actor_id, tenant_id=tenant.id, target=f"canned:{canned.id}")
+    return canned
 
 
-def delete_canned(canned: CannedAnswer) -> None:
+def update_canned(canned: CannedAnswer, *, shortcut=None, title=None, body=None, shared=None,
+                  actor_id=None) -> CannedAnswer:
+    if shortcut is not None:
+        shortcut = _text(shortcut, "shortcut", 40)
+        taken = CannedAnswer.select().where(CannedAnswer.tenant == canned.tenant_id, CannedAnswer.shortcut == shortcut,
+                                            CannedAnswer.id != canned.id).exists()
+        if taken:
+            raise Conflict("A canned answer with that shortcut exists already.")
+        canned.shortcut = shortcut
+    if title is not None:
+        canned.title = _text(title, "title", 120)
+    if body is not None:
+        canned.body = _canned_body(body)
+    if shared is not None:
+        canned.shared = bool(shared)
+    canned.save()
+    record("canned.update", actor_id=actor_id, tenant_id=canned.tenant_id, target=f"canned:{canned.id}")
+    return canned
+
+
+def delete_canned(canned: CannedAnswer, actor_id=None) -> None:
     canned.delete_instance()
+    record("canned.delete", actor_id=actor_id, tenant_id=canned.tenant_id, target=f"canned:{canned.id}")
 
 
-def create_article(tenant: Tenant, *, title, body, shared=False, published=True) -> Article:
-    return Article.create(tenant=tenant, title=_text(title, "title", 200), body=_text(body, "body", 50_000),
-                          shared=bool(shared), published=bool(published))
+def usable_canned(tenant: Tenant) -> list[CannedAnswer]:
+    """The tenant's own canned answers, then those its ancestors share down (an own shortcut
+    hides an inherited one of the same name)."""
+    own = list(CannedAnswer.select().where(CannedAnswer.tenant == tenant.id).order_by(CannedAnswer.shortcut))
+    taken = {c.shortcut for c in own}
+    inherited = [c for c in shared_from_ancestors(CannedAnswer, tenant).order_by(CannedAnswer.shortcut)
+                 if c.shortcut not in taken]
+    return own + inherited
 
 
-def update_article(article: Article, *, title=None, body=None, shared=None, published=None) -> Article:
+def _category(value):
+    return _text(value or "", "category", 60, required=False) or ""
+
+
+def create_article(tenant: Tenant, *, title, body, shared=False, published=True, category="",
+                   actor_id=None) -> Article:
+    article = Article.create(tenant=tenant, title=_text(title, "title", 200), body=_text(body, "body", 50_000),
+                             shared=bool(shared), published=bool(published), category=_category(category))
+    record("article.create", actor_id=actor_id, tenant_id=tenant.id, target=f"article:{article.id}")
+    return article
+
+
+def update_article(article: Article, *, title=None, body=None, shared=None, published=None, category=None,
+                   actor_id=None) -> Article:
     if title is not None:
         article.title = _text(title, "title", 200)
     if body is not None:
@@ -113,10 +164,48 @@ def update_article(article: Article, *, title=None, body=None, shared=None, publ
         article.shared = bool(shared)
     if published is not None:
         article.published = bool(published)
+    if category is not None:
+        article.category = _category(category)
     article.updated_at = utcnow()
     article.save()
+    record("article.update", actor_id=actor_id, tenant_id=article.tenant_id, target=f"article:{article.id}")
     return article
 
 
-def delete_article(article: Article) -> None:
+def delete_article(article: Article, actor_id=None) -> None:
     article.delete_instance()
+    record("article.delete", actor_id=actor_id, tenant_id=article.tenant_id, target=f"article:{article.id}")
+
+
+# Articles are plain text at rest (not personal data), so search is SQL over title and
+# body; the LIKE narrows, the casefolded comparison decides (LIKE's wildcards and case
+# rules differ between the engines).
+SEARCH_LIMIT = 200
+
+
+def visible_articles(tenant: Tenant, *, drafts: bool, query: str | None = None, category: str | None = None):
+    """Articles readers in ``tenant`` see: its own (drafts too when ``drafts``) and the
+    published ones its ancestors share down; optionally matching ``query`` and ``category``."""
+    own = Article.tenant == tenant.id
+    if not drafts:
+        own &= Article.published == True
+    condition = own | (shared_down(Article, tenant) & (Article.published == True))
+    if category is not None:
+        condition &= Article.category == category
+    needle = (query or "").strip()
+    if needle:
+        if len(needle) > 200:
+            raise ServiceError("q (the search text) is limited to 200 characters.", 422)
+        condition &= Article.title.contains(needle) | Article.body.contains(needle)
+    rows = Article.select(Article, Tenant).join(Tenant).where(condition).order_by(Article.category, Article.title)
+    if not needle:
+        return list(rows.limit(SEARCH_LIMIT * 5))
+    folded = needle.casefold()
+    return [a for a in rows.limit(SEARCH_LIMIT * 5)
+            if folded in a.title.casefold() or folded in a.body.casefold()][:SEARCH_LIMIT]
+
+
+def categories(tenant: Tenant) -> list[str]:
+    rows = Article.select(Article.category).where(
+        (Article.tenant == tenant.id) | shared_down(Article, tenant), Article.category != "").distinct()
+    return sorted({r.category for r in rows})

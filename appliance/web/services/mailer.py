@@ -53,7 +53,10 @@ def admin_addresses(tenant_id: int) -> list[str]:
     return [user.email for user in query]
 
 
-def compose(sender: str, recipients: list[str], subject: str, text: str) -> EmailMessage:
+FOOTER = "Sent by the contact center appliance. The notice is also on the billing page."
+
+
+def compose(sender: str, recipients: list[str], subject: str, text: str, footer: str = FOOTER) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = ", ".join(recipients)
@@ -61,6 +64,5 @@ def compose(sender: str, recipients: list[str], subject: str, text: str) -> Emai
     message["Date"] = formatdate(utcnow().replace(tzinfo=dt.UTC).timestamp())
     message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a robot
-    message.set_content(text + "\n\n-- \nSent by the contact center appliance. "
-                        "The notice is also on the billing page.\n")
+    message.set_content(f"{text}\n\n-- \n{footer}\n")
     return message

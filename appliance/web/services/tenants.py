@@ -65,7 +65,9 @@ def create_child(parent: Tenant, name: str, kind: str, actor_id=None) -> Tenant:
 
 
 def update_branding(tenant: Tenant, *, name=None, brand_color=None, logo=None, mask_card_numbers=None,
-                    actor_id=None):
+                    own_branding=None, actor_id=None):
+    """``own_branding`` False: show the parent's colour and logo; a colour or logo given without
+    it makes the tenant's own branding show."""
     if name is not None:
         name = name.strip()
         if not name or len(name) > 120:
@@ -77,6 +79,10 @@ def update_branding(tenant: Tenant, *, name=None, brand_color=None, logo=None, m
         tenant.brand_color = brand_color
     if logo is not None:
         tenant.logo = logos.check_data_url(logo) if logo else None
+    if own_branding is None and (brand_color is not None or logo is not None):
+        own_branding = True
+    if own_branding is not None:
+        tenant.own_branding = bool(own_branding) or tenant.level == PROVIDER
     if mask_card_numbers is not None and bool(mask_card_numbers) != tenant.mask_card_numbers:
         tenant.mask_card_numbers = bool(mask_card_numbers)
         record("tenant.mask_card_numbers", actor_id=actor_id, tenant_id=tenant.id, target=f"tenant:{tenant.id}",

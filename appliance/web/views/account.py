@@ -1,4 +1,4 @@
-"""The user's own account: TOTP enrolment, password, sessions, invitations to other tenants."""
+"""The user's own account: name, TOTP enrolment, password, sessions, invitations to other tenants."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from flask import Blueprint, flash, g, redirect, render_template, request, sessi
 from appliance.web.auth import check_second_factor, login_required, must_change_password, must_enrol
 from appliance.web.models.base import utcnow
 from appliance.web.models.tenancy import User
-from appliance.web.services import ServiceError, invitations, sessions
+from appliance.web.services import ServiceError, invitations, lifecycle, sessions
 from appliance.web.services import totp as totp_service
 from appliance.web.services.passwords import check_strength, hash_password, verify_password
 
@@ -99,6 +99,18 @@ def password():
     User.update(password_hash=hash_password(new), must_change_password=False).where(User.id == user.id).execute()
     ended = sessions.end_all(user.id, keep_sid=session.get("sid"), actor_id=user.id, reason="password-change")
     flash(f"Password changed; {ended} other session(s) signed out.", "info")
+    return redirect(url_for("account.index"))
+
+
+@account.route("/name", methods=["POST"])
+@login_required
+def name():
+    try:
+        lifecycle.rename_self(g.user, (request.form.get("name") or "")[:200])
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _page(exc.status)
+    flash("Name changed.", "info")
     return redirect(url_for("account.index"))
 
 

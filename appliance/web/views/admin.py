@@ -29,7 +29,15 @@ from appliance.web.models.tenancy import (
     Tenant,
     User,
 )
-from appliance.web.services import ServiceError, catalogue, channel_admin, invitations, logos, tenants
+from appliance.web.services import (
+    ServiceError,
+    catalogue,
+    channel_admin,
+    invitations,
+    lifecycle,
+    logos,
+    tenants,
+)
 from appliance.web.services import tokens as token_service
 from appliance.web.views import helpers
 from appliance.web.views.helpers import form_bool, form_text, owned_or_404
@@ -45,7 +53,7 @@ def _actor():
 
 # --- members -----------------------------------------------------------------------------
 
-def _render_users(tenant, status=200, form=None):
+def render_users(tenant, status=200, form=None, reset=None):
     members = list(
         Membership.select(Membership, User).join(User).where(Membership.tenant == tenant.id).order_by(User.name)
     )
@@ -54,13 +62,13 @@ def _render_users(tenant, status=200, form=None):
         .join_from(Membership, User).join_from(Membership, Tenant).order_by(User.name)
     )
     return render_template("admin/users.html", members=members, inherited=inherited, roles=ROLES,
-                           form=form or {}), status
+                           form=form or {}, reset=reset), status
 
 
 @admin.route("/users")
 @helpers.tenant_view("admin")
 def users(tenant):
-    return _render_users(tenant)
+    return render_users(tenant)
 
 
 @admin.route("/users", methods=["POST"])
@@ -74,7 +82,7 @@ def add_member(tenant):
                                           shared=form["shared"], actor_id=_actor())
     except ServiceError as exc:
         flash(str(exc), "error")
-        return _render_users(tenant, exc.status, form)
+        return render_users(tenant, exc.status, form)
     flash(answer["message"], "info")
     return redirect(url_for("admin.users", tenant_id=tenant.id))
 
@@ -88,7 +96,7 @@ def update_member(tenant, member_id):
                               available=form_bool("available"), actor_id=_actor())
     except ServiceError as exc:
         flash(str(exc), "error")
-        return _render_users(tenant, exc.status)
+        return render_users(tenant, exc.status)
     flash("Member updated.", "info")
     return redirect(url_for("admin.users", tenant_id=tenant.id))
 
@@ -101,7 +109,7 @@ def remove_member(tenant, member_id):
         tenants.remove_member(member, actor_id=_actor())
     except ServiceError as exc:
         flash(str(exc), "error")
-        return _render_users(tenant, exc.status)
+        return render_users(tenant, exc.status)
     flash("Member removed.", "info")
     return redirect(url_for("admin.users", tenant_id=tenant.id))
 
@@ -138,6 +146,28 @@ def create_subaccount(tenant):
         flash(str(exc), "error")
         return _render_subaccounts(tenant, exc.status, form)
     flash(f"{child.name} created.", "info")
+    return redirect(url_for("admin.subaccounts", tenant_id=tenant.id))
+
+
+@admin.route("/subaccounts/state", methods=["POST"])
+@helpers.tenant_view("admin")
+def subaccount_state(tenant):
+    """Deactivate or reactivate a tenant directly below this one (form fields child_id, action)."""
+    raw, action = request.form.get("child_id", ""), request.form.get("action")
+    child = Tenant.get_or_none(Tenant.id == int(raw)) if raw.isdigit() and len(raw) <= 18 else None
+    if child is None or child.parent_id != tenant.id or action not in ("deactivate", "reactivate"):
+        flash("Pick one of the sub-accounts below and deactivate or reactivate it.", "error")
+        return _render_subaccounts(tenant, 400)
+    try:
+        if action == "deactivate":
+            lifecycle.deactivate_tenant(g.principal, child, actor_id=_actor())
+        else:
+            lifecycle.reactivate_tenant(g.principal, child, actor_id=_actor())
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_subaccounts(tenant, exc.status)
+    flash(f"{child.name} {action}d." + (" Its data stays, read-only; its channels take no messages and its "
+                                        "seats are free." if action == "deactivate" else ""), "info")
     return redirect(url_for("admin.subaccounts", tenant_id=tenant.id))
 
 
@@ -299,7 +329,7 @@ def logo_data_url(upload) -> str:
 @helpers.tenant_view("admin")
 def branding(tenant):
     if request.method == "GET":
-        return render_template("admin/branding.html")
+        return render_template("admin/branding.html", source=lifecycle.branding_of(tenant))
     logo = None
     try:
         upload = request.files.get("logo")
@@ -308,11 +338,12 @@ def branding(tenant):
         elif upload is not None and upload.filename:
             logo = logo_data_url(upload)
         tenants.update_branding(tenant, name=form_text("name", 200), brand_color=request.form.get("brand_color", ""),
-                                logo=logo, mask_card_numbers=form_bool("mask_card_numbers"), actor_id=_actor())
+                                logo=logo, mask_card_numbers=form_bool("mask_card_numbers"),
+                                own_branding=not form_bool("inherit_branding"), actor_id=_actor())
     except ServiceError as exc:
         flash(str(exc), "error")
         tenant = Tenant.get_by_id(tenant.id)  # forget the unsaved changes
         g.tenant = tenant
-        return render_template("admin/branding.html", tenant=tenant), exc.status
+        return render_template("admin/branding.html", tenant=tenant, source=lifecycle.branding_of(tenant)), exc.status
     flash("Branding saved.", "info")
     return redirect(url_for("admin.branding", tenant_id=tenant.id))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from peewee import DatabaseError
 
 from appliance.web.access import is_provider_admin
@@ -21,7 +21,7 @@ from appliance.web.auth import (
 )
 from appliance.web.models.audit import record
 from appliance.web.models.tenancy import User
-from appliance.web.services import totp
+from appliance.web.services import ServiceError, lifecycle, totp
 
 auth = Blueprint("auth", __name__)
 
@@ -120,13 +120,48 @@ def _layout_context():
     try:
         return _user_context()
     except DatabaseError:  # the error page for "database down" must still render
-        return {"current_user": None, "tenant": None, "role": None}
+        return {"current_user": None, "tenant": None, "role": None, "look": None}
 
 
 def _user_context():
     user = load_user() if request.endpoint and not request.endpoint.startswith("public.") else None
-    context = {"current_user": user, "tenant": g.get("tenant"), "role": g.get("role")}
+    tenant = g.get("tenant")
+    # Sub-accounts without branding of their own show their parent's colour and logo.
+    context = {"current_user": user, "tenant": tenant, "role": g.get("role"),
+               "look": lifecycle.branding_of(tenant) if tenant is not None else None}
     if user is not None:
         context["switcher"] = list(g.principal.reachable_tenants().limit(200))
         context["provider_admin"] = is_provider_admin(g.principal)
     return context
+
+
+# --- password-reset links (made by an admin; appliance.web.services.lifecycle) -------------
+
+def _reset_page(status: int, key: str, valid: bool):
+    response = current_app.make_response((render_template("password_reset.html", key=key, valid=valid), status))
+    # The link is the secret: never sent on as a Referer, never kept in a cache.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@auth.route("/password-reset/<key>", methods=["GET", "POST"])
+def password_reset(key):
+    if request.method == "GET":
+        valid = lifecycle.reset_for(key) is not None
+        if not valid:
+            flash("This link is used, expired or replaced by a newer one: ask your administrator for a new one.",
+                  "error")
+        return _reset_page(200 if valid else 410, key, valid)
+    new, again = (request.form.get("new") or "")[:1000], (request.form.get("again") or "")[:1000]
+    if new != again:
+        flash("The two passwords differ: type the same one twice.", "error")
+        return _reset_page(422, key, lifecycle.reset_for(key) is not None)
+    try:
+        lifecycle.redeem(key, new)
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _reset_page(exc.status, key, exc.status != 410)
+    logout_user()
+    flash("Password set. Log in with it now.", "info")
+    return redirect(url_for("auth.login"))

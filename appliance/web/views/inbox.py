@@ -17,14 +17,24 @@ from flask import (
 from appliance.web.access import require_role, shared_from_ancestors
 from appliance.web.models.contact_center import (
     STATUSES,
-    CannedAnswer,
     Channel,
     Contact,
     Conversation,
     Message,
 )
 from appliance.web.models.tenancy import Membership, Tenant, User
-from appliance.web.services import ServiceError, attachments, contacts, conversations, live, outbox, pan, visitors
+from appliance.web.services import (
+    ServiceError,
+    attachments,
+    canned_text,
+    catalogue,
+    contacts,
+    conversations,
+    live,
+    outbox,
+    pan,
+    visitors,
+)
 from appliance.web.views import helpers
 from appliance.web.views.helpers import arg_id, form_text, owned_or_404
 
@@ -138,7 +148,7 @@ def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
         deliveries=outbox.deliveries(m.id for m in recent if m.direction == "out"),
         contact=Contact.get_by_id(conv.contact_id),
         channel=Channel.get_by_id(conv.channel_id),
-        canned=list(CannedAnswer.select().where(CannedAnswer.tenant == tenant.id).order_by(CannedAnswer.shortcut)),
+        canned=_canned_filled(tenant, conv),
         agents=agents,
         presence=live.presence_of([u.id for u in agents], **live.thresholds()),
         statuses=STATUSES,
@@ -147,6 +157,12 @@ def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
         bodies=bodies,
         can_reveal=can_reveal,
     ), status
+
+
+def _canned_filled(tenant, conv) -> list[tuple]:
+    """(answer, text with its variables filled for this contact and this agent) for the reply box."""
+    values = canned_text.values_for(contact=Contact.get_by_id(conv.contact_id), agent=g.user, tenant=tenant)
+    return [(a, canned_text.fill(a.body, values)) for a in catalogue.usable_canned(tenant)]
 
 
 def _visible_bodies(tenant, conv, messages) -> tuple[dict, bool]:

@@ -30,6 +30,7 @@ from appliance.web.services import (
     attachments,
     conversations,
     licence,
+    lifecycle,
     live,
     outbox,
     throttle,
@@ -185,11 +186,16 @@ def _channel(key: str, kinds: tuple) -> Channel:
     if len(key) > 64:
         abort(404)
     channel = Channel.get_or_none(Channel.public_key == key)
-    if channel is None or not channel.is_active or channel.kind not in kinds:
+    if channel is None or channel.kind not in kinds:
         abort(404, description="No active channel has this key.")
     tenant = Tenant.get_by_id(channel.tenant_id)
+    # Senders (and the services posting for them) get told why, so they stop retrying.
     if not tenant.is_active:
-        abort(404, description="No active channel has this key.")
+        abort(410, description="This channel's organisation is deactivated: it takes no messages. "
+                               "Its provider can reactivate it.")
+    if not channel.is_active:
+        abort(403, description="This channel is switched off by its organisation's admins: it takes no "
+                               "messages until they switch it on again.")
     # Web chat, messenger and e-mail channels need the tenant's program (403 says why).
     licence.require_program_for_channel(tenant, channel.kind)
     return channel
@@ -253,7 +259,8 @@ def _limit_new_conversations(channel: Channel) -> None:
 def widget(key):
     channel = _channel(key, ("webchat",))
     tenant = Tenant.get_by_id(channel.tenant_id)
-    response = current_app.make_response(render_template("public/widget.html", channel=channel, brand=tenant))
+    response = current_app.make_response(render_template("public/widget.html", channel=channel, brand=tenant,
+                                                                    look=lifecycle.branding_of(tenant)))
     return _widget_headers(response)
 
 

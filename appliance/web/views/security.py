@@ -1,12 +1,13 @@
-"""Admins acting on another user's security: end their sessions, reset their TOTP, deactivate them."""
+"""Admins acting on another user's security: end their sessions, reset their TOTP or password,
+deactivate and reactivate them."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, request, url_for
 
 from appliance.web.access import is_provider_admin
 from appliance.web.models.tenancy import Membership, User
-from appliance.web.services import ServiceError, sessions, totp
+from appliance.web.services import ServiceError, lifecycle, sessions, totp
 from appliance.web.views import helpers
 from appliance.web.views.helpers import owned_or_404
 
@@ -45,15 +46,45 @@ def reset_totp(tenant, member_id):
     return _back(tenant)
 
 
+def _set_active(tenant, member_id, active: bool):
+    member = owned_or_404(Membership, member_id, tenant, "admin")
+    try:
+        lifecycle.set_user_active(g.principal, User.get_by_id(member.user_id), active, actor_id=g.principal.user_id)
+    except ServiceError as exc:
+        if exc.status == 403:
+            abort(403, description=str(exc))
+        flash(str(exc), "error")
+        return _back(tenant)
+    flash("User deactivated: their sessions and API tokens stopped." if not active else "User reactivated.", "info")
+    return _back(tenant)
+
+
 @security.route("/deactivate", methods=["POST"])
 @helpers.tenant_view("admin")
 def deactivate(tenant, member_id):
-    _provider_only()
+    return _set_active(tenant, member_id, False)
+
+
+@security.route("/reactivate", methods=["POST"])
+@helpers.tenant_view("admin")
+def reactivate(tenant, member_id):
+    return _set_active(tenant, member_id, True)
+
+
+@security.route("/password-reset", methods=["POST"])
+@helpers.tenant_view("admin")
+def password_reset(tenant, member_id):
+    from appliance.web.views.admin import render_users
+
     member = owned_or_404(Membership, member_id, tenant, "admin")
+    settings = current_app.extensions["appliance_instance"].settings
     try:
-        sessions.deactivate_user(User.get_by_id(member.user_id), actor_id=g.principal.user_id)
+        answer = lifecycle.create_reset(g.principal, User.get_by_id(member.user_id), settings, request.host_url,
+                                        actor_id=g.principal.user_id)
     except ServiceError as exc:
+        if exc.status == 403:
+            abort(403, description=str(exc))
         flash(str(exc), "error")
         return _back(tenant)
-    flash("User deactivated: their sessions and API tokens stopped.", "info")
-    return _back(tenant)
+    # Rendered, never flashed: a flash would carry the link in the session cookie.
+    return render_users(tenant, 201, reset=answer | {"member_id": member.id})
