@@ -1,0 +1,76 @@
+"""The ceiling for bench/bench_ingest.py: the least a signed-webhook endpoint can do.
+
+A Flask app that checks the delivery's HMAC (the same scheme as the appliance's
+webhook channel: ``X-Timestamp`` and ``X-Signature: sha256=HMAC(secret, ts + "." +
+body)``), then inserts one 200-byte row through peewee and answers 202. SQLite gets
+the appliance's pragmas (WAL, synchronous=normal) and ``BEGIN IMMEDIATE``; PostgreSQL
+a connection pool, so the ceiling is the best the stack can do.
+
+Served the same way as the appliance (waitress or gunicorn), configured by the
+environment: ``CEILING_DATABASE_URL`` and ``CEILING_SECRET``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+from urllib.parse import unquote, urlparse
+
+from flask import Flask, jsonify, request
+from peewee import BlobField, DateTimeField, Model, SqliteDatabase
+from playhouse.pool import PooledPostgresqlDatabase
+
+PRAGMAS = {"journal_mode": "wal", "foreign_keys": 1, "synchronous": "normal", "busy_timeout": 10000}
+
+
+def open_database(url: str):
+    if url.startswith("sqlite:///"):
+        return SqliteDatabase(url[len("sqlite:///"):], pragmas=PRAGMAS, check_same_thread=False)
+    parsed = urlparse(url)
+    return PooledPostgresqlDatabase(unquote(parsed.path.lstrip("/")), user=unquote(parsed.username or ""),
+                                    password=unquote(parsed.password or ""), host=parsed.hostname,
+                                    port=parsed.port, max_connections=8, stale_timeout=300)
+
+
+def create_app():
+    database = open_database(os.environ["CEILING_DATABASE_URL"])
+    secret = os.environ["CEILING_SECRET"].encode()
+
+    class Row(Model):
+        body = BlobField()
+        at = DateTimeField()
+
+        class Meta:
+            table_name = "ceiling_row"
+
+    Row.bind(database)
+    with database:
+        database.create_tables([Row], safe=True)
+    app = Flask(__name__)
+
+    @app.before_request
+    def _connect():
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(exc):
+        if not database.is_closed():
+            database.close()
+
+    @app.post("/hooks/<key>")
+    def hook(key):
+        raw = request.get_data(cache=False)
+        stamp = request.headers.get("X-Timestamp", "")
+        expected = "sha256=" + hmac.new(secret, stamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(request.headers.get("X-Signature", ""), expected):
+            return jsonify(error="bad signature"), 401
+        if abs(time.time() - int(stamp)) > 300:
+            return jsonify(error="stale"), 401
+        atomic = database.atomic() if isinstance(database, PooledPostgresqlDatabase) else database.atomic("IMMEDIATE")
+        with atomic:
+            row = Row.create(body=raw[:200].ljust(200, b" "), at=time.strftime("%Y-%m-%d %H:%M:%S"))
+        return jsonify(stored=1, id=row.id), 202
+
+    return app
