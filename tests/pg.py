@@ -65,6 +65,11 @@ class TempPostgres:
                       "-A", "scram-sha-256", "-E", "UTF8", "--no-sync"),
             check=True, capture_output=True, timeout=120,
         )
+        self.start_server()
+        return self
+
+    def start_server(self):
+        """Start the initialised cluster (again, after ``stop_server``)."""
         opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
         subprocess.run(
@@ -72,7 +77,11 @@ class TempPostgres:
                       "-t", "60", "start"),
             check=True, capture_output=True, timeout=90,
         )
-        return self
+
+    def stop_server(self):
+        """Stop the server but keep its data: a restart is ``stop_server`` then ``start_server``."""
+        subprocess.run(self._cmd("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"),
+                       check=True, capture_output=True, timeout=60)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"

@@ -26,7 +26,8 @@ class _Counter(logging.Handler):
         self.statements: list[str] = []
 
     def emit(self, record):
-        self.statements.append(str(record.msg[0]) if isinstance(record.msg, tuple) else str(record.msg))
+        if isinstance(record.msg, tuple):  # (sql, params); the pool logs its check-outs as plain text
+            self.statements.append(str(record.msg[0]))
 
 
 @contextmanager

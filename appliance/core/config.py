@@ -26,6 +26,12 @@ CONFIG_FILE = "config.yml"
 DEFAULTS: dict = {
     # sqlite:///<path> (relative paths are under home) or postgresql://user:pw@host:port/db
     "database_url": "sqlite:///appliance.db",
+    # PostgreSQL connections each process keeps open (0: a new connection per request). One per
+    # serving thread is enough (the role sets the profile's gunicorn threads); workers x size must
+    # stay below the server's max_connections. Older connections are replaced after stale_seconds.
+    "database_pool_size": 8,
+    "database_pool_stale_seconds": 300,
+    "database_pool_wait_seconds": 10,
     "profile": EMBEDDED,  # or one of the sized profiles (appliance.core.sizing)
     # Session signing secret; generated into a 0600 file at init, never shipped.
     "secret_key_file": "keys/session.key",

@@ -24,7 +24,7 @@ def create_app(home=None, overrides: dict | None = None, instance: Instance | No
     app = Flask(__name__)
     app.extensions["appliance_instance"] = instance
     configure(app, instance)
-    database = dbmod.bind(instance.database_url)
+    database = dbmod.bind(instance.database_url, dbmod.Pool.from_settings(instance.settings))
     app.extensions["database"] = database
     init_crypto(app, instance)
     init_audit(app, instance)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import select
+from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
 from peewee import DatabaseProxy, PostgresqlDatabase, SqliteDatabase
+from playhouse.pool import PooledPostgresqlDatabase
 
 database_proxy = DatabaseProxy()
 
@@ -21,8 +24,58 @@ class DatabaseURLError(ValueError):
     pass
 
 
-def open_database(url: str):
-    """Build (not connect) a peewee database for ``sqlite:///path`` or ``postgresql://...``."""
+@dataclass(frozen=True)
+class Pool:
+    """PostgreSQL connections kept open between requests, per process.
+
+    ``size``: the most a process holds (one per serving thread is enough: a thread holds
+    one connection at a time); ``stale_seconds``: a connection older than this is closed
+    when it comes back, so server-side memory and a moved database are picked up;
+    ``wait_seconds``: how long a request waits for a free connection before it fails.
+    """
+
+    size: int = 4
+    stale_seconds: int = 300
+    wait_seconds: int = 10
+
+    @classmethod
+    def from_settings(cls, settings) -> Pool:
+        return cls(size=int(settings["database_pool_size"]), stale_seconds=int(settings["database_pool_stale_seconds"]),
+                   wait_seconds=int(settings["database_pool_wait_seconds"]))
+
+
+class PooledPostgres(PooledPostgresqlDatabase):
+    """The pool, checking a connection at check-out without a round trip.
+
+    peewee's pool sends ``SELECT 1`` on every check-out, one round trip per request.
+    An idle connection gets nothing from the server unless it is going away (a restart,
+    an administrator's terminate): then its socket turns readable. So one ``poll``
+    tells a dead pooled connection from a live one, and after a PostgreSQL restart
+    every dead connection is dropped at check-out instead of failing a request.
+    """
+
+    def _is_closed(self, conn):
+        if conn.closed:
+            return True
+        status = self._adapter.txn_status(conn)
+        if status == self._adapter.txn_unknown:
+            return True
+        try:
+            readable, _, _ = select.select([conn.fileno()], [], [], 0)
+            if readable:
+                return True
+            if status != self._adapter.txn_idle:
+                self._adapter.rollback(conn)
+        except Exception:  # any failure here means the connection is not worth keeping
+            return True
+        return False
+
+
+def open_database(url: str, pool: Pool | None = None):
+    """Build (not connect) a peewee database for ``sqlite:///path`` or ``postgresql://...``.
+
+    With ``pool``, PostgreSQL connections are pooled (``close`` hands them back); SQLite
+    opens a file, which costs nothing worth pooling."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
@@ -30,21 +83,24 @@ def open_database(url: str):
             raise DatabaseURLError(f"SQLite URL needs a path: sqlite:///PATH (got {url!r})")
         return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     if parsed.scheme in {"postgres", "postgresql"}:
-        return PostgresqlDatabase(
+        pooled = {} if pool is None or pool.size <= 0 else {
+            "max_connections": pool.size, "stale_timeout": pool.stale_seconds, "timeout": pool.wait_seconds}
+        return (PooledPostgres if pooled else PostgresqlDatabase)(
             unquote(parsed.path.lstrip("/")),
             user=unquote(parsed.username or "") or None,
             password=unquote(parsed.password or "") or None,
             host=parsed.hostname or None,
             port=parsed.port or None,
             connect_timeout=5,
+            **pooled,
         )
     raise DatabaseURLError(
         f"Unsupported database URL {url!r}: use sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB"
     )
 
 
-def bind(url: str):
-    db = open_database(url)
+def bind(url: str, pool: Pool | None = None):
+    db = open_database(url, pool)
     database_proxy.initialize(db)
     return db
 
