@@ -88,7 +88,7 @@ def prepare_appliance(home: Path, database_url: str) -> tuple[str, str]:
 class Server:
     def __init__(self, name, argv, env, cwd, port):
         self.name, self.port = name, port
-        self.log = open(Path(tempfile.gettempdir()) / f"bench-ingest-{name}-{port}.log", "wb")
+        self.log = open(Path(tempfile.gettempdir()) / f"bench-ingest-{name}-{port}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(argv, env=dict(os.environ, **env), cwd=cwd, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         if not wait_port(port, timeout=60):
@@ -144,7 +144,8 @@ async def _connection(port, key, secret, tag, deadline, latencies, statuses):
     sent = 0
     try:
         while time.perf_counter() < deadline:
-            raw = json.dumps({"id": f"{tag}-{sent}", "sender_id": f"{tag}-{sent // 2}", "name": f"Customer {tag} {sent // 2}",
+            sender = f"{tag}-{sent // 2}"
+            raw = json.dumps({"id": f"{tag}-{sent}", "sender_id": sender, "name": f"Customer {sender}",
                               "body": BODY}).encode()
             headers = signed_headers(secret, raw)
             head = (f"POST /hooks/{key} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
