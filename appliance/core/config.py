@@ -40,6 +40,9 @@ DEFAULTS: dict = {
     "master_key_source": "file",
     "master_key_salt_file": "keys/master.salt",
     "crypto_key_cache_seconds": 5,
+    # Each process keeps the evaluated licence state and checks every this many seconds whether
+    # a licence was installed or the clock mark moved elsewhere (its own changes apply at once).
+    "licence_state_recheck_seconds": 2,
     # Phone numbers without a country code get this one (e.g. "49"); empty: keep as typed.
     "phone_default_country_code": "",
     "phone_trunk_prefix": "0",
