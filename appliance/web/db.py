@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
 from peewee import DatabaseProxy, PostgresqlDatabase, SqliteDatabase
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 database_proxy = DatabaseProxy()
 
@@ -74,13 +74,19 @@ class PooledPostgres(PooledPostgresqlDatabase):
 def open_database(url: str, pool: Pool | None = None):
     """Build (not connect) a peewee database for ``sqlite:///path`` or ``postgresql://...``.
 
-    With ``pool``, PostgreSQL connections are pooled (``close`` hands them back); SQLite
-    opens a file, which costs nothing worth pooling."""
+    With ``pool``, connections are kept between requests (``close`` hands them back). On
+    SQLite too: opening one runs five pragmas, and closing the last one checkpoints the
+    WAL (about 10 ms a request when requests come one at a time); there the pool has no
+    upper bound, since an SQLite connection holds no server resources.
+    """
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
         if not path:
             raise DatabaseURLError(f"SQLite URL needs a path: sqlite:///PATH (got {url!r})")
+        if pool is not None and pool.size > 0:
+            return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False, max_connections=None,
+                                        stale_timeout=pool.stale_seconds, timeout=pool.wait_seconds)
         return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     if parsed.scheme in {"postgres", "postgresql"}:
         pooled = {} if pool is None or pool.size <= 0 else {
