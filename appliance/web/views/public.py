@@ -13,7 +13,7 @@ from importlib import metadata
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
 from itsdangerous import BadSignature, URLSafeSerializer
-from peewee import DatabaseError, InterfaceError, OperationalError, fn
+from peewee import JOIN, DatabaseError, InterfaceError, OperationalError, fn
 from werkzeug.exceptions import HTTPException
 
 from appliance.web.channels import adapter_for
@@ -21,6 +21,7 @@ from appliance.web.channels import config as channel_config
 from appliance.web.channels.base import Refused
 from appliance.web.channels.ingest import store_inbound
 from appliance.web.db import write_transaction
+from appliance.web.models.channels import ChannelConfig
 from appliance.web.models.contact_center import Attachment, Channel, Conversation, Message
 from appliance.web.models.tenancy import Tenant, User
 from appliance.web.services import ServiceError, attachments, conversations, licence, live, throttle, visitors
@@ -144,10 +145,13 @@ def metrics():
 def _channel(key: str, kinds: tuple) -> Channel:
     if len(key) > 64:
         abort(404)
-    channel = Channel.get_or_none(Channel.public_key == key)
+    # The channel, its tenant and its settings row in one statement (every inbound post asks).
+    channel = (Channel.select(Channel, Tenant, ChannelConfig).join(Tenant).switch(Channel)
+               .join(ChannelConfig, JOIN.LEFT_OUTER, on=(ChannelConfig.channel == Channel.id), attr="config_row")
+               .where(Channel.public_key == key).first())
     if channel is None or not channel.is_active or channel.kind not in kinds:
         abort(404, description="No active channel has this key.")
-    tenant = Tenant.get_by_id(channel.tenant_id)
+    tenant = channel.tenant
     if not tenant.is_active:
         abort(404, description="No active channel has this key.")
     # Web chat, messenger and e-mail channels need the tenant's program (403 says why).
