@@ -64,6 +64,6 @@ def test_statements_per_inbound_message(client, world):
     with client.application.app_context():
         assert Message.select().where(Message.conversation == started).count() == 2
         assert Conversation.get_by_id(started).message_count == 2
-    print(len(new_contact), len(continuing))
+    print(len(new_contact), len(continuing)); print("\n".join(new_contact)); print("--"); print("\n".join(continuing))
     assert len(new_contact) <= NEW_CONTACT_MAX, "\n".join(new_contact)
     assert len(continuing) <= CONTINUING_MAX, "\n".join(continuing)
