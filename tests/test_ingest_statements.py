@@ -16,8 +16,15 @@ from contextlib import contextmanager
 from appliance.web.channels.webhook import signed_headers
 from appliance.web.models.contact_center import Conversation, Message
 
-NEW_CONTACT_MAX = 31
-CONTINUING_MAX = 24
+# The goals are 9 and 6. What is left (7 for a continuing message): the webhook throttle
+# (count and record in one INSERT ... SELECT), the channel with its tenant and settings,
+# the sender's identity with their open conversation, then in one transaction the
+# message, the conversation's counter and time, the live event and the ledger row. A new
+# contact adds the contact, its channel identity and the round-robin UPDATE ... RETURNING,
+# and saves the counter update (the conversation is inserted counted). Folding further
+# needs data-modifying CTEs (PostgreSQL only) or triggers.
+NEW_CONTACT_MAX = 10
+CONTINUING_MAX = 7
 
 
 class _Counter(logging.Handler):
@@ -55,15 +62,17 @@ def _deliver(client, channel, n, sender):
 
 
 def test_statements_per_inbound_message(client, world):
-    print("COUNTS")
     channel = world.objects["A"]["shared_channel"]
     _deliver(client, channel, 0, "warm-up sender")  # the channel's first inbound creates its status row
+    # As in production: the kept licence state is not rechecked on every request (see
+    # services/licence.current_state), which TESTING does for tests that edit licence rows.
+    client.application.config["TESTING"] = False
     started, new_contact = _deliver(client, channel, 1, "sender 1")
     continued, continuing = _deliver(client, channel, 2, "sender 1")
     assert continued == started
     with client.application.app_context():
         assert Message.select().where(Message.conversation == started).count() == 2
         assert Conversation.get_by_id(started).message_count == 2
-    print(len(new_contact), len(continuing)); print("\n".join(new_contact)); print("--"); print("\n".join(continuing))
     assert len(new_contact) <= NEW_CONTACT_MAX, "\n".join(new_contact)
     assert len(continuing) <= CONTINUING_MAX, "\n".join(continuing)
+    assert not any(s.startswith(("SAVEPOINT", "RELEASE")) for s in new_contact + continuing), "one transaction"

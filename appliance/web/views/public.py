@@ -20,7 +20,7 @@ from appliance.web.channels import adapter_for
 from appliance.web.channels import config as channel_config
 from appliance.web.channels.base import Refused
 from appliance.web.channels.ingest import store_inbound
-from appliance.web.db import write_transaction
+from appliance.web.db import Prepared, write_transaction
 from appliance.web.models.channels import ChannelConfig
 from appliance.web.models.contact_center import Attachment, Channel, Conversation, Message
 from appliance.web.models.tenancy import Tenant, User
@@ -142,13 +142,17 @@ def metrics():
 
 # --- shared input handling ---------------------------------------------------------------
 
+# The channel, its tenant and its settings row in one statement (every inbound post asks).
+_CHANNEL_BY_KEY = Prepared(lambda key: (
+    Channel.select(Channel, Tenant, ChannelConfig).join(Tenant).switch(Channel)
+    .join(ChannelConfig, JOIN.LEFT_OUTER, on=(ChannelConfig.channel == Channel.id), attr="config_row")
+    .where(Channel.public_key == key).limit(1)))
+
+
 def _channel(key: str, kinds: tuple) -> Channel:
     if len(key) > 64:
         abort(404)
-    # The channel, its tenant and its settings row in one statement (every inbound post asks).
-    channel = (Channel.select(Channel, Tenant, ChannelConfig).join(Tenant).switch(Channel)
-               .join(ChannelConfig, JOIN.LEFT_OUTER, on=(ChannelConfig.channel == Channel.id), attr="config_row")
-               .where(Channel.public_key == key).first())
+    channel = next(iter(_CHANNEL_BY_KEY(key)), None)
     if channel is None or not channel.is_active or channel.kind not in kinds:
         abort(404, description="No active channel has this key.")
     tenant = channel.tenant
