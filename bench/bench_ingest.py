@@ -180,8 +180,12 @@ async def _load(port, key, secret, concurrency, seconds, run_tag):
     latencies, statuses = [], {}
     began = time.perf_counter()
     deadline = began + seconds
-    await asyncio.gather(*(_connection(port, key, secret, f"{run_tag}c{i}", deadline, latencies, statuses)
-                           for i in range(concurrency)))
+    try:
+        await asyncio.wait_for(asyncio.gather(*(
+            _connection(port, key, secret, f"{run_tag}c{i}", deadline, latencies, statuses)
+            for i in range(concurrency))), seconds + 60)
+    except TimeoutError:
+        raise SystemExit(f"the server on port {port} stopped answering for a minute ({run_tag})") from None
     elapsed = time.perf_counter() - began
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else float("nan")
@@ -212,6 +216,7 @@ def main(argv=None):
     repeats = args.repeats or (3 if args.quick else 5)
     seconds = args.seconds or (2.0 if args.quick else 5.0)
     stacks = [s for s in args.stacks.split(",") if s]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the servers and the cluster are stopped
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     pg = TempPostgres().start() if "postgres" in stacks else None
     medians = {}
@@ -223,7 +228,7 @@ def main(argv=None):
                 for who in ("appliance", "ceiling"):  # warm both: imports, first connections, caches
                     load(servers[who].port, key, secret, 4, 1.0, f"warm-{who}")
                 print(f"{stack}: {'waitress 8 threads' if stack == 'sqlite' else 'gunicorn gthread 3x4'}, "
-                      f"{repeats} x {seconds:g} s per figure; msg/s min/median/max")
+                      f"{repeats} x {seconds:g} s per figure; msg/s min/median/max", flush=True)
                 for level in levels:
                     results = {"appliance": [], "ceiling": []}
                     for rep in range(repeats):
