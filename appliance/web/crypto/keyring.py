@@ -176,10 +176,8 @@ class KeyRing:
                .where((TenantKey.tenant_id == tenant_id) & (TenantKey.purpose == purpose)
                       & (TenantKey.status == "active"))
                .order_by(TenantKey.version.desc()).first())
-        if row is None:
-            key = self._create_first(tenant_id, purpose)
-        else:
-            key = self._by_id.get(row.key_id) or self._load(row)
+        key = self._create_first(tenant_id, purpose) if row is None else (
+            self._by_id.get(row.key_id) or self._load(row))
         with self._lock:
             self._active[(tenant_id, purpose)] = (key, time.monotonic() + self.active_ttl)
         return key
