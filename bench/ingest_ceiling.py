@@ -3,8 +3,8 @@
 A Flask app that checks the delivery's HMAC (the same scheme as the appliance's
 webhook channel: ``X-Timestamp`` and ``X-Signature: sha256=HMAC(secret, ts + "." +
 body)``), then inserts one 200-byte row through peewee and answers 202. SQLite gets
-the appliance's pragmas (WAL, synchronous=normal) and ``BEGIN IMMEDIATE``; PostgreSQL
-a connection pool, so the ceiling is the best the stack can do.
+the appliance's pragmas (WAL, synchronous=normal) and ``BEGIN IMMEDIATE``; both databases
+a connection pool, as the appliance has, so the ceiling is the best the stack can do.
 
 Served the same way as the appliance (waitress or gunicorn), configured by the
 environment: ``CEILING_DATABASE_URL`` and ``CEILING_SECRET``.
@@ -19,15 +19,16 @@ import time
 from urllib.parse import unquote, urlparse
 
 from flask import Flask, jsonify, request
-from peewee import BlobField, DateTimeField, Model, SqliteDatabase
-from playhouse.pool import PooledPostgresqlDatabase
+from peewee import BlobField, DateTimeField, Model
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 PRAGMAS = {"journal_mode": "wal", "foreign_keys": 1, "synchronous": "normal", "busy_timeout": 10000}
 
 
 def open_database(url: str):
     if url.startswith("sqlite:///"):
-        return SqliteDatabase(url[len("sqlite:///"):], pragmas=PRAGMAS, check_same_thread=False)
+        return PooledSqliteDatabase(url[len("sqlite:///"):], pragmas=PRAGMAS, check_same_thread=False,
+                                    max_connections=None, stale_timeout=300)
     parsed = urlparse(url)
     return PooledPostgresqlDatabase(unquote(parsed.path.lstrip("/")), user=unquote(parsed.username or ""),
                                     password=unquote(parsed.password or ""), host=parsed.hostname,
@@ -50,15 +51,6 @@ def create_app():
         database.create_tables([Row], safe=True)
     app = Flask(__name__)
 
-    @app.before_request
-    def _connect():
-        database.connect(reuse_if_open=True)
-
-    @app.teardown_request
-    def _close(exc):
-        if not database.is_closed():
-            database.close()
-
     @app.post("/hooks/<key>")
     def hook(key):
         raw = request.get_data(cache=False)
@@ -69,7 +61,7 @@ def create_app():
         if abs(time.time() - int(stamp)) > 300:
             return jsonify(error="stale"), 401
         atomic = database.atomic() if isinstance(database, PooledPostgresqlDatabase) else database.atomic("IMMEDIATE")
-        with atomic:
+        with database.connection_context(), atomic:  # a pooled connection is handed back on the way out
             row = Row.create(body=raw[:200].ljust(200, b" "), at=time.strftime("%Y-%m-%d %H:%M:%S"))
         return jsonify(stored=1, id=row.id), 202
 
