@@ -114,6 +114,10 @@ def start_stack(stack: str, work: Path, pg: TempPostgres | None) -> dict:
         app_url, ceiling_url = pg.url(pg.create_database()), pg.url(pg.create_database())
     home = work / f"home-{stack}"
     key, secret = prepare_appliance(home, app_url)
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ingest_ceiling import create_schema
+
+    create_schema(ceiling_url)
     env = {"APPLIANCE_HOME": str(home), "PYTHONPATH": str(ROOT), "CEILING_DATABASE_URL": ceiling_url,
            "CEILING_SECRET": secret}
     servers = {}

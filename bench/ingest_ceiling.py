@@ -35,10 +35,7 @@ def open_database(url: str):
                                     port=parsed.port, max_connections=8, stale_timeout=300)
 
 
-def create_app():
-    database = open_database(os.environ["CEILING_DATABASE_URL"])
-    secret = os.environ["CEILING_SECRET"].encode()
-
+def _row_model(database):
     class Row(Model):
         body = BlobField()
         at = DateTimeField()
@@ -47,8 +44,21 @@ def create_app():
             table_name = "ceiling_row"
 
     Row.bind(database)
+    return Row
+
+
+def create_schema(url: str) -> None:
+    """Once, before the servers start (gunicorn's workers would race to create it)."""
+    database = open_database(url)
     with database:
-        database.create_tables([Row], safe=True)
+        database.create_tables([_row_model(database)], safe=True)
+    database.close_all()
+
+
+def create_app():
+    database = open_database(os.environ["CEILING_DATABASE_URL"])
+    secret = os.environ["CEILING_SECRET"].encode()
+    Row = _row_model(database)
     app = Flask(__name__)
 
     @app.post("/hooks/<key>")
