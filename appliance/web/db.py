@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import select
 import threading
 from contextlib import contextmanager
@@ -73,6 +74,37 @@ class PooledPostgres(PooledPostgresqlDatabase):
         return False
 
 
+class PooledSqlite(PooledSqliteDatabase):
+    """The pool, but a connection whose file is no longer the database's path is dropped.
+
+    An open SQLite connection keeps reading the file it opened even after that file was
+    moved away or replaced (a restore): one ``stat`` at check-out notices, so the next
+    request opens the path anew (or fails as the database being unavailable).
+    """
+
+    def _add_conn_hooks(self, conn):
+        super()._add_conn_hooks(conn)
+        self._files = getattr(self, "_files", {})
+        self._files[id(conn)] = _file_id(self.database)
+
+    def _is_closed(self, conn):
+        if super()._is_closed(conn):
+            return True
+        return _file_id(self.database) != getattr(self, "_files", {}).get(id(conn))
+
+    def _close_raw(self, conn):
+        getattr(self, "_files", {}).pop(id(conn), None)
+        super()._close_raw(conn)
+
+
+def _file_id(path: str):
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 def open_database(url: str, pool: Pool | None = None):
     """Build (not connect) a peewee database for ``sqlite:///path`` or ``postgresql://...``.
 
@@ -87,9 +119,9 @@ def open_database(url: str, pool: Pool | None = None):
         if not path:
             raise DatabaseURLError(f"SQLite URL needs a path: sqlite:///PATH (got {url!r})")
         if pool is not None and pool.size > 0:
-            database = PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False,
-                                            max_connections=None, stale_timeout=pool.stale_seconds,
-                                            timeout=pool.wait_seconds)
+            database = PooledSqlite(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False,
+                                    max_connections=None, stale_timeout=pool.stale_seconds,
+                                    timeout=pool.wait_seconds)
         else:
             database = SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
         database.writer_lock = threading.Lock()  # see _immediate
