@@ -583,6 +583,8 @@ def test_health_503_when_the_database_is_down(app, client, instance, request, tm
         server = request.getfixturevalue("pg_server")
         name = urlparse(instance.database_url).path.lstrip("/")
         server.psql(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false")
+        # Down means the pooled connections die too, as when the server goes away.
+        server.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
         restore = lambda: server.psql(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true")  # noqa: E731
     try:
         answer = client.get("/health")

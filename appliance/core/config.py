@@ -29,6 +29,12 @@ CONFIG_FILE = "config.yml"
 DEFAULTS: dict = {
     # sqlite:///<path> (relative paths are under home) or postgresql://user:pw@host:port/db
     "database_url": "sqlite:///appliance.db",
+    # PostgreSQL connections each process keeps open (0: a new connection per request). One per
+    # serving thread is enough (the role sets the profile's gunicorn threads); workers x size must
+    # stay below the server's max_connections. Older connections are replaced after stale_seconds.
+    "database_pool_size": 8,
+    "database_pool_stale_seconds": 300,
+    "database_pool_wait_seconds": 10,
     "profile": EMBEDDED,  # or one of the sized profiles (appliance.core.sizing)
     # Session signing secret; generated into a 0600 file at init, never shipped.
     "secret_key_file": "keys/session.key",
@@ -37,6 +43,9 @@ DEFAULTS: dict = {
     "master_key_source": "file",
     "master_key_salt_file": "keys/master.salt",
     "crypto_key_cache_seconds": 5.0,
+    # Each process keeps the evaluated licence state and checks every this many seconds whether
+    # a licence was installed or the clock mark moved elsewhere (its own changes apply at once).
+    "licence_state_recheck_seconds": 2,
     # Phone numbers without a country code get this one (e.g. "49"); empty: keep as typed.
     "phone_default_country_code": "",
     "phone_trunk_prefix": "0",

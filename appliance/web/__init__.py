@@ -34,7 +34,7 @@ def create_app(home=None, overrides: dict | None = None, instance: Instance | No
     app = Flask(__name__)
     app.extensions["appliance_instance"] = instance
     configure(app, instance)
-    database = dbmod.bind(instance.database_url)
+    database = dbmod.bind(instance.database_url, dbmod.Pool.from_settings(instance.settings))
     startup.check_database(instance, database)  # never creates a missing database: init does
     app.extensions["database"] = database
     # Checking the master key against the database waits for it when it is down at start.

@@ -8,6 +8,7 @@ instance configuration, so an adapter gets everything in one dict.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 import uuid
@@ -22,6 +23,10 @@ from appliance.web.models.contact_center import Channel
 from appliance.web.services import ServiceError
 
 MAX_VALUE = 2000
+
+
+def timedelta_since(when: dt.datetime) -> dt.timedelta:
+    return utcnow() - when
 
 
 def installation_settings() -> dict:
@@ -39,8 +44,18 @@ def config_row(channel: Channel) -> ChannelConfig:
     return row
 
 
+def _prefetched(channel: Channel):
+    """The settings row selected with the channel (inbound posts join it), or ... when it was not."""
+    row = getattr(channel, "config_row", ...)
+    if row is not ... and row is not None and row.id is None:
+        return None  # the outer join found no row
+    return row
+
+
 def stored_settings(channel: Channel) -> dict:
-    row = ChannelConfig.get_or_none(ChannelConfig.channel == channel.id)
+    row = _prefetched(channel)
+    if row is ...:
+        row = ChannelConfig.get_or_none(ChannelConfig.channel == channel.id)
     value = row.settings if row is not None else None
     return dict(value) if isinstance(value, dict) else {}
 
@@ -111,7 +126,16 @@ def update_settings(channel: Channel, values: dict) -> dict:
     return {"generated": generated, "missing": missing}
 
 
+# How stale a channel's "last inbound" time may be: a busy channel then writes it once
+# per this interval, not once per message.
+INBOUND_MARK_STEP = dt.timedelta(seconds=10)
+
+
 def record_inbound(channel: Channel) -> None:
+    row = _prefetched(channel)
+    if row not in (..., None) and row.last_inbound_at is not None and (
+            timedelta_since(row.last_inbound_at) < INBOUND_MARK_STEP):
+        return
     if not ChannelConfig.update(last_inbound_at=utcnow()).where(ChannelConfig.channel == channel.id).execute():
         config_row(channel)
         ChannelConfig.update(last_inbound_at=utcnow()).where(ChannelConfig.channel == channel.id).execute()

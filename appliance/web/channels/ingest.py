@@ -1,22 +1,23 @@
 """Inbound items into conversations, each exactly once.
 
-The first thing stored for an item is its ledger row (channel, the service's own id),
-under a unique index: a re-delivery, a second app host receiving the same update, or
-a poll repeated after a crash all hit that index and add nothing. The ledger row, the
-contact, the conversation and the message are written in one transaction, so an item
-is either wholly stored or not at all (and is then stored when it comes again).
+Each stored item has a ledger row (channel, the service's own id) under a unique
+index: a re-delivery, a second app host receiving the same update, or a poll repeated
+after a crash all hit that index and add nothing. The contact, the conversation, the
+message and, last, the ledger row are written in one transaction, so an item is either
+wholly stored or not at all (and is then stored when it comes again); a duplicate's
+transaction is undone when its ledger row cannot be inserted.
 """
 
 from __future__ import annotations
 
 import logging
 
-from peewee import IntegrityError
+from peewee import JOIN
 
 from appliance.web.channels.base import Inbound, InboundFile
-from appliance.web.db import database_proxy, write_transaction
+from appliance.web.db import write_transaction
 from appliance.web.models.channels import ChannelIdentity, InboundSeen
-from appliance.web.models.contact_center import Attachment, Channel, Contact, Conversation, Message
+from appliance.web.models.contact_center import Attachment, Channel, Conversation, Message
 from appliance.web.models.tenancy import Tenant
 from appliance.web.services import ServiceError, conversations
 
@@ -45,39 +46,45 @@ def store_inbound(channel: Channel, items: list[Inbound], find_conversation=None
     return made
 
 
+class _StoredBefore(Exception):
+    """The ledger already holds this item: the transaction that stored it again is undone."""
+
+
 def _store_one(channel: Channel, item: Inbound, find_conversation) -> Message | None:
     key = str(item.external_id)[:MAX_EXTERNAL_ID]
     if not key:
         raise ServiceError("An inbound item needs the service's id for it.", 422)
     item = _within_limits(item)
-    with write_transaction():
-        try:
-            with database_proxy.atomic():
-                seen = InboundSeen.create(channel=channel.id, external_id=key)
-        except IntegrityError:
-            return None  # stored before: the service re-delivered it
-        tenant = Tenant.get_by_id(channel.tenant_id)
-        text = _text_of(item)
-        conv = find_conversation(channel, item) if find_conversation else None
+    try:
+        with write_transaction():
+            return _store_new(channel, item, key, find_conversation)
+    except _StoredBefore:
+        return None  # stored before: the service re-delivered it
+
+
+def _store_new(channel: Channel, item: Inbound, key: str, find_conversation) -> Message:
+    tenant = channel.tenant  # inbound posts select it with the channel
+    text = _text_of(item)
+    conv = find_conversation(channel, item) if find_conversation else None
+    if conv is None:
+        contact_id, conv = _contact_for(channel, tenant, item)
         if conv is None:
-            contact = _contact_for(channel, tenant, item)
-            conv = (Conversation.select()
-                    .where(Conversation.contact == contact.id, Conversation.channel == channel.id,
-                           Conversation.status != "resolved")
-                    .order_by(Conversation.id.desc()).first())
-            if conv is None:
-                conv = conversations.start_conversation(channel, tenant, contact, text, subject=item.subject)
-                message = conv.messages.order_by(Message.id.desc()).get()
-            else:
-                message = conversations.add_message(conv, "in", text)
+            conv, message = conversations.open_conversation(channel, tenant, contact_id, text, subject=item.subject)
         else:
-            message = conversations.add_message(conv, "in", text)
-            if conv.status == "resolved":
-                conversations.set_status(conv, "open")
-        for f in item.files:
-            store_file(message, f)
-        seen.message = message.id
-        seen.save(only=[InboundSeen.message])
+            message = conversations.append_message(conv, "in", text)
+    else:
+        message = conversations.append_message(conv, "in", text)
+        if conv.status == "resolved":
+            conversations.set_status(conv, "open")
+    for f in item.files:
+        store_file(message, f)
+    # The ledger row last, in the same transaction: a re-delivery (or a second app host
+    # receiving the same update at once) finds the unique index taken, or waits for it
+    # on PostgreSQL, and undoes all it wrote.
+    claimed = (InboundSeen.insert(channel=channel.id, external_id=key, message=message.id)
+               .on_conflict_ignore().as_rowcount().execute())
+    if not claimed:
+        raise _StoredBefore
     return message
 
 
@@ -122,12 +129,22 @@ def find_identity(channel: Channel, sender_id: str) -> ChannelIdentity | None:
     return rows[0] if rows else None
 
 
-def _contact_for(channel: Channel, tenant: Tenant, item: Inbound) -> Contact:
+def _contact_for(channel: Channel, tenant: Tenant, item: Inbound) -> tuple[int, Conversation | None]:
+    """The sender's contact id and their newest open conversation on ``channel`` (None: start one)."""
     sender = str(item.sender_id or "")
     if sender:
-        identity = find_identity(channel, sender)
-        if identity is not None:
-            return Contact.get_by_id(identity.contact_id)
+        # The identity and the open conversation in one statement.
+        open_conv = ((Conversation.contact == ChannelIdentity.contact) & (Conversation.channel == channel.id)
+                     & (Conversation.status != "resolved"))
+        rows = ChannelIdentity.find_by_index(
+            channel.tenant_id, "external", sender,
+            ChannelIdentity.select(ChannelIdentity, Conversation)
+            .join(Conversation, JOIN.LEFT_OUTER, on=open_conv, attr="open_conversation")
+            .where(ChannelIdentity.channel == channel.id)
+            .order_by(ChannelIdentity.id, Conversation.id.desc()))
+        if rows:
+            conv = getattr(rows[0], "open_conversation", None)
+            return rows[0].contact_id, conv if conv is not None and conv.id is not None else None
     try:
         contact = conversations.find_or_create_contact(tenant, name=item.sender_name, email=item.email,
                                                        phone=item.phone)
@@ -137,7 +154,12 @@ def _contact_for(channel: Channel, tenant: Tenant, item: Inbound) -> Contact:
         contact = conversations.find_or_create_contact(tenant, name=item.sender_name)
     if sender:
         ChannelIdentity.create(channel=channel.id, tenant=tenant.id, contact=contact.id, external=sender)
-    return contact
+    if getattr(contact, "_created", False):
+        return contact.id, None  # made just now: no conversation yet
+    return contact.id, (Conversation.select()
+                        .where(Conversation.contact == contact.id, Conversation.channel == channel.id,
+                               Conversation.status != "resolved")
+                        .order_by(Conversation.id.desc()).first())
 
 
 def recipient_for(conv: Conversation) -> str:

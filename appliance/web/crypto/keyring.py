@@ -225,18 +225,20 @@ class KeyRing:
         hit = self._active.get((tenant_id, purpose))
         if hit is not None and hit[1] > time.monotonic():
             return hit[0]
+        # No lock is held while the database is asked. A first key is inserted inside the
+        # caller's transaction and may wait for another process's transaction inserting the
+        # same key; a thread of this process queued on the lock could be what that one waits
+        # for, a deadlock no database can see. Two threads here meet at the key's unique index.
+        self.verify_master()
+        row = (TenantKey.select()
+               .where((TenantKey.tenant_id == tenant_id) & (TenantKey.purpose == purpose)
+                      & (TenantKey.status == "active"))
+               .order_by(TenantKey.version.desc()).first())
+        key = self._create_first(tenant_id, purpose) if row is None else (
+            self._by_id.get(row.key_id) or self._load(row))
         with self._lock:
-            self.verify_master()
-            row = (TenantKey.select()
-                   .where((TenantKey.tenant_id == tenant_id) & (TenantKey.purpose == purpose)
-                          & (TenantKey.status == "active"))
-                   .order_by(TenantKey.version.desc()).first())
-            if row is None:
-                key = self._create_first(tenant_id, purpose)
-            else:
-                key = self._by_id.get(row.key_id) or self._load(row)
             self._active[(tenant_id, purpose)] = (key, time.monotonic() + self.active_ttl)
-            return key
+        return key
 
     def index_key(self, tenant_id: int) -> DataKey:
         return self.active(tenant_id, INDEX)

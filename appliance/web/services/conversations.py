@@ -42,20 +42,26 @@ def agents_for(tenant: Tenant):
     )
 
 
-def pick_agent(tenant: Tenant, team: Team | None = None) -> Membership | None:
+def pick_agent(tenant: Tenant, team: Team | int | None = None) -> Membership | None:
     """Round-robin: the available agent idle the longest takes the next conversation,
-    online agents (a page open, recent input) before away ones before offline ones."""
+    online agents (a page open, recent input) before away ones before offline ones.
+
+    One statement: the chosen membership's turn is taken (``last_assigned_at``) by the
+    same UPDATE that chooses it, and RETURNING says who it was.
+    """
     query = agents_for(tenant)
     if team is not None:
         query = query.where(Membership.user.in_(TeamMember.select(TeamMember.user).where(TeamMember.team == team)))
     presence = live.presence_rank(Membership.user, **live.thresholds())
-    chosen = (
-        query.order_by(presence, Membership.last_assigned_at.asc(nulls="first"), Membership.id).first()
-    )
-    if chosen is not None:
-        chosen.last_assigned_at = utcnow()
-        chosen.save(only=[Membership.last_assigned_at])
-    return chosen
+    chosen = (query.select(Membership.id)
+              .order_by(presence, Membership.last_assigned_at.asc(nulls="first"), Membership.id).limit(1))
+    now = utcnow()
+    rows = list(Membership.update(last_assigned_at=now).where(Membership.id == chosen)
+                .returning(Membership.id, Membership.user_id, Membership.tenant_id).execute())
+    if not rows:
+        return None
+    row = rows[0]
+    return Membership(id=row.id, user=row.user_id, tenant=row.tenant_id, last_assigned_at=now)
 
 
 def find_or_create_contact(tenant: Tenant, *, name=None, email=None, phone=None) -> Contact:
@@ -67,28 +73,44 @@ def find_or_create_contact(tenant: Tenant, *, name=None, email=None, phone=None)
             found = find_contacts(tenant, **{kind: value}).where(Contact.verified == True).first()
             if found is not None:
                 return found
-    return create_contact(tenant, name=name, email=email, phone=phone)
+    contact = create_contact(tenant, name=name, email=email, phone=phone)
+    contact._created = True  # the caller may know it has no conversation yet
+    return contact
 
 
-def start_conversation(channel: Channel, tenant: Tenant, contact: Contact, body: str, *,
+def start_conversation(channel: Channel, tenant: Tenant, contact: Contact | int, body: str, *,
                        direction="in", author=None, subject=None) -> Conversation:
     body = _clean_body(body)
     with write_transaction():
-        conv = Conversation.create(
-            tenant=tenant,
-            channel=channel,
-            contact=contact,
-            subject=(subject or "")[:200] or None,
-            team=channel.team,
-        )
-        _add_message(conv, direction, body, author)
-        if direction == "in":
-            member = pick_agent(tenant, channel.team)
-            if member is not None:
-                conv.assignee = member.user_id
-                conv.save(only=[Conversation.assignee])
-                live.publish(conv.tenant_id, conv.id, "assignment")
+        conv, _ = open_conversation(channel, tenant, contact, body, direction=direction, author=author,
+                                    subject=subject)
     return conv
+
+
+def open_conversation(channel: Channel, tenant: Tenant, contact: Contact | int, body: str, *, direction="in",
+                      author=None, subject=None) -> tuple[Conversation, Message]:
+    """A new conversation with its first message, inside the caller's transaction: (conversation, message).
+
+    Inbound, the round-robin agent is chosen first, so the conversation is inserted
+    assigned and counted (one message) and its two live events go in one statement.
+    """
+    now = utcnow()
+    member = pick_agent(tenant, channel.team_id) if direction == "in" else None
+    conv = Conversation.create(tenant=tenant, channel=channel, contact=contact, subject=(subject or "")[:200] or None,
+                               team=channel.team_id, assignee=member.user_id if member else None,
+                               message_count=1, created_at=now, last_message_at=now)
+    msg = Message.create(conversation=conv, tenant=conv.tenant_id, direction=direction, body=body, author=author,
+                         created_at=now)
+    events = [{"tenant_id": conv.tenant_id, "conversation_id": conv.id, "kind": "message", "message_id": msg.id,
+               "direction": direction}]
+    if member is not None:
+        events.append({"tenant_id": conv.tenant_id, "conversation_id": conv.id, "kind": "assignment"})
+    live.publish_all(events)
+    if direction == "out":
+        from appliance.web.services.outbox import enqueue
+
+        enqueue(conv, msg)
+    return conv, msg
 
 
 def ingest_inbound(channel: Channel, *, body, name=None, email=None, phone=None,
@@ -130,6 +152,11 @@ def _add_message(conv: Conversation, direction: str, body: str, author) -> Messa
 
         enqueue(conv, msg)
     return msg
+
+
+def append_message(conv: Conversation, direction: str, body: str) -> Message:
+    """A message from the contact, inside the caller's transaction (no savepoint of its own)."""
+    return _add_message(conv, direction, body, None)
 
 
 def add_message(conv: Conversation, direction: str, body, author=None) -> Message:

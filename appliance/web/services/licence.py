@@ -27,6 +27,7 @@ from __future__ import annotations
 import hmac
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app, g, has_app_context, has_request_context
@@ -46,6 +47,7 @@ from appliance.core.licence.state import (
     DEGRADED,
     EVALUATION_ENDED,
     EVALUATION_PROGRAMS,
+    MARK_PERSIST_STEP,
     NOT_YET_VALID,
     ClockGuard,
     FileMark,
@@ -57,6 +59,7 @@ from appliance.core.licence.state import (
     mark_mac,
 )
 from appliance.core.licence.trust import TrustStore
+from appliance.web.db import database_proxy
 from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow as naive_utcnow
 from appliance.web.models.licence import InstalledLicence, LicenceClock, TenantProgram
@@ -147,6 +150,7 @@ class LicenceService:
         self._verified: dict[str, Licence] = {}
         self._noted: dict[str, datetime] = {}
         self._installation_id: str | None = None
+        self._cached: _Cached | None = None
 
     @classmethod
     def for_app(cls, app) -> LicenceService:
@@ -297,6 +301,35 @@ class LicenceService:
                    high_water=format_timestamp(high_water))
         return state
 
+    def cached_state(self, recheck_seconds: float, now: datetime | None = None) -> LicenceState:
+        """``state()``, kept by this process while nothing it depends on changed.
+
+        Evaluating reads the clock row, both copies of the mark (one a file), the oldest
+        data and every installed licence: far too much for every request. The kept state
+        is used while (by the app's clock) it is under a minute old, the step by which
+        the mark moves (so a busy process still writes the mark once a minute, and the
+        worker's job does on an idle one); its generation, one row of the licence
+        tables read in one statement, is compared again after ``recheck_seconds``. A
+        licence installed or a mark moved by any process changes that generation; one
+        installed by this process forgets the kept state at once.
+        """
+        now = now or utcnow()
+        kept = self._cached
+        if kept is not None and kept.at <= now < kept.at + MARK_PERSIST_STEP:
+            if now < kept.checked + timedelta(seconds=recheck_seconds):
+                return kept.state
+            generation = _generation()
+            if generation == kept.generation:
+                self._cached = _Cached(kept.state, generation, kept.at, now)
+                return kept.state
+        generation = _generation()  # before evaluating: a change during it is seen next time
+        state = self.state(now)
+        self._cached = _Cached(state, generation, now, now)
+        return state
+
+    def forget(self) -> None:
+        self._cached = None
+
     def _first_in_an_hour(self, key: str, now: datetime) -> bool:
         last = self._noted.get(key)
         if last is not None and timedelta(0) <= now - last < timedelta(hours=1):
@@ -387,6 +420,24 @@ class LicenceService:
         return data
 
 
+@dataclass(frozen=True)
+class _Cached:
+    state: LicenceState
+    generation: tuple | None
+    at: datetime  # evaluated at (app clock)
+    checked: datetime  # generation last compared at
+
+
+def _generation() -> tuple | None:
+    """Everything stored that the state depends on and that changes, in one statement."""
+    cursor = database_proxy.execute_sql(
+        "SELECT c.installation_id, c.evaluation_started_at, c.evaluation_mac, c.high_water, c.high_water_mac, "
+        "(SELECT COUNT(*) FROM installed_licence), (SELECT MAX(id) FROM installed_licence) "
+        "FROM licence_clock c WHERE c.id = 1")
+    row = cursor.fetchone()
+    return tuple(row) if row is not None else None
+
+
 def _latest_data() -> datetime | None:
     """The newest time the database itself records (the newest audit event and message)."""
     from appliance.web.models.audit import AuditEvent
@@ -448,17 +499,26 @@ def service() -> LicenceService:
 
 
 def current_state() -> LicenceState:
-    """The state for this request (evaluated once per request)."""
+    """The state for this request: once per request, from the process's kept state.
+
+    Tests change licence rows and mark files behind the app's back and expect the next
+    request to see it: under TESTING the generation is compared on every request (the
+    kept state is still used), where production compares it every few seconds.
+    """
     if has_request_context():
         cached = g.get("_licence_state")
         if cached is None:
-            cached = service().state()
+            recheck = 0 if current_app.config.get("TESTING") else float(
+                current_app.extensions["appliance_instance"]["licence_state_recheck_seconds"])
+            cached = service().cached_state(recheck)
             g._licence_state = cached
         return cached
     return service().state()
 
 
 def _forget_state() -> None:
+    if has_app_context() and "licence" in current_app.extensions:
+        current_app.extensions["licence"].forget()
     if has_request_context():
         g.pop("_licence_state", None)
 

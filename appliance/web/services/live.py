@@ -34,6 +34,14 @@ def publish(tenant_id: int, conversation_id: int, kind: str, *, message_id: int 
                      message_id=message_id, direction=direction)
 
 
+def publish_all(events: list[dict]) -> None:
+    """Several events in one statement, in order: dicts of ``publish``'s arguments."""
+    now = utcnow()
+    LiveEvent.insert_many([{"tenant": e["tenant_id"], "conversation_id": e["conversation_id"], "kind": e["kind"],
+                            "message_id": e.get("message_id"), "direction": e.get("direction"), "created_at": now}
+                           for e in events]).execute()
+
+
 def newest_id() -> int:
     return LiveEvent.select(fn.MAX(LiveEvent.id)).scalar() or 0
 
