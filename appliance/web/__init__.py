@@ -190,6 +190,10 @@ def wants_json() -> bool:
 
 
 def register_error_handlers(app: Flask) -> None:
+    from appliance.web import crypto
+
+    crypto.register_error_handler(app)
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         if wants_json() or request.path.startswith("/hooks/") or request.path.startswith("/widget/"):

@@ -121,10 +121,16 @@ def init_app(app, instance, passphrase: str | None = None) -> KeyRing:
     """Called by ``create_app`` once the database is bound; refuses to start on a bad key."""
     keyring = open_keyring(instance, passphrase=passphrase)
     app.extensions["crypto"] = keyring
-    app.register_error_handler(MasterKeyError, keys_unavailable)
     if audit_integrity_failure not in integrity_listeners:
         integrity_listeners.append(audit_integrity_failure)
     return keyring
+
+
+def register_error_handler(app) -> None:
+    """Answer a missing key with a 503; registered at once by create_app, because the key
+    check itself may run late (on the first request after a database outage), when Flask
+    no longer accepts new handlers."""
+    app.register_error_handler(MasterKeyError, keys_unavailable)
 
 
 def keys_unavailable(exc: MasterKeyError):
