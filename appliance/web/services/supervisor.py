@@ -1,0 +1,102 @@
+"""The supervisor's live view: queues per team and channel, agents with presence and load,
+and reassigning from there.
+
+Everything is read live from the conversations (open ones only, through the
+tenant/status index), never from the report rows, so it is right to the second.
+
+* a queue's *waiting* count: its open conversations; *unassigned*: those nobody holds;
+  *longest wait*: the age of its oldest unassigned open conversation;
+* an agent's *load*: the open conversations assigned to them in the tenant and below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from peewee import Case, fn
+
+from appliance.web.access import shared_down
+from appliance.web.models.audit import record
+from appliance.web.models.base import utcnow
+from appliance.web.models.contact_center import Channel, Conversation, Team
+from appliance.web.models.tenancy import Membership, Tenant, User
+from appliance.web.services import ServiceError, conversations, live
+
+OPEN_SHOWN = 50  # the oldest open conversations listed for reassigning
+
+
+def _in_subtree(tenant: Tenant):
+    return Conversation.tenant.in_(Tenant.select(Tenant.id).where(Tenant.path.startswith(tenant.path)))
+
+
+def _stamp(value):
+    return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _queues(tenant: Tenant, field, model) -> list[dict]:
+    unassigned = Conversation.assignee.is_null()
+    rows = (Conversation.select(field, fn.COUNT(Conversation.id),
+                                fn.SUM(Case(None, [(unassigned, 1)], 0)),
+                                fn.MIN(Case(None, [(unassigned, Conversation.created_at)], None)))
+            .where(_in_subtree(tenant), Conversation.status == "open").group_by(field).tuples())
+    now = utcnow()
+    found = [(key, waiting, int(free or 0), _stamp(oldest)) for key, waiting, free, oldest in rows]
+    names = {row.id: row.name for row in model.select(model.id, model.name)
+             .where(model.id.in_([key for key, *_ in found if key]))}
+    out = [{"id": key, "name": names.get(key, "No team") if key else "No team", "waiting": waiting,
+            "unassigned": free, "longest_wait_seconds": int((now - oldest).total_seconds()) if oldest else None}
+           for key, waiting, free, oldest in found]
+    return sorted(out, key=lambda q: (-(q["longest_wait_seconds"] or -1), q["name"].lower()))
+
+
+def agents(tenant: Tenant) -> list[dict]:
+    """People who can take the tenant's conversations: members of it and of its sub-accounts,
+    and the agents its ancestors share down, with presence and their open load."""
+    subtree = Tenant.select(Tenant.id).where(Tenant.path.startswith(tenant.path))
+    members = (Membership.select(Membership, User).join(User)
+               .where((Membership.tenant.in_(subtree) | shared_down(Membership, tenant)), User.is_active == True)
+               .order_by(User.name, Membership.id))
+    people: dict[int, dict] = {}
+    for member in members:
+        person = people.setdefault(member.user_id, {"id": member.user_id, "name": member.user.name,
+                                                     "email": member.user.email, "role": member.role,
+                                                     "available": member.available})
+        person["available"] = person["available"] or member.available
+    load = dict(Conversation.select(Conversation.assignee, fn.COUNT(Conversation.id))
+                .where(_in_subtree(tenant), Conversation.status == "open", Conversation.assignee.in_(list(people)))
+                .group_by(Conversation.assignee).tuples()) if people else {}
+    presence = live.presence_of(list(people), **live.thresholds())
+    for user_id, person in people.items():
+        person["status"] = presence[user_id]
+        person["open"] = load.get(user_id, 0)
+    rank = {state: n for n, state in enumerate(live.PRESENCE_STATES)}
+    return sorted(people.values(), key=lambda p: (rank[p["status"]], p["name"].lower()))
+
+
+def open_conversations(tenant: Tenant, limit: int = OPEN_SHOWN) -> list[Conversation]:
+    """The open conversations quiet the longest, for reassigning."""
+    return list(Conversation.select().where(_in_subtree(tenant), Conversation.status == "open")
+                .order_by(Conversation.last_message_at, Conversation.id).limit(limit))
+
+
+def view(tenant: Tenant) -> dict:
+    return {"tenant_id": tenant.id,
+            "teams": _queues(tenant, Conversation.team, Team),
+            "channels": _queues(tenant, Conversation.channel, Channel),
+            "agents": agents(tenant)}
+
+
+def find_conversation(tenant: Tenant, conversation_id: int | None) -> Conversation:
+    conv = Conversation.get_or_none(Conversation.id == conversation_id, _in_subtree(tenant)) if conversation_id else None
+    if conv is None:
+        raise ServiceError("conversation: no open conversation of this organisation has that id.", 404)
+    return conv
+
+
+def reassign(conv: Conversation, user_id: int | None, *, actor_id: int) -> Conversation:
+    """Hand ``conv`` to ``user_id`` (None: back to the queue), audited."""
+    previous = conv.assignee_id
+    conversations.assign(conv, user_id)
+    record("conversation.assign", actor_id=actor_id, tenant_id=conv.tenant_id, target=f"conversation:{conv.id}",
+           assignee=user_id, previous=previous)
+    return conv
