@@ -170,7 +170,7 @@ def test_pages_csv_and_api(world, fixture, client):
 def test_supervisor_sees_queues_and_reassigns(world, fixture, client, clock):
     a, a1 = world.tenants["A"], world.tenants["A1"]
     agent1, agent2 = fixture["agent1"], fixture["agent2"]
-    c1, c2, c3, c4 = fixture["c"]
+    c4 = fixture["c"][3]
     at(clock, 11, 11, 0)
     live.seen(agent1.id, active=True)
     assert login(client, world.email("A", "supervisor")).status_code == 302

@@ -94,6 +94,17 @@ def _seconds(later, earlier) -> int:
     return max(0, int((later - earlier).total_seconds()))
 
 
+def _add_timed(figures: _Day, start, end, at, who, histogram, count: str, total: str) -> None:
+    """Conversations whose ``at`` instant falls in the day: counted, summed and bucketed by its
+    distance from the conversation's start, credited to ``who``."""
+    timing = ConversationTiming
+    for tenant, channel, team, person, opened_at, when in (
+            timing.select(timing.tenant, Conversation.channel, Conversation.team, who, Conversation.created_at, at)
+            .join(Conversation).where(at >= start, at < end).tuples()):
+        seconds = _seconds(when, opened_at)
+        figures.add(tenant, channel, team, person, **{count: 1, total: seconds, histogram[bucket_of(seconds)]: 1})
+
+
 def count_day(day: dt.date, tz) -> dict[tuple, dict]:
     start, end = day_bounds(day, tz)
     figures = _Day()
@@ -114,21 +125,10 @@ def count_day(day: dt.date, tz) -> dict[tuple, dict]:
             figures.add(tenant, channel, team, assignee, messages_in=n)
         else:
             figures.add(tenant, channel, team, author, messages_out=n)
-    timing = ConversationTiming
-    for tenant, channel, team, responder, opened_at, at in (
-            timing.select(timing.tenant, Conversation.channel, Conversation.team, timing.first_responder,
-                          Conversation.created_at, timing.first_response_at)
-            .join(Conversation).where(timing.first_response_at >= start, timing.first_response_at < end).tuples()):
-        seconds = _seconds(at, opened_at)
-        figures.add(tenant, channel, team, responder, first_responses=1, first_response_seconds=seconds,
-                    **{FR[bucket_of(seconds)]: 1})
-    for tenant, channel, team, resolver, opened_at, at in (
-            timing.select(timing.tenant, Conversation.channel, Conversation.team, timing.resolved_by,
-                          Conversation.created_at, timing.resolved_at)
-            .join(Conversation).where(timing.resolved_at >= start, timing.resolved_at < end).tuples()):
-        seconds = _seconds(at, opened_at)
-        figures.add(tenant, channel, team, resolver, resolved=1, resolution_seconds=seconds,
-                    **{RS[bucket_of(seconds)]: 1})
+    _add_timed(figures, start, end, ConversationTiming.first_response_at, ConversationTiming.first_responder, FR,
+               "first_responses", "first_response_seconds")
+    _add_timed(figures, start, end, ConversationTiming.resolved_at, ConversationTiming.resolved_by, RS,
+               "resolved", "resolution_seconds")
     return figures.rows
 
 
@@ -308,7 +308,7 @@ def as_csv(report: dict, table: str, *, bom: bool = False) -> str:
 def duration(seconds: int | None) -> str:
     """Durations as people read them: 45 s, 12 min, 3.5 h, 2.1 d."""
     if seconds is None:
-        return "–"
+        return "-"
     if seconds < 90:
         return f"{seconds} s"
     if seconds < 5400:

@@ -87,9 +87,11 @@ def view(tenant: Tenant) -> dict:
 
 
 def find_conversation(tenant: Tenant, conversation_id: int | None) -> Conversation:
-    conv = Conversation.get_or_none(Conversation.id == conversation_id, _in_subtree(tenant)) if conversation_id else None
+    conv = None
+    if conversation_id:
+        conv = Conversation.get_or_none(Conversation.id == conversation_id, _in_subtree(tenant))
     if conv is None:
-        raise ServiceError("conversation: no open conversation of this organisation has that id.", 404)
+        raise ServiceError("conversation: no conversation of this organisation has that id.", 404)
     return conv
 
 
