@@ -15,7 +15,7 @@ import pytest
 from appliance.core.calendar import zone
 from appliance.web.models.audit import AuditEvent
 from appliance.web.models.contact_center import Conversation, Team
-from appliance.web.models.reports import ReportDay
+from appliance.web.models.reports import ReportDay, ReportMonth
 from appliance.web.services import ServiceError, contacts, conversations, live, reports
 from tests.helpers import csrf_token, login
 
@@ -89,6 +89,17 @@ def test_figures_match_the_hand_count(world, fixture):
         ("2031-06-10", 2, 1, 2, 1, 1), ("2031-06-11", 2, 1, 2, 2, 2)]
     weekly = reports.build(world.tenants["A"], D1, D3, grain="week")
     assert [(r["period"], r["opened"]) for r in weekly["series"]] == [("2031-06-09", 4)]  # Monday
+
+    # Whole months are read from the monthly sums, the days around them from the day rows: same figures.
+    for first, end, grain in ((dt.date(2031, 6, 1), dt.date(2031, 7, 1), "month"),
+                              (dt.date(2031, 5, 20), dt.date(2031, 7, 3), "month"),
+                              (dt.date(2031, 5, 20), dt.date(2031, 7, 3), "day")):
+        wide = reports.build(world.tenants["A"], first, end, grain=grain)
+        assert [wide[t] for t in ("totals", "channels", "teams", "agents")] == [
+            report[t] for t in ("totals", "channels", "teams", "agents")]
+    assert [(r["period"], r["opened"]) for r in wide["series"] if r["opened"]] == [("2031-06-10", 2), ("2031-06-11", 2)]
+    june = ReportMonth.select().where(ReportMonth.day == dt.date(2031, 6, 1), ReportMonth.dimension == "all")
+    assert june.count() == 3
 
     only_a1 = reports.build(world.tenants["A"], D1, D3, subaccount_id=world.tenants["A1"].id)
     assert counts(only_a1["totals"]) == (2, 1, 2, 2, 2)

@@ -1,4 +1,4 @@
-"""Reports: per-conversation timings and figures pre-aggregated per tenant and local day.
+"""Reports: per-conversation timings and figures pre-aggregated per tenant and local day and month.
 
 Frozen: these classes are the tables as this step created them (see the package docstring).
 The timings of conversations that exist already are filled in from their messages, once:
@@ -49,7 +49,14 @@ for _prefix in ("fr", "rs"):
     for _n in range(16):
         ReportDay._meta.add_field(f"{_prefix}_{_n:02d}", IntegerField())
 
-MODELS = [ConversationTiming, ReportDay]
+
+
+class ReportMonth(ReportDay):
+    class Meta:
+        table_name = "report_month"
+
+
+MODELS = [ConversationTiming, ReportDay, ReportMonth]
 
 _FIRST_REPLY = ("FROM message m WHERE m.conversation_id = c.id AND m.direction = 'out' "
                 "AND m.id > (SELECT MIN(f.id) FROM message f WHERE f.conversation_id = c.id) ORDER BY m.id LIMIT 1")

@@ -21,7 +21,7 @@ from appliance.web.models.crypto import CryptoMaster, KeyRotationJob, TenantKey
 from appliance.web.models.licence import InstalledLicence, LicenceClock, TenantProgram
 from appliance.web.models.live import LiveEvent, Presence
 from appliance.web.models.metering import UsageDay
-from appliance.web.models.reports import ConversationTiming, ReportDay
+from appliance.web.models.reports import ConversationTiming, ReportDay, ReportMonth
 from appliance.web.models.security import Invitation, RecoveryCode, ThrottleEvent, TotpCredential, UserSession
 from appliance.web.models.sync import SyncOutbox, SyncRequestDay, SyncState
 from appliance.web.models.system import WorkerHeartbeat
@@ -53,6 +53,7 @@ __all__ = [
     "Presence",
     "RecoveryCode",
     "ReportDay",
+    "ReportMonth",
     "SyncOutbox",
     "SyncRequestDay",
     "SyncState",

@@ -1,6 +1,6 @@
 """Reports' own rows: per-conversation timings and pre-aggregated figures per local day.
 
-Reports read ``ReportDay`` only (see appliance/web/services/reports.py), never the
+Reports read ``ReportDay`` and its monthly sums ``ReportMonth`` only (see appliance/web/services/reports.py), never the
 messages, so a report over a year costs the same at ten thousand messages as at ten
 million. ``ConversationTiming`` keeps the two instants a conversation does not keep
 itself: its first reply and its latest resolution.
@@ -62,3 +62,11 @@ def bucket_columns(prefix: str) -> list[str]:
 for _prefix in HISTOGRAMS:
     for _name in bucket_columns(_prefix):
         ReportDay._meta.add_field(_name, IntegerField(default=0))
+
+
+class ReportMonth(ReportDay):
+    """The same figures summed over a calendar month (``day`` is its first day), rebuilt from
+    its days whenever one of them is: a year's report then reads twelve rows a key, not 365."""
+
+    class Meta:
+        table_name = "report_month"

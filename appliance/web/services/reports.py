@@ -30,7 +30,7 @@ from appliance.core.calendar import day_bounds, today, zone
 from appliance.web.export import csv_text
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import Channel, Conversation, Message, Team
-from appliance.web.models.reports import BUCKETS, ConversationTiming, ReportDay, bucket_columns
+from appliance.web.models.reports import BUCKETS, ConversationTiming, ReportDay, ReportMonth, bucket_columns
 from appliance.web.models.tenancy import Tenant, User
 from appliance.web.services import ServiceError
 from appliance.web.services.metering import days_to_record
@@ -140,7 +140,27 @@ def record_day(day: dt.date, tz) -> int:
         ReportDay.delete().where(ReportDay.day == day).execute()
         for chunk in range(0, len(rows), 200):
             ReportDay.insert_many(rows[chunk:chunk + 200]).execute()
+        record_month(day.replace(day=1))
     return len(rows)
+
+
+def _next_month(day: dt.date) -> dt.date:
+    return (day.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
+def record_month(first: dt.date) -> None:
+    """Rebuild the month starting on ``first`` from its day rows (in the caller's transaction)."""
+    in_month = (ReportMonth.day >= first) & (ReportMonth.day < _next_month(first))
+    ReportMonth.delete().where(in_month).execute()
+    group = (ReportDay.tenant, ReportDay.dimension, ReportDay.key)
+    query = (ReportDay.select(*group, fn.MIN(ReportDay.day), *(fn.SUM(getattr(ReportDay, n)) for n in SUMMED),
+                              fn.MAX(ReportDay.computed_at))
+             .where(ReportDay.day >= first, ReportDay.day < _next_month(first)).group_by(*group))
+    fields = [ReportMonth.tenant, ReportMonth.dimension, ReportMonth.key, ReportMonth.day,
+              *(getattr(ReportMonth, n) for n in SUMMED), ReportMonth.computed_at]
+    ReportMonth.insert_from(query, fields).execute()
+    # MIN(day) above, then the month's first day: a literal date in INSERT ... SELECT would need a cast.
+    ReportMonth.update(day=first).where(in_month).execute()
 
 
 def _fresh(day: dt.date) -> bool:
@@ -210,9 +230,25 @@ def scope_of(tenant: Tenant, subaccount_id: int | None) -> Tenant:
     return sub
 
 
-def _summed(where, *group):
-    columns = [fn.SUM(getattr(ReportDay, name)).alias(name) for name in SUMMED]
-    return ReportDay.select(*group, *columns).where(where).group_by(*group).dicts()
+def _sources(start: dt.date, end: dt.date, whole_months: bool = True) -> list[tuple]:
+    """(table, first, end) covering ``[start, end)`` once: whole months from ReportMonth, the days
+    around them from ReportDay, so a range reads at most ~60 day rows and 13 month rows a key."""
+    first, last = (start if start.day == 1 else _next_month(start)), end.replace(day=1)
+    if not whole_months or first >= last:
+        return [(ReportDay, start, end)]
+    return [(ReportMonth, first, last), *((ReportDay, a, b) for a, b in ((start, first), (last, end)) if a < b)]
+
+
+def _summed(tenants, sources, dimension, *group) -> list[dict]:
+    """Sums of every figure per ``group``, over ``sources``; ``group`` names columns of ReportDay."""
+    out = []
+    for model, first, end in sources:
+        columns = [fn.SUM(getattr(model, name)).alias(name) for name in SUMMED]
+        keys = [getattr(model, field.name) for field in group]
+        where = model.tenant.in_(tenants) & (model.day >= first) & (model.day < end)
+        where &= (model.dimension == dimension) if isinstance(dimension, str) else model.dimension.in_(dimension)
+        out += list(model.select(*keys, *columns).where(where).group_by(*keys).dicts())
+    return out
 
 
 def _add(into: dict, sums: dict) -> None:
@@ -229,21 +265,21 @@ def build(tenant: Tenant, start: dt.date, end: dt.date, *, grain: str = "day", s
     """The report on ``tenant`` (or one of its sub-accounts) for local days ``[start, end)``."""
     check_range(start, end, grain)
     scope = scope_of(tenant, subaccount_id)
-    where = (ReportDay.tenant.in_(Tenant.select(Tenant.id).where(Tenant.path.startswith(scope.path)))
-             & (ReportDay.day >= start) & (ReportDay.day < end))
+    tenants = [t.id for t in Tenant.select(Tenant.id).where(Tenant.path.startswith(scope.path))]
     periods: dict[dt.date, dict] = {}
     day = start
     while day < end:
         periods.setdefault(period_of(day, grain), {})
         day += dt.timedelta(days=1)
     totals: dict = {}
-    for row in _summed(where & (ReportDay.dimension == "all"), ReportDay.day):
+    for row in _summed(tenants, _sources(start, end, grain == "month"), "all", ReportDay.day):
         on = row["day"] if isinstance(row["day"], dt.date) else dt.date.fromisoformat(row["day"])
         _add(periods[period_of(on, grain)], row)
         _add(totals, row)
     by_dimension: dict[str, dict[int, dict]] = {"channel": {}, "team": {}, "agent": {}}
-    for row in _summed(where & (ReportDay.dimension != "all"), ReportDay.dimension, ReportDay.key):
-        by_dimension[row["dimension"]][row["key"]] = row
+    # IN, not !=: equality on the index's second column keeps the day range on its third.
+    for row in _summed(tenants, _sources(start, end), list(by_dimension), ReportDay.dimension, ReportDay.key):
+        _add(by_dimension[row["dimension"]].setdefault(row["key"], {}), row)
     names = {"channel": _names(Channel, list(by_dimension["channel"]), "name"),
              "team": _names(Team, list(by_dimension["team"]), "name"),
              "agent": _names(User, list(by_dimension["agent"]), "name")}
