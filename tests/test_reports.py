@@ -124,12 +124,14 @@ def test_recomputing_a_day_is_idempotent_and_follows_reopening(world, fixture, c
     assert reports.record_day(D2, BERLIN) == len(before)
     assert sorted((r.tenant_id, r.dimension, r.key, r.opened, r.messages_out) for r in
                   ReportDay.select().where(ReportDay.day == D2)) == before
-    c3 = fixture["c"][2]
+    c1, c3 = fixture["c"][0], fixture["c"][2]
     at(clock, 11, 12, 0)
+    conversations.set_status(c1, "resolved")  # already resolved: keeps its resolution on the 10th
     conversations.ingest_inbound(c3.channel, body="one more thing", conversation=c3)  # reopens it
     reports.record_day(D2, BERLIN)
     totals = reports.build(world.tenants["A2"], D1, D3)["totals"]
     assert (totals["resolved"], totals["messages_in"], totals["resolution_median"]) == (0, 2, None)
+    assert [r["resolved"] for r in reports.build(world.tenants["A1"], D1, D3)["series"]] == [1, 0]
     # The worker job computes the days not yet final and leaves fresh ones alone.
     at(clock, 12, 9, 0)
     reports.reports_job(app)

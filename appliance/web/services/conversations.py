@@ -151,9 +151,11 @@ def set_status(conv: Conversation, status: str) -> Conversation:
     if status not in STATUSES:
         raise ServiceError(f"status must be one of: {', '.join(STATUSES)}.", 422)
     with write_transaction():
+        changed = conv.status != status
         conv.status = status
         conv.save(only=[Conversation.status])
-        reports.note_status(conv)
+        if changed:  # resolving twice keeps the first resolution's time
+            reports.note_status(conv)
         live.publish(conv.tenant_id, conv.id, "status")
     return conv
 
