@@ -62,9 +62,11 @@ def agents(tenant: Tenant) -> list[dict]:
                                                      "email": member.user.email, "role": member.role,
                                                      "available": member.available})
         person["available"] = person["available"] or member.available
+    # Open conversations only, through the (tenant, status) index: no filter on the assignees, which
+    # would lead the planner to the (tenant, assignee) index and every conversation they ever had.
     load = dict(Conversation.select(Conversation.assignee, fn.COUNT(Conversation.id))
-                .where(_in_subtree(tenant), Conversation.status == "open", Conversation.assignee.in_(list(people)))
-                .group_by(Conversation.assignee).tuples()) if people else {}
+                .where(_in_subtree(tenant), Conversation.status == "open")
+                .group_by(Conversation.assignee).tuples())
     presence = live.presence_of(list(people), **live.thresholds())
     for user_id, person in people.items():
         person["status"] = presence[user_id]
