@@ -206,6 +206,8 @@ def main():
         "supervisor view": f"{base}/supervisor",
     }
     small = measure(client, paths, args.repeats)
+    for label, (p95, _, cpu) in small.items():
+        print(f"small: {label}: p95 {p95:.1f} ms, cpu {cpu:.1f} ms", flush=True)
 
     t = time.perf_counter()
     with app.app_context(), database.connection_context():

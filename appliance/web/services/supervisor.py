@@ -33,23 +33,39 @@ def _stamp(value):
     return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
-def _queues(tenant: Tenant, field, model) -> list[dict]:
+def _open_groups(tenant: Tenant) -> list[tuple]:
+    """Open conversations of the subtree counted per (team, channel, assignee), with the oldest
+    unassigned one's start: one pass through the (tenant, status) index, whatever the history.
+    No index orders these three columns, so the planner cannot trade that index for one that
+    reads every conversation an agent ever had."""
     unassigned = Conversation.assignee.is_null()
-    rows = (Conversation.select(field, fn.COUNT(Conversation.id),
-                                fn.SUM(Case(None, [(unassigned, 1)], 0)),
+    rows = (Conversation.select(Conversation.team, Conversation.channel, Conversation.assignee,
+                                fn.COUNT(Conversation.id),
                                 fn.MIN(Case(None, [(unassigned, Conversation.created_at)], None)))
-            .where(_in_subtree(tenant), Conversation.status == "open").group_by(field).tuples())
-    now = utcnow()
-    found = [(key, waiting, int(free or 0), _stamp(oldest)) for key, waiting, free, oldest in rows]
+            .where(_in_subtree(tenant), Conversation.status == "open")
+            .group_by(Conversation.team, Conversation.channel, Conversation.assignee).tuples())
+    return [(team, channel, assignee, n, _stamp(oldest)) for team, channel, assignee, n, oldest in rows]
+
+
+def _queues(groups: list[tuple], position: int, model) -> list[dict]:
+    now, queues = utcnow(), {}
+    for row in groups:
+        key, assignee, n, oldest = row[position], row[2], row[3], row[4]
+        queue = queues.setdefault(key, {"waiting": 0, "unassigned": 0, "oldest": None})
+        queue["waiting"] += n
+        if assignee is None:
+            queue["unassigned"] += n
+            queue["oldest"] = oldest if queue["oldest"] is None else min(queue["oldest"], oldest)
     names = {row.id: row.name for row in model.select(model.id, model.name)
-             .where(model.id.in_([key for key, *_ in found if key]))}
-    out = [{"id": key, "name": names.get(key, "No team") if key else "No team", "waiting": waiting,
-            "unassigned": free, "longest_wait_seconds": int((now - oldest).total_seconds()) if oldest else None}
-           for key, waiting, free, oldest in found]
+             .where(model.id.in_([key for key in queues if key]))}
+    out = [{"id": key, "name": names.get(key, "No team") if key else "No team", "waiting": q["waiting"],
+            "unassigned": q["unassigned"],
+            "longest_wait_seconds": int((now - q["oldest"]).total_seconds()) if q["oldest"] else None}
+           for key, q in queues.items()]
     return sorted(out, key=lambda q: (-(q["longest_wait_seconds"] or -1), q["name"].lower()))
 
 
-def agents(tenant: Tenant) -> list[dict]:
+def agents(tenant: Tenant, groups: list[tuple] | None = None) -> list[dict]:
     """People who can take the tenant's conversations: members of it and of its sub-accounts,
     and the agents its ancestors share down, with presence and their open load."""
     subtree = Tenant.select(Tenant.id).where(Tenant.path.startswith(tenant.path))
@@ -62,11 +78,9 @@ def agents(tenant: Tenant) -> list[dict]:
                                                      "email": member.user.email, "role": member.role,
                                                      "available": member.available})
         person["available"] = person["available"] or member.available
-    # Open conversations only, through the (tenant, status) index: no filter on the assignees, which
-    # would lead the planner to the (tenant, assignee) index and every conversation they ever had.
-    load = dict(Conversation.select(Conversation.assignee, fn.COUNT(Conversation.id))
-                .where(_in_subtree(tenant), Conversation.status == "open")
-                .group_by(Conversation.assignee).tuples())
+    load: dict[int, int] = {}
+    for _team, _channel, assignee, n, _oldest in _open_groups(tenant) if groups is None else groups:
+        load[assignee] = load.get(assignee, 0) + n
     presence = live.presence_of(list(people), **live.thresholds())
     for user_id, person in people.items():
         person["status"] = presence[user_id]
@@ -82,10 +96,9 @@ def open_conversations(tenant: Tenant, limit: int = OPEN_SHOWN) -> list[Conversa
 
 
 def view(tenant: Tenant) -> dict:
-    return {"tenant_id": tenant.id,
-            "teams": _queues(tenant, Conversation.team, Team),
-            "channels": _queues(tenant, Conversation.channel, Channel),
-            "agents": agents(tenant)}
+    groups = _open_groups(tenant)
+    return {"tenant_id": tenant.id, "teams": _queues(groups, 0, Team), "channels": _queues(groups, 1, Channel),
+            "agents": agents(tenant, groups)}
 
 
 def find_conversation(tenant: Tenant, conversation_id: int | None) -> Conversation:
