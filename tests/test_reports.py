@@ -201,6 +201,8 @@ def test_supervisor_sees_queues_and_reassigns(world, fixture, client, clock):
     page = client.get(f"/t/{a.id}/supervisor")
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and 'id="queues-teams"' in html and "online" in html
+    row = html.split(f'id="assignee-{c4.id}"', 1)[1].split("</select>", 1)[0]  # only who may take it
+    assert f'value="{world.users[("A", "agent")].id}"' in row and f'value="{agent1.id}"' not in row
     token = csrf_token(client, f"/t/{a.id}/supervisor")
     assert client.post(f"/t/{a.id}/supervisor/assign",
                        data={"conversation": str(c4.id), "assignee": str(agent1.id)}).status_code == 400  # no CSRF

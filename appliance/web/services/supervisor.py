@@ -95,6 +95,19 @@ def open_conversations(tenant: Tenant, limit: int = OPEN_SHOWN) -> list[Conversa
                 .order_by(Conversation.last_message_at, Conversation.id).limit(limit))
 
 
+def eligible(people: list[dict], tenants: list[Tenant]) -> dict[int, list[dict]]:
+    """For each of ``tenants``: the people of ``people`` who may take its conversations (members
+    of it or of an ancestor, as services/conversations.py checks), in the order given."""
+    reach = {t.id: set(t.ancestor_ids()) for t in tenants}
+    wanted = set().union(*reach.values()) if reach else set()
+    held: dict[int, set[int]] = {}
+    for user_id, tenant_id in (Membership.select(Membership.user, Membership.tenant)
+                               .where(Membership.user.in_([p["id"] for p in people]),
+                                      Membership.tenant.in_(list(wanted))).tuples()) if people and wanted else ():
+        held.setdefault(user_id, set()).add(tenant_id)
+    return {tid: [p for p in people if held.get(p["id"], set()) & ancestors] for tid, ancestors in reach.items()}
+
+
 def view(tenant: Tenant) -> dict:
     groups = _open_groups(tenant)
     return {"tenant_id": tenant.id, "teams": _queues(groups, 0, Team), "channels": _queues(groups, 1, Channel),

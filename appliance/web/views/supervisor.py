@@ -19,13 +19,16 @@ def _by_id(model, ids) -> dict:
 
 def _render(tenant, status=200):
     convs = supervisor.open_conversations(tenant)
+    live = supervisor.view(tenant)
+    tenants = _by_id(Tenant, (c.tenant_id for c in convs))
     return render_template(
-        "reports/supervisor.html", live=supervisor.view(tenant), convs=convs,
+        "reports/supervisor.html", live=live, convs=convs,
+        eligible=supervisor.eligible(live["agents"], list(tenants.values())),
         contacts=_by_id(Contact, (c.contact_id for c in convs)),
         channels=_by_id(Channel, (c.channel_id for c in convs)),
         teams=_by_id(Team, (c.team_id for c in convs)),
         users=_by_id(User, (c.assignee_id for c in convs)),
-        tenants=_by_id(Tenant, (c.tenant_id for c in convs)),
+        tenants=tenants,
         duration=reports.duration), status
 
 
