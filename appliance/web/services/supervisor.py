@@ -12,6 +12,7 @@ tenant/status index), never from the report rows, so it is right to the second.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 
 from peewee import Case, fn
 
@@ -29,6 +30,17 @@ def _in_subtree(tenant: Tenant):
     return Conversation.tenant.in_(Tenant.select(Tenant.id).where(Tenant.path.startswith(tenant.path)))
 
 
+def _open_in(tenant_id: int):
+    """One tenant's open conversations. Equality on both leading columns of the (tenant, status)
+    index, one query per tenant: with ``tenant IN (...)`` the planner's statistics (which cannot
+    tell that few conversations are open) make it prefer scanning the whole table."""
+    return (Conversation.tenant == tenant_id) & (Conversation.status == "open")
+
+
+def _subtree_ids(tenant: Tenant) -> list[int]:
+    return [t.id for t in Tenant.select(Tenant.id).where(Tenant.path.startswith(tenant.path))]
+
+
 def _stamp(value):
     return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
 
@@ -39,12 +51,15 @@ def _open_groups(tenant: Tenant) -> list[tuple]:
     No index orders these three columns, so the planner cannot trade that index for one that
     reads every conversation an agent ever had."""
     unassigned = Conversation.assignee.is_null()
-    rows = (Conversation.select(Conversation.team, Conversation.channel, Conversation.assignee,
-                                fn.COUNT(Conversation.id),
-                                fn.MIN(Case(None, [(unassigned, Conversation.created_at)], None)))
-            .where(_in_subtree(tenant), Conversation.status == "open")
-            .group_by(Conversation.team, Conversation.channel, Conversation.assignee).tuples())
-    return [(team, channel, assignee, n, _stamp(oldest)) for team, channel, assignee, n, oldest in rows]
+    out = []
+    for tenant_id in _subtree_ids(tenant):
+        rows = (Conversation.select(Conversation.team, Conversation.channel, Conversation.assignee,
+                                    fn.COUNT(Conversation.id),
+                                    fn.MIN(Case(None, [(unassigned, Conversation.created_at)], None)))
+                .where(_open_in(tenant_id))
+                .group_by(Conversation.team, Conversation.channel, Conversation.assignee).tuples())
+        out += [(team, channel, assignee, n, _stamp(oldest)) for team, channel, assignee, n, oldest in rows]
+    return out
 
 
 def _queues(groups: list[tuple], position: int, model) -> list[dict]:
@@ -91,8 +106,10 @@ def agents(tenant: Tenant, groups: list[tuple] | None = None) -> list[dict]:
 
 def open_conversations(tenant: Tenant, limit: int = OPEN_SHOWN) -> list[Conversation]:
     """The open conversations quiet the longest, for reassigning."""
-    return list(Conversation.select().where(_in_subtree(tenant), Conversation.status == "open")
-                .order_by(Conversation.last_message_at, Conversation.id).limit(limit))
+    oldest = [Conversation.select().where(_open_in(tenant_id)).order_by(Conversation.last_message_at, Conversation.id)
+              .limit(limit) for tenant_id in _subtree_ids(tenant)]
+    return heapq.nsmallest(limit, (conv for query in oldest for conv in query),
+                           key=lambda c: (c.last_message_at, c.id))
 
 
 def eligible(people: list[dict], tenants: list[Tenant]) -> dict[int, list[dict]]:
