@@ -151,12 +151,53 @@ def measure(client, paths: dict, repeats: int) -> dict:
     return out
 
 
+def logged_in(app):
+    client = app.test_client()
+    client.post("/login", data={"email": "supervisor@bench.test", "password": PASSWORD,
+                                "csrf_token": csrf_token(client)})
+    return client
+
+
+def paths_for(account_id: int, sub_id: int, on: dt.date, days: int) -> dict:
+    base = f"/t/{account_id}"
+    year = f"from={on - dt.timedelta(days=days - 1)}&to={on + dt.timedelta(days=1)}"
+    return {
+        "reports, last 30 days by day": f"{base}/reports",
+        "reports, a year by month": f"{base}/reports?{year}&grain=month",
+        "reports, a year by week, one sub-account": f"{base}/reports?{year}&grain=week&subaccount={sub_id}",
+        "reports CSV, per agent, a year": f"{base}/reports.csv?{year}&table=agents",
+        "supervisor view": f"{base}/supervisor",
+    }
+
+
+def measure_again(home: Path, days: int, repeats: int) -> None:
+    """--reuse: measure a large database an earlier run left behind (after a code change)."""
+    from appliance.core.calendar import today, zone
+    from appliance.core.config import Instance
+    from appliance.web import create_app
+    from appliance.web.models.tenancy import Tenant
+
+    instance = Instance.load(home)
+    app = create_app(instance=instance)
+    with app.app_context(), app.extensions["database"].connection_context():
+        account = Tenant.get(Tenant.name == "Bench bank")
+        sub = Tenant.select().where(Tenant.parent == account.id).order_by(Tenant.id)[3]
+    on = today(zone(instance.settings))
+    print(f"{'request (ms)':44} {'p95':>9} {'cpu':>9}")
+    for label, (p95, _, cpu) in measure(logged_in(app), paths_for(account.id, sub.id, on, days), repeats).items():
+        print(f"{label:44} {p95:9.1f} {cpu:9.1f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=10_000_000, help="messages in the measured account's tree")
     parser.add_argument("--days", type=int, default=365, help="days of history in the large data set")
     parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--reuse", type=Path, help="HOME of an earlier run: measure its large data set again")
     args = parser.parse_args()
+    if args.reuse:
+        measure_again(args.reuse, args.days, args.repeats)
+        return
 
     from appliance.core.calendar import today, zone
     from appliance.web import create_app
@@ -192,19 +233,8 @@ def main():
         load_conversations(database, tree, contact_ids, small_convs, rng)
         database.execute_sql("ANALYZE")
 
-    client = app.test_client()
-    client.post("/login", data={"email": "supervisor@bench.test", "password": PASSWORD,
-                                "csrf_token": csrf_token(client)})
-    base = f"/t/{account.id}"
-    year = f"from={on - dt.timedelta(days=args.days - 1)}&to={on + dt.timedelta(days=1)}"
-    sub = tree[3][0].id
-    paths = {
-        "reports, last 30 days by day": f"{base}/reports",
-        "reports, a year by month": f"{base}/reports?{year}&grain=month",
-        "reports, a year by week, one sub-account": f"{base}/reports?{year}&grain=week&subaccount={sub}",
-        "reports CSV, per agent, a year": f"{base}/reports.csv?{year}&table=agents",
-        "supervisor view": f"{base}/supervisor",
-    }
+    client = logged_in(app)
+    paths = paths_for(account.id, tree[3][0].id, on, args.days)
     small = measure(client, paths, args.repeats)
     for label, (p95, _, cpu) in small.items():
         print(f"small: {label}: p95 {p95:.1f} ms, cpu {cpu:.1f} ms", flush=True)
@@ -233,7 +263,7 @@ def main():
     for label in paths:
         (sp95, _, scpu), (lp95, _, lcpu) = small[label], large[label]
         print(f"{label:44} {sp95:9.1f} {lp95:9.1f} {lp95 / sp95:6.2f} {scpu:9.1f} {lcpu:9.1f}")
-    print(f"database file: {(home / 'appliance.db').stat().st_size / 2**20:,.0f} MiB")
+    print(f"database file: {(home / 'appliance.db').stat().st_size / 2**20:,.0f} MiB ({home}; --reuse it)")
 
 
 if __name__ == "__main__":
