@@ -176,12 +176,25 @@ def seed_business(db, ids, instance):
         m.Payment.create(account=ids["acme"], amount_minor=22500, received_on=day, reference="SEPA 0001",
                          recorded_by=ids["admin"], created_at=T0)
         m.Notification.create(tenant=ids["acme"], key="renewal:1:90", text="Contract ends soon", created_at=T0)
-        application = m.Application.create(
-            tenant=ids["acme"], uid=uuid.UUID(int=31), account=ids["acme"], company=ciphertext("Acme"),
-            applicant_name=ciphertext("Ann"), applicant_email=ciphertext("ann@acme"), lines="webchat:2",
-            starts_on=T0.date(), state="submitted", quote_monthly_minor=4000, quote_setup_minor=0, created_at=T0)
-        m.ApplicationComment.create(tenant=ids["acme"], uid=uuid.UUID(int=32), application=application.id,
-                                    body=ciphertext("please"), created_at=T0)
+        application = m.Application.create(tenant=ids["provider"], uid=uuid.UUID(int=31), account=ids["acme"],
+                                           company=ciphertext("Acme"), applicant_name=ciphertext("Ann"),
+                                           applicant_email=ciphertext("ann@acme.example"), lines="webchat:5",
+                                           starts_on=day, state="submitted", quote_monthly_minor=12500,
+                                           quote_setup_minor=10000, address_key=None, created_by=ids["admin"],
+                                           decided_by=None, decided_at=None, contract=None, created_at=T0)
+        m.ApplicationComment.create(tenant=ids["provider"], uid=uuid.UUID(int=32), application=application.id,
+                                    author=ids["admin"], body=ciphertext("looks fine"), created_at=T0)
+
+
+def seed_reports(db, ids, instance):
+    m = frozen(18)
+    buckets = {f"{prefix}_{n:02d}": 0 for prefix in ("fr", "rs") for n in range(16)}
+    with db.bind_ctx(m.MODELS):
+        m.ConversationTiming.insert(conversation=ids["conversation"], tenant=ids["acme"], first_response_at=T0,
+                                    first_responder=ids["admin"]).on_conflict_ignore().execute()
+        m.ReportDay.create(tenant=ids["acme"], day=T0.date(), dimension="all", key=0, opened=1, resolved=0,
+                           messages_in=1, messages_out=1, first_responses=1, first_response_seconds=40,
+                           resolution_seconds=0, computed_at=T0, **{**buckets, "fr_01": 1})
 
 
 def seed_live(db, ids, instance):
@@ -257,8 +270,8 @@ def seed_lifecycle(db, ids, instance):
 
 SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system, 6: seed_channels,
          7: seed_email, 8: seed_live, 9: seed_security, 10: seed_hardening, 14: seed_business,
-         19: seed_delivery_status, 20: seed_password_change, 21: seed_notice_mail, 22: seed_seat_quotas,
-         23: seed_lifecycle}
+         18: seed_reports, 19: seed_delivery_status, 20: seed_password_change, 21: seed_notice_mail,
+         22: seed_seat_quotas, 23: seed_lifecycle}
 
 
 def test_every_migration_has_seed_rows():

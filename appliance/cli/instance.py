@@ -343,6 +343,10 @@ def _run_demo(home: Path, host: str, port: int, conversations: int, no_serve: bo
     app = _build_app(instance)
     with app.app_context():
         logins = seed(count=conversations)
+        # No worker runs beside the demo: its report figures are computed once, here.
+        from appliance.web.services.reports import reports_job
+
+        reports_job(app)
     server = None if no_serve else _listen(app, host, port, server_options(instance))
     click.echo(f"Demo instance: {home}")
     click.echo(f"Password for every demo login: {DEMO_PASSWORD}")

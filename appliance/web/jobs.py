@@ -21,6 +21,7 @@ from appliance.web.services.live import prune_job as live_prune_job
 from appliance.web.services.metering import metering_job
 from appliance.web.services.outbox import outbox_job
 from appliance.web.services.pollers import poll_job
+from appliance.web.services.reports import reports_job
 from appliance.web.services.throttle import security_cleanup_job
 from appliance.web.sync.service import sync_job
 
@@ -37,6 +38,7 @@ def all_jobs() -> list[Callable]:
         outbox_job,  # replies to messenger and webhook channels
         scheduled_changes_job,  # future-dated contract changes whose day has come, each once
         metering_job,  # usage per tenant per local day, for billing and the customers' usage pages
+        reports_job,  # report figures per tenant per local day (channel, team, agent), for the reports pages
         renewal_reminders_job,  # notices before contracts end
         security_cleanup_job,  # old throttle counters and dead sessions
         live_prune_job,  # forgets live-update events no reconnecting page can still ask for

@@ -116,3 +116,21 @@ BUSINESS_PAYMENT = obj(id=integer(), amount_minor=integer())
 BUSINESS_QUOTAS = obj(account_id=integer(), contract_seats=integer(nullable=True), used=integer(),
                       quotas=array(obj(tenant_id=integer(), name=string(), quota=integer(nullable=True),
                                        used=integer())))
+
+# Reports and the supervisor's view. Durations in seconds, null where nothing was measured.
+def _seconds() -> dict:
+    return integer(nullable=True)
+
+
+FIGURES = dict(opened=integer(), resolved=integer(), messages_in=integer(), messages_out=integer(),
+               first_responses=integer(), first_response_median=_seconds(), first_response_p90=_seconds(),
+               resolution_median=_seconds(), resolution_p90=_seconds())
+REPORT_ROW = obj(id=integer(nullable=True), name=string(), **FIGURES)
+REPORT = obj(tenant_id=integer(), subaccount_id=integer(nullable=True), grain=string(), totals=obj(**FIGURES),
+             series=array(obj(period=string(), **FIGURES)), channels=array(REPORT_ROW), teams=array(REPORT_ROW),
+             agents=array(REPORT_ROW), **{"from": string(), "to": string()})
+QUEUE = obj(id=integer(nullable=True), name=string(), waiting=integer(), unassigned=integer(),
+            longest_wait_seconds=_seconds())
+SUPERVISOR = obj(tenant_id=integer(), teams=array(QUEUE), channels=array(QUEUE),
+                 agents=array(obj(id=integer(), name=string(), email=string(), role=string(), available=boolean(),
+                                  status=string(), open=integer())))

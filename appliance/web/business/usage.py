@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 
+from appliance.web.export import csv_text, stacked_bars_svg
 from appliance.web.models.metering import UsageDay
 from appliance.web.models.tenancy import Tenant
 
@@ -36,42 +35,11 @@ def daily_totals(usage: list[UsageDay], start: dt.date, end: dt.date) -> list[tu
 
 
 def as_csv(usage: list[UsageDay], *, bom: bool = False) -> str:
-    """RFC 4180 (CRLF line ends, quoted where needed); a UTF-8 BOM makes Excel read the names right."""
-    out = io.StringIO()
-    if bom:
-        out.write("\ufeff")
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for row in usage:
-        writer.writerow([row.day, _safe_cell(row.tenant.name), row.conversations, row.messages_in, row.messages_out,
-                         row.active_operators, row.seats, row.programs])
-    return out.getvalue()
-
-
-def _safe_cell(text: str) -> str:
-    """Spreadsheets run a cell starting with = + - @ as a formula; a leading quote keeps it text."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    """RFC 4180; a UTF-8 BOM (``bom``) makes Excel read the names right."""
+    return csv_text(CSV_COLUMNS, ([row.day, row.tenant.name, row.conversations, row.messages_in, row.messages_out,
+                                   row.active_operators, row.seats, row.programs] for row in usage), bom=bom)
 
 
 def bar_chart_svg(series: list[tuple[dt.date, int, int]], *, width: int = 720, height: int = 180) -> str:
     """Stacked bars of messages in and out per day, drawn on the server (no script, no CDN)."""
-    if not series:
-        return ""
-    top = max((a + b for _, a, b in series), default=0) or 1
-    gap, left, bottom = 2, 36, 20
-    bar = max(1, (width - left) // len(series) - gap)
-    plot = height - bottom - 6
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" viewBox="0 0 {width} {height}" '
-             f'width="100%" aria-label="Messages per day: in and out">',
-             f'<text x="0" y="12" class="axis">{top}</text><text x="0" y="{plot + 6}" class="axis">0</text>']
-    for n, (day, inbound, outbound) in enumerate(series):
-        x = left + n * (bar + gap)
-        h_in, h_out = plot * inbound // top, plot * outbound // top
-        y_in = plot + 6 - h_in
-        parts.append(f'<g><title>{day}: {inbound} in, {outbound} out</title>'
-                     f'<rect class="in" x="{x}" y="{y_in}" width="{bar}" height="{h_in}"/>'
-                     f'<rect class="out" x="{x}" y="{y_in - h_out}" width="{bar}" height="{h_out}"/></g>')
-        if n % 7 == 0:
-            parts.append(f'<text x="{x}" y="{height - 4}" class="axis">{day:%d %b}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    return stacked_bars_svg(series, title="Messages per day: in and out", width=width, height=height)

@@ -21,6 +21,7 @@ from appliance.web.models.crypto import CryptoMaster, KeyRotationJob, TenantKey
 from appliance.web.models.licence import InstalledLicence, LicenceClock, TenantProgram
 from appliance.web.models.live import LiveEvent, Presence
 from appliance.web.models.metering import UsageDay
+from appliance.web.models.reports import ConversationTiming, ReportDay, ReportMonth
 from appliance.web.models.security import (
     Invitation,
     PasswordReset,
@@ -45,6 +46,7 @@ __all__ = [
     "ChannelReceipt",
     "Contact",
     "Conversation",
+    "ConversationTiming",
     "CryptoMaster",
     "InboundSeen",
     "InstalledLicence",
@@ -59,6 +61,8 @@ __all__ = [
     "PasswordReset",
     "Presence",
     "RecoveryCode",
+    "ReportDay",
+    "ReportMonth",
     "SyncOutbox",
     "SyncRequestDay",
     "SyncState",

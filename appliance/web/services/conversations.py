@@ -17,7 +17,7 @@ from appliance.web.models.contact_center import (
     TeamMember,
 )
 from appliance.web.models.tenancy import Membership, Tenant, User
-from appliance.web.services import ServiceError, live
+from appliance.web.services import ServiceError, live, reports
 
 MAX_BODY = 20_000
 PAGE_SIZE = 25
@@ -165,6 +165,8 @@ def add_message(conv: Conversation, direction: str, body, author=None) -> Messag
     body = _clean_body(body)
     with write_transaction():
         msg = _add_message(conv, direction, body, author)
+        if direction == "out":
+            reports.note_reply(conv, msg)
         if direction == "out" and conv.status == "open" and conv.assignee_id is None and author:
             conv.assignee = author
             conv.save(only=[Conversation.assignee])
@@ -176,8 +178,11 @@ def set_status(conv: Conversation, status: str) -> Conversation:
     if status not in STATUSES:
         raise ServiceError(f"status must be one of: {', '.join(STATUSES)}.", 422)
     with write_transaction():
+        changed = conv.status != status
         conv.status = status
         conv.save(only=[Conversation.status])
+        if changed:  # resolving twice keeps the first resolution's time
+            reports.note_status(conv)
         live.publish(conv.tenant_id, conv.id, "status")
     return conv
 

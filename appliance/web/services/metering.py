@@ -90,10 +90,11 @@ def record_day(day: dt.date, tz) -> int:
     return len(counts)
 
 
-def days_to_record(now_day: dt.date) -> list[dt.date]:
+def days_to_record(now_day: dt.date, model=UsageDay) -> list[dt.date]:
     """Yesterday and today always (today is partial, yesterday may have had late messages), plus
-    every earlier day since the last recorded one, up to CATCH_UP_DAYS back."""
-    last = UsageDay.select(fn.MAX(UsageDay.day)).scalar()
+    every earlier day since the last one recorded in ``model`` (a table with a ``day``), up to
+    CATCH_UP_DAYS back."""
+    last = model.select(fn.MAX(model.day)).scalar()
     first = now_day - dt.timedelta(days=1)
     if last is not None:
         if isinstance(last, str):
