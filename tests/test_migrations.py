@@ -195,6 +195,10 @@ def seed_reports(db, ids, instance):
         m.ReportDay.create(tenant=ids["acme"], day=T0.date(), dimension="all", key=0, opened=1, resolved=0,
                            messages_in=1, messages_out=1, first_responses=1, first_response_seconds=40,
                            resolution_seconds=0, computed_at=T0, **{**buckets, "fr_01": 1})
+        m.ReportMonth.create(tenant=ids["acme"], day=T0.date().replace(day=1), dimension="all", key=0, opened=1,
+                             resolved=0, messages_in=1, messages_out=1, first_responses=1,
+                             first_response_seconds=40, resolution_seconds=0, computed_at=T0,
+                             **{**buckets, "fr_01": 1})
 
 
 def seed_live(db, ids, instance):
