@@ -93,3 +93,42 @@ def test_account_admin_request_becomes_an_application_the_manager_sees(app, clie
     done = client.post("/business/application", data={"csrf_token": token, "id": application_id, "action": "accept"})
     assert done.status_code == 302
     assert Contract.get(Contract.account == a.id).status == "active"
+
+
+def test_the_api_applies_reviews_and_accepts_into_a_contract(app, client, priced):
+    from appliance.web.services.licence import assign_program
+
+    a = priced.tenants["A"]
+    with app.app_context():
+        assign_program(a, "api")
+    account_admin, manager = priced.headers("A", "admin"), priced.headers("P", "admin")
+    made = client.post(f"/api/v1/tenants/{a.id}/applications", headers=account_admin,
+                       json={"lines": "webchat:3", "starts_on": TODAY.isoformat()})
+    assert made.status_code == 201, made.get_json()
+    app_id = made.get_json()["id"]
+    assert made.get_json()["quote_monthly_minor"] == 6000 and made.get_json()["state"] == "submitted"
+    bad = client.post(f"/api/v1/tenants/{a.id}/applications", headers=account_admin, json={"lines": "webchat"})
+    assert bad.status_code == 422 and "webchat:10" in bad.get_json()["message"]
+
+    # Another account's admin neither sees nor reviews it; the manager does both.
+    assert client.get(f"/api/v1/tenants/{a.id}/applications", headers=priced.headers("B", "admin")).status_code \
+        in (403, 404)
+    assert client.post("/api/v1/business/applications/review", headers=account_admin,
+                       json={"id": app_id, "action": "accept"}).status_code == 403
+    listed = client.get("/api/v1/business/applications", headers=manager).get_json()["applications"]
+    assert listed[0]["id"] == app_id
+    review = "/api/v1/business/applications/review"
+    assert client.post(review, headers=manager, json={"id": app_id, "action": "comment",
+                                                      "body": "Five seats?"}).status_code == 200
+    changed = client.post(review, headers=manager, json={"id": app_id, "action": "change", "lines": "webchat:5"})
+    assert changed.get_json()["quote_monthly_minor"] == 10000
+    accepted = client.post(review, headers=manager, json={"id": app_id, "action": "accept", "renewal": "auto"})
+    assert accepted.status_code == 200 and accepted.get_json()["state"] == "accepted"
+    with app.app_context():
+        contract = Contract.get_by_id(accepted.get_json()["contract_id"])
+        assert contract.account_id == a.id and contract.status == "active" and contract.renewal == "auto"
+    again = client.post(review, headers=manager, json={"id": app_id, "action": "decline"})
+    assert again.status_code == 409 and "accepted already" in again.get_json()["message"]
+    assert client.post(review, headers=manager, json={"id": 999999, "action": "decline"}).status_code == 404
+    own = client.get(f"/api/v1/tenants/{a.id}/applications", headers=account_admin).get_json()["applications"]
+    assert [(x["id"], x["state"]) for x in own] == [(app_id, "accepted")]

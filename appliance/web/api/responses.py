@@ -113,6 +113,10 @@ BUSINESS_STATEMENT = obj(start=string(), end=string(), opening_minor=integer(), 
                          entries=array(obj(date=string(), text=string(), amount_minor=integer())))
 BUSINESS_RUN = obj(invoices=array(BUSINESS_INVOICE))
 BUSINESS_PAYMENT = obj(id=integer(), amount_minor=integer())
+BUSINESS_APPLICATION = obj(id=integer(), account_id=integer(nullable=True), state=string(), lines=string(),
+                           starts_on=string(), quote_monthly_minor=integer(), quote_setup_minor=integer(),
+                           contract_id=integer(nullable=True), created_at=string())
+BUSINESS_APPLICATIONS = obj(applications=array(BUSINESS_APPLICATION))
 BUSINESS_QUOTAS = obj(account_id=integer(), contract_seats=integer(nullable=True), used=integer(),
                       quotas=array(obj(tenant_id=integer(), name=string(), quota=integer(nullable=True),
                                        used=integer())))

@@ -15,9 +15,9 @@ from appliance.core.calendar import today, zone
 from appliance.web.api import api
 from appliance.web.api import responses as R
 from appliance.web.api.schema import spec
-from appliance.web.business import catalogue, contracts, invoicing, quotas, schedule, usage
+from appliance.web.business import applications, catalogue, contracts, invoicing, quotas, schedule, usage
 from appliance.web.business.billing import month_bounds
-from appliance.web.business.models import CHANGE_KINDS, CONTRACT_STATUSES, RENEWALS, Contract, Invoice
+from appliance.web.business.models import CHANGE_KINDS, CONTRACT_STATUSES, RENEWALS, Application, Contract, Invoice
 from appliance.web.models.tenancy import ACCOUNT, PROVIDER, Tenant
 from appliance.web.services import ServiceError
 from appliance.web.validation import F
@@ -174,6 +174,76 @@ def business_change_create(tenant, data):
     if change.effective_on <= today(zone(_settings())):
         schedule.apply_one(change.id)
     return jsonify(_change_json(type(change).get_by_id(change.id))), 201
+
+
+# -- applications for service ---------------------------------------------------------------
+
+APPLY_BODY = {
+    "lines": F("string", required=True, max_length=400, description="programs and seats, e.g. webchat:10,email:1"),
+    "starts_on": F("string", **DATE),
+}
+REVIEW_ACTIONS = ("comment", "change", "accept", "decline")
+REVIEW_BODY = {
+    "id": F("integer", required=True, description="the application"),
+    "action": F("string", required=True, enum=REVIEW_ACTIONS),
+    "body": F("string", max_length=4000, description="the comment (action comment)"),
+    "lines": F("string", max_length=400, description="the new programs and seats (action change)"),
+    "renewal": F("string", enum=RENEWALS, description="the contract's renewal (action accept)"),
+}
+
+
+def _application_json(a: Application) -> dict:
+    return {"id": a.id, "account_id": a.account_id, "state": a.state, "lines": a.lines,
+            "starts_on": a.starts_on.isoformat(), "quote_monthly_minor": a.quote_monthly_minor,
+            "quote_setup_minor": a.quote_setup_minor, "contract_id": a.contract_id,
+            "created_at": a.created_at.isoformat() + "Z"}
+
+
+@api.route("/tenants/<id:tenant_id>/applications")
+@spec("An account's applications for programs and seats, newest first", role="admin", tag="business",
+      response=R.BUSINESS_APPLICATIONS)
+def business_account_applications(tenant):
+    account = _own_account(tenant)
+    rows = Application.select().where(Application.account == account.id).order_by(Application.id.desc()).limit(200)
+    return jsonify(applications=[_application_json(a) for a in rows])
+
+
+@api.route("/tenants/<id:tenant_id>/applications", methods=["POST"])
+@spec("Apply for programs and seats: the quote comes from the catalogue; the provider reviews it",
+      role="admin", body=APPLY_BODY, tag="business", status=201, response=R.BUSINESS_APPLICATION)
+def business_apply(tenant, data):
+    on = today(zone(_settings()))
+    row = applications.apply(lines_text=data["lines"], starts_on=_day(data.get("starts_on"), "starts_on", on),
+                             account=_own_account(tenant), actor_id=g.principal.user_id, today=on)
+    return jsonify(_application_json(row)), 201
+
+
+@api.route("/business/applications")
+@spec("Every application, open ones first (provider admins)", role="admin", scope="provider", tag="business",
+      response=R.BUSINESS_APPLICATIONS)
+def business_applications():
+    rows = Application.select().order_by(Application.state != "submitted", Application.id.desc()).limit(300)
+    return jsonify(applications=[_application_json(a) for a in rows])
+
+
+@api.route("/business/applications/review", methods=["POST"])
+@spec("Comment on, change, accept (making the contract) or decline an application (provider admins)",
+      role="admin", scope="provider", body=REVIEW_BODY, tag="business", response=R.BUSINESS_APPLICATION)
+def business_review(data):
+    row = Application.get_or_none(Application.id == data["id"])
+    if row is None:
+        raise ServiceError("id: no such application", 404)
+    actor, action = g.principal.user_id, data["action"]
+    if action == "comment":
+        applications.comment(row, data.get("body") or "", actor_id=actor)
+    elif action == "change":
+        row = applications.change_lines(row, data.get("lines") or "", actor_id=actor)
+    elif action == "accept":
+        row = applications.accept(row, actor_id=actor, today=today(zone(_settings())),
+                                  renewal=data.get("renewal") or "manual")
+    else:
+        row = applications.decline(row, actor_id=actor)
+    return jsonify(_application_json(Application.get_by_id(row.id)))
 
 
 # -- seat quotas (the account's admins) -----------------------------------------------------
