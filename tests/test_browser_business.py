@@ -42,12 +42,15 @@ def world(app):
 
 def _login(browser, live_url, email):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.delete_all_cookies()
     browser.get(live_url + "/login")
     browser.find_element(By.NAME, "email").send_keys(email)
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    # Signed in before the caller navigates: a page asked for earlier would meet the login form.
+    WebDriverWait(browser, 15).until(lambda d: "/login" not in d.current_url)
 
 
 def test_application_review_contract_program_and_invoice(app, browser, live_url, world):
