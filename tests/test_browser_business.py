@@ -78,6 +78,7 @@ def test_application_review_contract_program_and_invoice(app, browser, live_url,
     _login(browser, live_url, world.email("P", "admin"))
     browser.get(f"{live_url}/business/applications")
     browser.find_element(By.CSS_SELECTOR, "#applications a").click()
+    wait.until(EC.presence_of_element_located((By.ID, "lines")))
     assert "email:3" in browser.find_element(By.ID, "lines").text
     assert "45.00 EUR a month, 25.00 EUR once" in browser.find_element(By.ID, "app-quote").text
     browser.find_element(By.NAME, "body").send_keys("Checked with sales: standard terms.")
@@ -102,7 +103,7 @@ def test_application_review_contract_program_and_invoice(app, browser, live_url,
     _login(browser, live_url, world.email("A", "admin"))
     browser.get(f"{live_url}/t/{a.id}/billing")
     browser.find_element(By.LINK_TEXT, "view").click()
-    total = browser.find_element(By.ID, "invoice-total").text
+    total = wait.until(EC.presence_of_element_located((By.ID, "invoice-total"))).text
     assert total == f"{expected_total / 100:.2f} EUR"
     csv_text = browser.execute_async_script(
         "const done = arguments[arguments.length - 1];"
