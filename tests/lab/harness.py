@@ -184,6 +184,7 @@ class Lab:
     _ip_forward_before: str | None = None
     _made_bridge: bool = False
     _made_table: bool = False
+    _machine_lock: object = None
 
     def __post_init__(self):
         RUN_ROOT.mkdir(parents=True, exist_ok=True)
@@ -193,6 +194,7 @@ class Lab:
 
     # -- setup -------------------------------------------------------------
     def start(self):
+        self._take_the_machine()
         self.image = ensure_image(self.log)
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "appliance-lab",
              "-f", str(self.key)])
@@ -216,6 +218,17 @@ table ip {NFT_TABLE} {{
         run(["nft", "-f", "-"], input=rules)
         self._made_table = True
         return self
+
+    def _take_the_machine(self):
+        """One lab run per machine: they share the bridge, the NAT table, ip_forward and
+        the hosts' veth names, so a second run (another checkout's suite) waits here."""
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        self._machine_lock = open(CACHE_DIR / "run.lock", "w")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(self._machine_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.log("lab: another lab run holds this machine; waiting for it to finish")
+            fcntl.flock(self._machine_lock, fcntl.LOCK_EX)
 
     def _clean_stale(self):
         """A run killed hard (SIGKILL, power loss) leaves these behind; remove them."""
@@ -374,5 +387,8 @@ table ip {NFT_TABLE} {{
             Path("/proc/sys/net/ipv4/ip_forward").write_text(self._ip_forward_before + "\n")
         if os.environ.get("APPLIANCE_LAB_KEEP_RUN_DIR") != "1":
             shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self._machine_lock is not None:
+            self._machine_lock.close()  # releases the flock for the next run
+            self._machine_lock = None
         if errors:
             raise LabError("lab teardown: " + "; ".join(errors))
