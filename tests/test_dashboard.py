@@ -76,3 +76,25 @@ def test_a_failed_reply_older_than_a_day_is_not_a_problem_any_more(app, client, 
         clock.advance(hours=25)
     data = client.get("/api/v1/dashboard", headers=world.headers("P", "admin")).get_json()
     assert data["channels"]["failed_replies_24h"] == 0 and data["channels"]["failing"] == []
+
+
+def test_sync_page_shows_the_report_as_a_table_with_the_json_folded(app, client, world, clock):
+    clock.advance(days=1)  # the world's day is yesterday now: the day the next report covers
+    login(client, world.email("P", "admin"))
+    page = client.get("/admin/sync/").get_data(as_text=True)
+    table = page[page.index('id="report-usage"'):page.index("</table>", page.index('id="report-usage"'))]
+    a = world.tenants["A"].id
+    assert f"<td>#{a}</td>" in table  # names are not shared unless the installer says so
+    assert table.count("<tr>") == 1 + 6  # the header and one row per tenant (each had a conversation)
+    raw = page.index('<details class="raw">')
+    assert page.index("appliance-sync-batch") > raw  # the exact JSON is still there, folded below the table
+
+
+def test_licence_page_puts_the_state_and_key_figures_first(client, world):
+    login(client, world.email("P", "admin"))
+    page = client.get("/licence").get_data(as_text=True)
+    assert 'class="badge badge-warn" id="licence-badge">Evaluation mode' in page
+    glance = page.index('id="licence-glance"')
+    assert glance < page.index("Programs per tenant") < page.index("Licence history")
+    assert "<dd>5 / " in page[glance:] and "<dd>15 / " in page[glance:]  # tenants and seats used / allowed
+    assert page.count('<details class="section"') == 3  # install form, programs per tenant, history: folded

@@ -143,7 +143,8 @@ def _user_context():
         context["switcher"] = list(g.principal.reachable_tenants().limit(200))
         context["provider_admin"] = is_provider_admin(g.principal)
         if tenant is not None:
-            context["home_url"] = home_url(tenant)
+            context["home_url"] = (url_for("dashboard.page") if tenant.level == PROVIDER and context["provider_admin"]
+                                   else url_for("inbox.index", tenant_id=tenant.id))
     return context
 
 
