@@ -16,6 +16,7 @@ import json
 from appliance.core import clock
 from appliance.web.channels import http
 from appliance.web.channels.base import (
+    EXPIRED_SECRET,
     RATE_FIELD,
     Adapter,
     Inbound,
@@ -25,7 +26,9 @@ from appliance.web.channels.base import (
     Refused,
     Sent,
     SettingField,
+    expired_secret_reason,
     same_secret,
+    which_secret,
 )
 from appliance.web.services import ServiceError, attachments
 from appliance.web.validation import F, json_object
@@ -79,8 +82,10 @@ class WebhookAdapter(Adapter):
         if not stamp.isdigit() or len(stamp) > 12:
             raise Refused(401, "X-Timestamp must be the Unix time (seconds) at which the delivery was signed.")
         given = headers.get("X-Signature", "")
-        expected = signature(settings["channel_secret"], stamp, raw_body)
-        if not same_secret(given, expected):
+        used = which_secret(settings, lambda secret: same_secret(given, signature(secret, stamp, raw_body)))
+        if used == EXPIRED_SECRET:
+            raise Refused(401, "X-Signature is " + expired_secret_reason(settings))
+        if used is None:
             raise Refused(401, "X-Signature must be sha256=<hex HMAC-SHA256 of timestamp + '.' + body "
                                "with the channel secret>.")
         skew = abs(clock.now().timestamp() - int(stamp))
@@ -88,6 +93,7 @@ class WebhookAdapter(Adapter):
         if skew > tolerance:
             raise Refused(401, f"X-Timestamp is {int(skew)} s away from the server's clock (at most {tolerance} s "
                                "allowed): a stale or replayed delivery. Sign each delivery when it is sent.")
+        return used  # PREVIOUS_SECRET: the caller notes that the sender still has to switch
 
     def parse(self, settings, headers, raw_body, query):
         data = json_object(raw_body, FIELDS)
