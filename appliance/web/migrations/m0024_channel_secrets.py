@@ -56,6 +56,8 @@ class MissingKeys(RuntimeError):
 
 def up(db, migrator, keyring=None):
     postgres = isinstance(getattr(db, "obj", db), PostgresqlDatabase)
+    if "previous_secret" in {c.name for c in db.get_columns(TABLE)}:
+        return  # applied before (its schema_version row was lost): the secrets are sealed already
     for column, sqlite_type, postgres_type in COLUMNS:
         db.execute_sql(f'ALTER TABLE "{TABLE}" ADD COLUMN "{column}" {postgres_type if postgres else sqlite_type}')
     secure_delete = None
