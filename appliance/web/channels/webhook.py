@@ -9,6 +9,7 @@ item's id). Replies go to the configured callback URL, signed the same way.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -112,8 +113,12 @@ class WebhookAdapter(Adapter):
         url = settings.get("callback_url") or ""
         if not url:
             raise PermanentFailure("This webhook channel has no callback URL: set one in the channel's settings.")
-        raw = json.dumps({"message_id": out.message_uid, "conversation_id": out.conversation_uid,
-                          "recipient_id": out.recipient_id or None, "body": out.text}).encode()
+        document = {"message_id": out.message_uid, "conversation_id": out.conversation_uid,
+                    "recipient_id": out.recipient_id or None, "body": out.text}
+        if out.files:  # the agent's files, in the shape inbound deliveries use (one signed call)
+            document["files"] = [{"filename": f.filename, "content_type": f.content_type,
+                                  "data": base64.b64encode(f.data).decode("ascii")} for f in out.files]
+        raw = json.dumps(document).encode()
         headers = signed_headers(settings["channel_secret"], raw) | {
             "Content-Type": "application/json", "Idempotency-Key": out.idempotency_key}
         http.call("POST", url, data=raw, headers=headers, timeout=settings["timeout"])
