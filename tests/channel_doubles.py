@@ -132,6 +132,8 @@ class TelegramDouble(ServiceDouble):
         if not path.startswith(prefix):
             return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}, {}
         name = path[len(prefix):]
+        if headers.get("Content-Type", "").startswith("multipart/form-data"):
+            return self._upload(name, *multipart(headers["Content-Type"], raw))
         args = json.loads(raw or b"{}")
         if name == "getMe":
             return 200, {"ok": True, "result": {"id": 1, "is_bot": True, "username": "test_bot"}}, {}
@@ -154,6 +156,41 @@ class TelegramDouble(ServiceDouble):
                 return 400, {"ok": False, "error_code": 400, "description": "Bad Request: invalid file_id"}, {}
             return 200, {"ok": True, "result": {"file_id": file_id, "file_path": f"documents/{file_id}"}}, {}
         return 404, {"ok": False, "error_code": 404, "description": "Not Found"}, {}
+
+
+    def _upload(self, name, fields, files):
+        """sendDocument / sendMediaGroup: files uploaded as multipart/form-data."""
+        if name == "sendDocument":
+            items = [(fields.get("caption", ""), files["document"])]
+        elif name == "sendMediaGroup":
+            media = json.loads(fields["media"])
+            items = [(m.get("caption", ""), files[m["media"].removeprefix("attach://")]) for m in media]
+        else:
+            return 400, {"ok": False, "error_code": 400, "description": f"Bad Request: {name} takes no files"}, {}
+        results = []
+        for caption, (filename, content_type, data) in items:
+            self._message_id += 1
+            self.record({"chat_id": fields["chat_id"], "caption": caption, "filename": filename,
+                         "content_type": content_type, "data": data})
+            results.append({"message_id": self._message_id, "chat": {"id": fields["chat_id"]},
+                            "document": {"file_name": filename}})
+        return 200, {"ok": True, "result": results[0] if name == "sendDocument" else results}, {}
+
+
+def multipart(content_type: str, raw: bytes) -> tuple[dict, dict]:
+    """A multipart/form-data body's text fields and its files as (filename, content type, bytes)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    fields, files = {}, {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if part.get_filename() is not None:
+            files[name] = (part.get_filename(), part.get_content_type(), part.get_payload(decode=True))
+        else:
+            fields[name] = part.get_payload(decode=True).decode()
+    return fields, files
 
 
 class WhatsAppDouble(ServiceDouble):

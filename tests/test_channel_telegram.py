@@ -122,3 +122,36 @@ def test_inbound_document_is_fetched_with_getfile(app, client, world, telegram):
     attachment = Attachment.get(Attachment.message == message.id)
     assert (attachment.filename, attachment.content_type, attachment.data) == (
         "statement.pdf", "application/pdf", b"%PDF-1.4 statement")
+
+
+def test_an_agents_files_go_out_in_one_upload_with_the_text_as_caption(app, client, world, telegram, clock):
+    from appliance.web.models.channels import FAILED
+    from appliance.web.services import attachments
+
+    channel, generated = make_channel(app, world.tenants["A"], "telegram",
+                                      {"bot_token": telegram.token, "api_base_url": telegram.url})
+    _post(client, channel, update(30, "send me the forms"), generated["secret_token"])
+    conv = Conversation.get(Conversation.channel == channel.id)
+    agent = world.users[("A", "agent")]
+    pdf = attachments.Upload("form.pdf", "application/pdf", b"%PDF-1.4 form")
+    telegram.fail("500", path_contains="sendDocument")
+    with app.app_context():
+        one = attachments.add_message_with_files(conv, "out", "Here is the form", [pdf], agent)
+    drain(app)
+    assert outbox_row(one).attempts == 1 and telegram.sent == []
+    clock.advance(minutes=5)
+    drain(app)
+    assert outbox_row(one).state == SENT
+    assert telegram.sent == [{"chat_id": "42", "caption": "Here is the form", "filename": "form.pdf",
+                              "content_type": "application/pdf", "data": b"%PDF-1.4 form"}]  # once, through a 500
+
+    csv = attachments.Upload("rates.csv", "text/csv", b"a;b\n1;2\n")
+    with app.app_context():
+        two = attachments.add_message_with_files(conv, "out", "Both of them", [pdf, csv], agent)
+        long = attachments.add_message_with_files(conv, "out", "x" * 1025, [csv], agent)
+    drain(app)
+    assert outbox_row(two).state == SENT
+    assert [(s["caption"], s["filename"]) for s in telegram.sent[1:]] == [("Both of them", "form.pdf"),
+                                                                          ("", "rates.csv")]
+    row = outbox_row(long)
+    assert row.state == FAILED and "caption limit" in row.last_error and len(telegram.sent) == 3
