@@ -199,6 +199,7 @@ class WhatsAppDouble(ServiceDouble):
     def __init__(self, phone_number_id="106540352242922", token="EAAG-test"):
         super().__init__()
         self.phone_number_id, self.token = phone_number_id, token
+        self.media: dict[str, tuple] = {}  # uploaded by POST /<id>/media: (filename, content type, bytes)
         self._n = 0
 
     def fault_answer(self, kind, retry_after):
@@ -212,11 +213,25 @@ class WhatsAppDouble(ServiceDouble):
             return 401, {"error": {"message": "Invalid OAuth access token.", "code": 190}}, {}
         if path == f"/{self.phone_number_id}" and method == "GET":
             return 200, {"id": self.phone_number_id, "display_phone_number": "15550783881"}, {}
+        if path == f"/{self.phone_number_id}/media" and method == "POST":
+            fields, files = multipart(headers["Content-Type"], raw)
+            if fields.get("messaging_product") != "whatsapp" or "file" not in files:
+                return 400, {"error": {"message": "(#100) Param file is required", "code": 100}}, {}
+            self._n += 1
+            self.media[f"media{self._n}"] = files["file"]
+            return 200, {"id": f"media{self._n}"}, {}
         if path == f"/{self.phone_number_id}/messages" and method == "POST":
             body = json.loads(raw or b"{}")
             self._n += 1
             wamid = f"wamid.out{self._n}"
-            self.record({"to": body.get("to"), "text": (body.get("text") or {}).get("body"), "id": wamid})
+            if body.get("type") == "document":
+                document = body["document"]
+                if document.get("id") not in self.media:
+                    return 400, {"error": {"message": "(#131053) Media upload error", "code": 131053}}, {}
+                self.record({"to": body.get("to"), "caption": document.get("caption"), "id": wamid,
+                             "filename": document.get("filename"), "file": self.media[document["id"]]})
+            else:
+                self.record({"to": body.get("to"), "text": (body.get("text") or {}).get("body"), "id": wamid})
             return 200, {"messaging_product": "whatsapp", "contacts": [{"input": body.get("to"),
                                                                         "wa_id": body.get("to")}],
                          "messages": [{"id": wamid}]}, {}

@@ -127,3 +127,30 @@ def test_statuses_become_the_replys_receipts(app, client, world, whatsapp):
     # A signed post is needed for receipts too.
     assert _post(client, channel, _statuses({"id": "wamid.out2", "status": "read"}), secret="x").status_code == 401
     assert outbox_row(second).delivery_status == "failed"
+
+
+def test_an_agents_file_is_uploaded_then_sent_once_as_a_document(app, client, world, whatsapp, clock):
+    from appliance.web.models.channels import FAILED
+    from appliance.web.services import attachments
+
+    channel, _ = _channel(app, world, whatsapp)
+    _post(client, channel, payload())
+    conv = Conversation.get(Conversation.channel == channel.id)
+    agent = world.users[("A", "agent")]
+    pdf = attachments.Upload("offer.pdf", "application/pdf", b"%PDF-1.4 offer")
+    whatsapp.fail("503", path_contains="/messages")  # after the upload: the retry uploads again, sends once
+    with app.app_context():
+        message = attachments.add_message_with_files(conv, "out", "Our offer", [pdf], agent)
+    drain(app)
+    clock.advance(minutes=5)
+    drain(app)
+    assert outbox_row(message).state == SENT
+    assert [(s["caption"], s["filename"], s["file"]) for s in whatsapp.sent] == [
+        ("Our offer", "offer.pdf", ("offer.pdf", "application/pdf", b"%PDF-1.4 offer"))]
+
+    csv = attachments.Upload("rates.csv", "text/csv", b"a;b\n")
+    with app.app_context():
+        two = attachments.add_message_with_files(conv, "out", "Both", [pdf, csv], agent)
+    drain(app)
+    row = outbox_row(two)
+    assert row.state == FAILED and "one file per message" in row.last_error and len(whatsapp.sent) == 1

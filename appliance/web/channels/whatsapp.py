@@ -30,6 +30,7 @@ from appliance.web.channels.base import (
 )
 
 DEFAULT_API = "https://graph.facebook.com/v21.0"
+CAPTION_MAX = 1024  # characters of text WhatsApp sends with a document
 
 
 def signature(app_secret: str, raw: bytes) -> str:
@@ -111,12 +112,30 @@ class WhatsappAdapter(Adapter):
             raise PermanentFailure("No WhatsApp number is known for this contact.")
         if not settings.get("access_token") or not settings.get("phone_number_id"):
             raise PermanentFailure("Set the access token and the phone number ID of this WhatsApp channel.")
-        url = f"{http.base_url(settings, DEFAULT_API)}/{settings['phone_number_id']}/messages"
-        body = http.call("POST", url, timeout=settings["timeout"],
-                         headers={"Authorization": f"Bearer {settings['access_token']}"},
-                         json={"messaging_product": "whatsapp", "to": out.recipient_id, "type": "text",
-                               "text": {"body": out.text}})
+        base = f"{http.base_url(settings, DEFAULT_API)}/{settings['phone_number_id']}"
+        auth = {"Authorization": f"Bearer {settings['access_token']}"}
+        message = {"type": "text", "text": {"body": out.text}}
+        if out.files:
+            message = {"type": "document", "document": self._upload(settings, base, auth, out)}
+        body = http.call("POST", f"{base}/messages", timeout=settings["timeout"], headers=auth,
+                         json={"messaging_product": "whatsapp", "to": out.recipient_id, **message})
         return Sent(external_id=dig(body, "messages", 0, "id"))
+
+    def _upload(self, settings, base, auth, out: Outbound) -> dict:
+        """The file uploaded to /media first (an upload sends nothing to the customer, so a retry
+        after it is harmless), then sent as one document with the text as its caption."""
+        if len(out.files) > 1:
+            raise PermanentFailure("WhatsApp sends one file per message: send each file in a reply of its own.")
+        if len(out.text) > CAPTION_MAX:
+            raise PermanentFailure(f"WhatsApp carries at most {CAPTION_MAX} characters of text with a file (its "
+                                   "caption limit): send the text as a reply of its own, then the file.")
+        f = out.files[0]
+        uploaded = http.call("POST", f"{base}/media", timeout=settings["timeout"], headers=auth,
+                             data={"messaging_product": "whatsapp", "type": f.content_type},
+                             files={"file": (f.filename, f.data, f.content_type)})
+        if not uploaded.get("id"):
+            raise PermanentFailure("WhatsApp's media upload gave no id.")
+        return {"id": uploaded["id"], "filename": f.filename, **({"caption": out.text} if out.text else {})}
 
     def test_connection(self, settings) -> str:
         if not settings.get("access_token") or not settings.get("phone_number_id"):
