@@ -213,6 +213,13 @@ class WhatsAppDouble(ServiceDouble):
             return 401, {"error": {"message": "Invalid OAuth access token.", "code": 190}}, {}
         if path == f"/{self.phone_number_id}" and method == "GET":
             return 200, {"id": self.phone_number_id, "display_phone_number": "15550783881"}, {}
+        if path.startswith("/files/") and method == "GET":  # the short-lived media URLs
+            found = self.media.get(path.removeprefix("/files/"))
+            return (200, found[2], {"Content-Type": found[1]}) if found else (404, {}, {})
+        if path.removeprefix("/") in self.media and method == "GET":
+            _name, content_type, data = self.media[path.removeprefix("/")]
+            return 200, {"messaging_product": "whatsapp", "url": f"{self.url}/files/{path.removeprefix('/')}",
+                         "mime_type": content_type, "file_size": len(data), "id": path.removeprefix("/")}, {}
         if path == f"/{self.phone_number_id}/media" and method == "POST":
             fields, files = multipart(headers["Content-Type"], raw)
             if fields.get("messaging_product") != "whatsapp" or "file" not in files:
