@@ -155,3 +155,28 @@ def test_an_agents_files_go_out_in_one_upload_with_the_text_as_caption(app, clie
                                                                           ("", "rates.csv")]
     row = outbox_row(long)
     assert row.state == FAILED and "caption limit" in row.last_error and len(telegram.sent) == 3
+
+
+def test_on_postgresql_a_second_host_skips_a_channel_another_host_is_polling(app, world, telegram, db_url):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite is one host by construction: there is no second host to keep out")
+    import psycopg2
+
+    channel, _ = make_channel(app, world.tenants["A"], "telegram",
+                              {"bot_token": telegram.token, "api_base_url": telegram.url, "receive": "polling"})
+    app.extensions["appliance_instance"]["channels"]["poll_wait_seconds"] = 0
+    telegram.updates = [update(40, "polled once")]
+    other = psycopg2.connect(db_url)  # another app host's worker, in the middle of this channel's poll
+    try:
+        with other.cursor() as cur:
+            cur.execute('SELECT id FROM "channel_config" WHERE "channel_id" = %s FOR UPDATE', (channel.id,))
+            assert cur.fetchone()
+        assert not run_round(app, [poll_job])
+        assert not [c for c in telegram.calls if c.endswith("getUpdates")]  # skipped, not waiting
+        other.rollback()
+        assert not run_round(app, [poll_job])
+    finally:
+        other.close()
+    assert [c for c in telegram.calls if c.endswith("getUpdates")] != []
+    assert [m.body for m in Message.select().join(Conversation).where(Conversation.channel == channel.id)] == [
+        "polled once"]
