@@ -3,13 +3,16 @@
 Every POST is checked against ``sha256=<hex HMAC-SHA256(app secret, raw body)>`` before
 a byte of it is parsed. The wamid (``messages[].id``) is the de-duplication key.
 Receipts for our replies arrive in ``value.statuses[]`` (sent, delivered, read, failed
-with ``errors[]``), each naming the wamid that ``/messages`` gave the reply.
+with ``errors[]``), each naming the wamid that ``/messages`` gave the reply. A media
+message's file is fetched by its id (``GET /<media id>`` gives a short-lived URL, read
+with the same token); an agent's file is uploaded to ``/media`` and sent as a document.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import mimetypes
 
 from flask import make_response
 
@@ -19,11 +22,13 @@ from appliance.web.channels.base import (
     Adapter,
     DeliveryStatus,
     Inbound,
+    InboundFile,
     Outbound,
     PermanentFailure,
     Refused,
     Sent,
     SettingField,
+    TemporaryFailure,
     dig,
     json_document,
     same_secret,
@@ -31,6 +36,8 @@ from appliance.web.channels.base import (
 
 DEFAULT_API = "https://graph.facebook.com/v21.0"
 CAPTION_MAX = 1024  # characters of text WhatsApp sends with a document
+MAX_FILE = 100 * 1024 * 1024  # WhatsApp's largest media (documents)
+MEDIA_KINDS = ("image", "document", "audio", "video", "sticker")
 
 
 def signature(app_secret: str, raw: bytes) -> str:
@@ -87,8 +94,29 @@ class WhatsappAdapter(Adapter):
                 text = dig(message, "text", "body") or dig(message, dig(message, "type", default=""),
                                                            "caption") or ""
                 out.append(Inbound(external_id=wamid, sender_id=sender, text=str(text),
-                                   sender_name=names.get(sender), phone="+" + sender.lstrip("+")))
+                                   sender_name=names.get(sender), phone="+" + sender.lstrip("+"),
+                                   files=self._files(settings, message)))
         return out
+
+    def _files(self, settings, message) -> list[InboundFile]:
+        """A media message's file: its id asked for a short-lived URL, then fetched (both with the token)."""
+        kind = dig(message, "type", default="")
+        media = dig(message, kind) if kind in MEDIA_KINDS else None
+        if not isinstance(media, dict) or not isinstance(media.get("id"), str) or not settings.get("access_token"):
+            return []
+        auth = {"Authorization": f"Bearer {settings['access_token']}"}
+        content_type = str(media.get("mime_type") or "application/octet-stream").split(";")[0][:100]
+        name = str(media.get("filename") or f"{kind}{mimetypes.guess_extension(content_type) or ''}")
+        try:
+            info = http.call("GET", f"{http.base_url(settings, DEFAULT_API)}/{media['id']}", headers=auth,
+                             timeout=settings["timeout"])
+            if not isinstance(info.get("url"), str):
+                return []
+            data = http.download(info["url"], timeout=settings["timeout"], max_bytes=MAX_FILE, headers=auth,
+                                 too_large="The file is larger than WhatsApp's 100 MB media limit.")
+        except (TemporaryFailure, PermanentFailure):
+            return []  # the text (or caption) still arrives; the file is left out
+        return [InboundFile(name[:200], content_type, data)]  # the name is cleaned where files are stored
 
     def statuses(self, settings, headers, raw_body, query):
         out = []
