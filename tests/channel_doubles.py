@@ -132,6 +132,8 @@ class TelegramDouble(ServiceDouble):
         if not path.startswith(prefix):
             return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}, {}
         name = path[len(prefix):]
+        if headers.get("Content-Type", "").startswith("multipart/form-data"):
+            return self._upload(name, *multipart(headers["Content-Type"], raw))
         args = json.loads(raw or b"{}")
         if name == "getMe":
             return 200, {"ok": True, "result": {"id": 1, "is_bot": True, "username": "test_bot"}}, {}
@@ -156,12 +158,48 @@ class TelegramDouble(ServiceDouble):
         return 404, {"ok": False, "error_code": 404, "description": "Not Found"}, {}
 
 
+    def _upload(self, name, fields, files):
+        """sendDocument / sendMediaGroup: files uploaded as multipart/form-data."""
+        if name == "sendDocument":
+            items = [(fields.get("caption", ""), files["document"])]
+        elif name == "sendMediaGroup":
+            media = json.loads(fields["media"])
+            items = [(m.get("caption", ""), files[m["media"].removeprefix("attach://")]) for m in media]
+        else:
+            return 400, {"ok": False, "error_code": 400, "description": f"Bad Request: {name} takes no files"}, {}
+        results = []
+        for caption, (filename, content_type, data) in items:
+            self._message_id += 1
+            self.record({"chat_id": fields["chat_id"], "caption": caption, "filename": filename,
+                         "content_type": content_type, "data": data})
+            results.append({"message_id": self._message_id, "chat": {"id": fields["chat_id"]},
+                            "document": {"file_name": filename}})
+        return 200, {"ok": True, "result": results[0] if name == "sendDocument" else results}, {}
+
+
+def multipart(content_type: str, raw: bytes) -> tuple[dict, dict]:
+    """A multipart/form-data body's text fields and its files as (filename, content type, bytes)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    fields, files = {}, {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if part.get_filename() is not None:
+            files[name] = (part.get_filename(), part.get_content_type(), part.get_payload(decode=True))
+        else:
+            fields[name] = part.get_payload(decode=True).decode()
+    return fields, files
+
+
 class WhatsAppDouble(ServiceDouble):
     """Cloud API: POST /<phone_number_id>/messages with a bearer token."""
 
     def __init__(self, phone_number_id="106540352242922", token="EAAG-test"):
         super().__init__()
         self.phone_number_id, self.token = phone_number_id, token
+        self.media: dict[str, tuple] = {}  # uploaded by POST /<id>/media: (filename, content type, bytes)
         self._n = 0
 
     def fault_answer(self, kind, retry_after):
@@ -175,11 +213,32 @@ class WhatsAppDouble(ServiceDouble):
             return 401, {"error": {"message": "Invalid OAuth access token.", "code": 190}}, {}
         if path == f"/{self.phone_number_id}" and method == "GET":
             return 200, {"id": self.phone_number_id, "display_phone_number": "15550783881"}, {}
+        if path.startswith("/files/") and method == "GET":  # the short-lived media URLs
+            found = self.media.get(path.removeprefix("/files/"))
+            return (200, found[2], {"Content-Type": found[1]}) if found else (404, {}, {})
+        if path.removeprefix("/") in self.media and method == "GET":
+            _name, content_type, data = self.media[path.removeprefix("/")]
+            return 200, {"messaging_product": "whatsapp", "url": f"{self.url}/files/{path.removeprefix('/')}",
+                         "mime_type": content_type, "file_size": len(data), "id": path.removeprefix("/")}, {}
+        if path == f"/{self.phone_number_id}/media" and method == "POST":
+            fields, files = multipart(headers["Content-Type"], raw)
+            if fields.get("messaging_product") != "whatsapp" or "file" not in files:
+                return 400, {"error": {"message": "(#100) Param file is required", "code": 100}}, {}
+            self._n += 1
+            self.media[f"media{self._n}"] = files["file"]
+            return 200, {"id": f"media{self._n}"}, {}
         if path == f"/{self.phone_number_id}/messages" and method == "POST":
             body = json.loads(raw or b"{}")
             self._n += 1
             wamid = f"wamid.out{self._n}"
-            self.record({"to": body.get("to"), "text": (body.get("text") or {}).get("body"), "id": wamid})
+            if body.get("type") == "document":
+                document = body["document"]
+                if document.get("id") not in self.media:
+                    return 400, {"error": {"message": "(#131053) Media upload error", "code": 131053}}, {}
+                self.record({"to": body.get("to"), "caption": document.get("caption"), "id": wamid,
+                             "filename": document.get("filename"), "file": self.media[document["id"]]})
+            else:
+                self.record({"to": body.get("to"), "text": (body.get("text") or {}).get("body"), "id": wamid})
             return 200, {"messaging_product": "whatsapp", "contacts": [{"input": body.get("to"),
                                                                         "wa_id": body.get("to")}],
                          "messages": [{"id": wamid}]}, {}

@@ -276,3 +276,28 @@ def test_one_attachment_limit_for_every_channel_and_the_old_email_key_refused(ap
             InboundFile("scan.pdf", "application/pdf", b"%PDF" + b"x" * 2000)])])
         assert made.body.startswith("Two files\n\n[not stored: scan.pdf: 2004 bytes is over the limit of 1000")
         assert [a.filename for a in Attachment.select().where(Attachment.message == made.id)] == ["small.pdf"]
+
+
+def test_an_agents_file_reaches_the_webhook_callback_signed_with_the_reply(app, client, world):
+    from appliance.web.channels import config as channel_config
+    from appliance.web.channels.webhook import signature
+    from appliance.web.models.contact_center import Channel
+    from appliance.web.services import attachments, conversations
+    from tests.channel_doubles import CallbackDouble
+    from tests.channel_support import drain
+
+    data = secrets.token_bytes(500)
+    with CallbackDouble() as callback:
+        channel = Channel.create(tenant=world.tenants["A"], kind="webhook", name="CRM with callback")
+        channel_config.update_settings(channel, {"callback_url": callback.url + "/replies"})
+        conv = conversations.start_conversation(channel, world.tenants["A"], world.objects["A"]["contact"], "hi")
+        attachments.add_message_with_files(conv, "out", "your statement", [
+            attachments.Upload("statement.pdf", "application/pdf", data)], world.users[("A", "agent")])
+        drain(app)
+        assert len(callback.sent) == 1  # one call: the body and its files together
+        got = callback.sent[0]
+    body = json.loads(got["raw"])
+    assert body["body"] == "your statement"
+    assert [(f["filename"], f["content_type"], base64.b64decode(f["data"])) for f in body["files"]] == [
+        ("statement.pdf", "application/pdf", data)]
+    assert got["headers"]["X-Signature"] == signature(channel.secret, got["headers"]["X-Timestamp"], got["raw"])

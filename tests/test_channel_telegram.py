@@ -122,3 +122,61 @@ def test_inbound_document_is_fetched_with_getfile(app, client, world, telegram):
     attachment = Attachment.get(Attachment.message == message.id)
     assert (attachment.filename, attachment.content_type, attachment.data) == (
         "statement.pdf", "application/pdf", b"%PDF-1.4 statement")
+
+
+def test_an_agents_files_go_out_in_one_upload_with_the_text_as_caption(app, client, world, telegram, clock):
+    from appliance.web.models.channels import FAILED
+    from appliance.web.services import attachments
+
+    channel, generated = make_channel(app, world.tenants["A"], "telegram",
+                                      {"bot_token": telegram.token, "api_base_url": telegram.url})
+    _post(client, channel, update(30, "send me the forms"), generated["secret_token"])
+    conv = Conversation.get(Conversation.channel == channel.id)
+    agent = world.users[("A", "agent")]
+    pdf = attachments.Upload("form.pdf", "application/pdf", b"%PDF-1.4 form")
+    telegram.fail("500", path_contains="sendDocument")
+    with app.app_context():
+        one = attachments.add_message_with_files(conv, "out", "Here is the form", [pdf], agent)
+    drain(app)
+    assert outbox_row(one).attempts == 1 and telegram.sent == []
+    clock.advance(minutes=5)
+    drain(app)
+    assert outbox_row(one).state == SENT
+    assert telegram.sent == [{"chat_id": "42", "caption": "Here is the form", "filename": "form.pdf",
+                              "content_type": "application/pdf", "data": b"%PDF-1.4 form"}]  # once, through a 500
+
+    csv = attachments.Upload("rates.csv", "text/csv", b"a;b\n1;2\n")
+    with app.app_context():
+        two = attachments.add_message_with_files(conv, "out", "Both of them", [pdf, csv], agent)
+        long = attachments.add_message_with_files(conv, "out", "x" * 1025, [csv], agent)
+    drain(app)
+    assert outbox_row(two).state == SENT
+    assert [(s["caption"], s["filename"]) for s in telegram.sent[1:]] == [("Both of them", "form.pdf"),
+                                                                          ("", "rates.csv")]
+    row = outbox_row(long)
+    assert row.state == FAILED and "caption limit" in row.last_error and len(telegram.sent) == 3
+
+
+def test_on_postgresql_a_second_host_skips_a_channel_another_host_is_polling(app, world, telegram, db_url):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite is one host by construction: there is no second host to keep out")
+    import psycopg2
+
+    channel, _ = make_channel(app, world.tenants["A"], "telegram",
+                              {"bot_token": telegram.token, "api_base_url": telegram.url, "receive": "polling"})
+    app.extensions["appliance_instance"]["channels"]["poll_wait_seconds"] = 0
+    telegram.updates = [update(40, "polled once")]
+    other = psycopg2.connect(db_url)  # another app host's worker, in the middle of this channel's poll
+    try:
+        with other.cursor() as cur:
+            cur.execute('SELECT id FROM "channel_config" WHERE "channel_id" = %s FOR UPDATE', (channel.id,))
+            assert cur.fetchone()
+        assert not run_round(app, [poll_job])
+        assert not [c for c in telegram.calls if c.endswith("getUpdates")]  # skipped, not waiting
+        other.rollback()
+        assert not run_round(app, [poll_job])
+    finally:
+        other.close()
+    assert [c for c in telegram.calls if c.endswith("getUpdates")] != []
+    assert [m.body for m in Message.select().join(Conversation).where(Conversation.channel == channel.id)] == [
+        "polled once"]

@@ -82,9 +82,12 @@ def test_signing_secret_shown_once_then_masked_and_rotated(app, client, world):
     assert f'data-secret-hint="{channel.id}">…{channel.secret[-4:]}<' in listing
 
     old = channel.secret
-    rotated = client.post(f"/t/{tenant.id}/admin/channels/{channel.id}/secret", data={"csrf_token": token})
+    # A leaked secret: "stop the old one now" ends it at once, no grace.
+    rotated = client.post(f"/t/{tenant.id}/admin/channels/{channel.id}/secret",
+                          data={"csrf_token": token, "stop_old": "1"})
     new = Channel.get_by_id(channel.id).secret
     assert rotated.status_code == 200 and new != old and f">{new}<" in rotated.get_data(as_text=True)
+    assert "the old one no longer verifies" in rotated.get_data(as_text=True)
     assert new not in client.get(f"/t/{tenant.id}/admin/channels").get_data(as_text=True)
     raw = json.dumps({"id": "after-rotation", "body": "hello"}).encode()
     assert _post(client, channel, raw, signed_headers(old, raw)).status_code == 401  # the old one stops at once

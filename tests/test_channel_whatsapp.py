@@ -127,3 +127,50 @@ def test_statuses_become_the_replys_receipts(app, client, world, whatsapp):
     # A signed post is needed for receipts too.
     assert _post(client, channel, _statuses({"id": "wamid.out2", "status": "read"}), secret="x").status_code == 401
     assert outbox_row(second).delivery_status == "failed"
+
+
+def test_an_agents_file_is_uploaded_then_sent_once_as_a_document(app, client, world, whatsapp, clock):
+    from appliance.web.models.channels import FAILED
+    from appliance.web.services import attachments
+
+    channel, _ = _channel(app, world, whatsapp)
+    _post(client, channel, payload())
+    conv = Conversation.get(Conversation.channel == channel.id)
+    agent = world.users[("A", "agent")]
+    pdf = attachments.Upload("offer.pdf", "application/pdf", b"%PDF-1.4 offer")
+    whatsapp.fail("503", path_contains="/messages")  # after the upload: the retry uploads again, sends once
+    with app.app_context():
+        message = attachments.add_message_with_files(conv, "out", "Our offer", [pdf], agent)
+    drain(app)
+    clock.advance(minutes=5)
+    drain(app)
+    assert outbox_row(message).state == SENT
+    assert [(s["caption"], s["filename"], s["file"]) for s in whatsapp.sent] == [
+        ("Our offer", "offer.pdf", ("offer.pdf", "application/pdf", b"%PDF-1.4 offer"))]
+
+    csv = attachments.Upload("rates.csv", "text/csv", b"a;b\n")
+    with app.app_context():
+        two = attachments.add_message_with_files(conv, "out", "Both", [pdf, csv], agent)
+    drain(app)
+    row = outbox_row(two)
+    assert row.state == FAILED and "one file per message" in row.last_error and len(whatsapp.sent) == 1
+
+
+def test_an_inbound_document_is_fetched_by_its_media_id(app, client, world, whatsapp):
+    from appliance.web.models.contact_center import Attachment
+
+    channel, _ = _channel(app, world, whatsapp)
+    whatsapp.media["1013859600285441"] = ("ignored.pdf", "application/pdf", b"%PDF-1.4 payslip")
+    body = payload("wamid.DOC")
+    message = body["entry"][0]["changes"][0]["value"]["messages"][0]
+    del message["text"]
+    message.update(type="document", document={"id": "1013859600285441", "mime_type": "application/pdf",
+                                              "filename": "../payslip.pdf", "caption": "my payslip",
+                                              "sha256": "x"})
+    assert _post(client, channel, body).status_code == 200
+    stored = Message.select().join(Conversation).where(Conversation.channel == channel.id).get()
+    assert stored.body == "my payslip"
+    got = Attachment.get(Attachment.message == stored.id)
+    assert (got.filename, got.content_type, got.data) == ("payslip.pdf", "application/pdf", b"%PDF-1.4 payslip")
+    # The media URL needs the token too: without it the double refuses, as Meta does.
+    assert any(call.startswith("/files/") for call in whatsapp.calls)

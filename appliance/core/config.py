@@ -214,6 +214,9 @@ DEFAULTS: dict = {
         "outbox_backoff_max": 3600.0,
         "outbox_batch": 50,  # replies one worker round sends at most
         "rate_per_minute": 60,  # replies per channel per minute (overridable per channel)
+        # After a signing secret is rotated, the old one still verifies for this long (0: it
+        # stops at once), so senders can switch without losing deliveries. Bounded: a week.
+        "secret_grace_hours": 24.0,
     },
     # The e-mail channel (IMAP in; replies go out by SMTP through the channel outbox above).
     # Per-channel servers and passwords are the channel's own settings; these limits are shared.
@@ -337,6 +340,7 @@ RULES: dict = {
         "outbox_backoff_max": POSITIVE,
         "outbox_batch": AT_LEAST_ONE,
         "rate_per_minute": AT_LEAST_ONE,
+        "secret_grace_hours": between(0, 168),
     },
     "email": {
         "poll_batch": AT_LEAST_ONE,

@@ -46,14 +46,15 @@ def migrate(instance: Instance, progress=None, create: bool = True) -> list[str]
 
     database = dbmod.bind(instance.database_url)
     check_database(instance, database, may_create=create)
-    check_master_key(instance)  # a wrong key must stop us before any schema change
+    keyring = check_master_key(instance)  # a wrong key must stop us before any schema change
     with database.connection_context():
-        return upgrade(database, progress=progress)
+        return upgrade(database, progress=progress, keyring=keyring)
 
 
-def check_master_key(instance: Instance) -> None:
-    """Raise the crypto module's clear error when the master key is missing or wrong."""
-    open_keyring(instance, install=False)
+def check_master_key(instance: Instance):
+    """The key ring (not installed process-wide), or the crypto module's clear error when
+    the master key is missing or wrong."""
+    return open_keyring(instance, install=False)
 
 
 def ensure_provider_admin(instance: Instance, email: str, password: str, provider_name: str,

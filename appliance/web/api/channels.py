@@ -48,11 +48,18 @@ def test_channel(channel, data):
     return jsonify(channel_admin.test_connection(channel, actor_id=_actor()))
 
 
+ROTATE_BODY = {"keep_previous": F("boolean", description="false: the old secret stops verifying at once "
+                                                       "(a leaked one); default true: it verifies until "
+                                                       "previous_valid_until (channels.secret_grace_hours)")}
+
+
 @api.route("/channels/<id:channel_id>/secret", methods=["POST"])
-@spec("Make a new signing secret (webhook, web chat); the old one stops verifying; the secret is in this answer "
-      "only", role="admin", tag="channels", body={}, response=R.SIGNING_SECRET)
+@spec("Make a new signing secret (webhook, web chat); the old one still verifies until previous_valid_until "
+      "unless keep_previous is false; the secret is in this answer only", role="admin", tag="channels",
+      body=ROTATE_BODY, response=R.SIGNING_SECRET)
 def rotate_channel_secret(channel, data):
-    return jsonify(channel_id=channel.id, signing_secret=catalogue.rotate_secret(channel, actor_id=_actor()))
+    answer = catalogue.rotate_secret(channel, actor_id=_actor(), keep_previous=data.get("keep_previous", True))
+    return jsonify(channel_id=channel.id, **answer)
 
 
 @api.route("/messages/<id:message_id>/retry", methods=["POST"])

@@ -91,7 +91,8 @@ ATTACHMENTS = page(ATTACHMENT)
 FILE_CONTENT = {"type": "string", "format": "binary", "description": "The file's bytes, as an attachment download"}
 CHANNEL_SETTINGS = obj(required=False)
 CHANNEL_TEST = obj(required=False)
-SIGNING_SECRET = obj(channel_id=integer(), signing_secret=string())
+SIGNING_SECRET = obj(channel_id=integer(), signing_secret=string(),
+                     previous_valid_until=string(nullable=True, format="date-time"))
 RETRIED = obj(message_id=integer(), delivery=obj(state=string(), attempts=integer()))
 EMAIL_STATUS = obj(required=False)
 QUARANTINE = obj(items=array(obj(required=False)))

@@ -201,13 +201,20 @@ def _stage(instance, reader: ArchiveReader, staging: Path, progress=None) -> tup
     return db_file, identity
 
 
-def _migrate_and_shred(url: str, shredded: set[int]) -> list[str]:
+def _keys(master):
+    """A key ring on the restored database's own key table, for a migration that seals values."""
+    from appliance.web.crypto.keyring import KeyRing
+
+    return KeyRing(master)
+
+
+def _migrate_and_shred(url: str, shredded: set[int], master) -> list[str]:
     from appliance.web import db as dbmod
     from appliance.web.migrations import upgrade
 
     database = dbmod.bind(url)
     with database.connection_context():
-        applied = upgrade(database)
+        applied = upgrade(database, keyring=_keys(master))
         shred.apply(shredded)
     return applied
 
@@ -258,7 +265,7 @@ def _count(path, scratch_url: str, reader: ArchiveReader, master) -> VerifyResul
     database = dbmod.bind(scratch_url)
     try:
         with database.connection_context():
-            upgrade(database)
+            upgrade(database, keyring=_keys(master))
             row = CryptoMaster.select().first() if database.table_exists("crypto_master") else None
             if row is not None and row.master_key_id != master.key_id:
                 raise BackupError(f"{path}: its database expects master key {row.master_key_id}, "
@@ -290,7 +297,7 @@ def restore_backup(instance, path: Path, progress=None, passphrase=None) -> Rest
         db_file, identity = _stage(instance, reader, staging, progress)
         if dumps.kind_of(url) == "sqlite":
             # Migrated while still staged, so the live file is swapped for a finished one.
-            applied = _migrate_and_shred("sqlite:///" + str(db_file), shredded)
+            applied = _migrate_and_shred("sqlite:///" + str(db_file), shredded, master)
             from appliance.web import db as dbmod
 
             dbmod.database_proxy.obj.close()
@@ -298,7 +305,7 @@ def restore_backup(instance, path: Path, progress=None, passphrase=None) -> Rest
             dbmod.bind(url)
         else:
             dumps.pg_restore_into(db_file, url, dumps.pg_bindir(settings(instance)["pg_bindir"]))
-            applied = _migrate_and_shred(url, shredded)
+            applied = _migrate_and_shred(url, shredded, master)
     restored = _restore_identity(instance, identity)
     shred.record(instance, shredded)
     return RestoreResult(Path(path), reader.manifest.schema_version, applied, restored)

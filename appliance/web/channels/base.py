@@ -10,6 +10,8 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass, field
 
+from appliance.core import clock
+
 
 @dataclass
 class InboundFile:
@@ -114,7 +116,9 @@ class Adapter:
     sends = True  # False: replies stay in the app (web chat is read by the widget)
     polls = False
 
-    def verify(self, settings: dict, headers, raw_body: bytes, query) -> None:
+    def verify(self, settings: dict, headers, raw_body: bytes, query) -> str | None:
+        """Refused unless the request is the service's; PREVIOUS_SECRET when it was signed with
+        the channel's rotated-out secret (still within its grace), else None."""
         raise Refused(404, "This channel does not accept posts.")
 
     def parse(self, settings: dict, headers, raw_body: bytes, query) -> list[Inbound]:
@@ -154,6 +158,29 @@ def same_secret(given: str | bytes | None, expected: str | bytes | None) -> bool
     a = given.encode() if isinstance(given, str) else given
     b = expected.encode() if isinstance(expected, str) else expected
     return hmac.compare_digest(a, b)
+
+
+# What ``which_secret`` found signed a request.
+CURRENT_SECRET, PREVIOUS_SECRET, EXPIRED_SECRET = "current", "previous", "expired"
+
+
+def which_secret(secrets: dict, matches) -> str | None:
+    """Which of a channel's signing secrets (``config.signing_secrets``) ``matches(secret)``:
+    the current one, the one a rotation replaced while its grace lasts, the same after it
+    (refused, but the sender can be told why), or None."""
+    if secrets.get("channel_secret") and matches(secrets["channel_secret"]):
+        return CURRENT_SECRET
+    previous, until = secrets.get("channel_previous_secret"), secrets.get("channel_previous_until")
+    if previous and until is not None and matches(previous):
+        return PREVIOUS_SECRET if clock.naive_now() < until else EXPIRED_SECRET
+    return None
+
+
+def expired_secret_reason(secrets: dict) -> str:
+    until = secrets["channel_previous_until"]
+    return (f"signed with the channel's previous signing secret, which stopped verifying at "
+            f"{until.isoformat(timespec='seconds')}Z after a rotation: sign with the new secret "
+            "(the channel's admins have it).")
 
 
 def json_document(raw: bytes) -> dict:

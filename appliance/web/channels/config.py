@@ -67,13 +67,23 @@ def settings_for(channel: Channel) -> dict:
     values = {f.name: f.default for f in adapter.settings_fields}
     values.update({k: v for k, v in stored_settings(channel).items() if v not in (None, "")})
     values.update(
-        channel_secret=channel.secret,
+        signing_secrets(channel),
         channel_key=channel.public_key,
         tolerance_seconds=int(install["webhook_tolerance_seconds"]),
         timeout=float(install["http_timeout_seconds"]),
         poll_wait=int(install["poll_wait_seconds"]),
     )
     return values
+
+
+def signing_secrets(channel: Channel) -> dict:
+    """The channel's signing secret and the one a rotation replaced (with the end of its grace).
+
+    Decrypted here, per request, from the channel row the request already loaded: no query.
+    """
+    previous = channel.previous_secret if channel.previous_secret_until is not None else None
+    return {"channel_secret": channel.secret, "channel_previous_secret": previous,
+            "channel_previous_until": channel.previous_secret_until}
 
 
 def public_settings(channel: Channel) -> dict:
@@ -163,6 +173,9 @@ def status(channel: Channel) -> dict:
         "last_inbound_at": stamp(row.last_inbound_at) if row else None,
         "last_error": row.last_error if row else None,
         "last_error_at": stamp(row.last_error_at) if row else None,
+        # A rotated-out signing secret still verifying, and whether the sender still uses it.
+        "previous_secret_until": stamp(channel.previous_secret_until),
+        "previous_secret_used_at": stamp(channel.previous_secret_used_at),
     }
 
 

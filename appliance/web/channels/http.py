@@ -43,10 +43,10 @@ def call(method: str, url: str, *, timeout: float, retry_after=None, **kwargs) -
     return body
 
 
-def download(url: str, *, timeout: float, max_bytes: int, too_large: str) -> bytes:
+def download(url: str, *, timeout: float, max_bytes: int, too_large: str, headers=None) -> bytes:
     """A file a service hands out by URL, at most ``max_bytes`` read (``too_large``: the refusal then)."""
     try:
-        answer = requests.get(url, timeout=timeout, stream=True, allow_redirects=False)
+        answer = requests.get(url, timeout=timeout, stream=True, allow_redirects=False, headers=headers)
         answer.raise_for_status()
         data = answer.raw.read(max_bytes + 1, decode_content=True)
     except requests.RequestException:

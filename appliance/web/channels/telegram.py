@@ -2,13 +2,15 @@
 
 Inbound posts carry ``X-Telegram-Bot-Api-Secret-Token`` (no HMAC: compared in constant
 time). ``update_id`` is the de-duplication key; Telegram re-delivers until it gets a
-2xx, so a repeat is answered 200 as well. Replies: ``sendMessage``; a 429 says
+2xx, so a repeat is answered 200 as well. Replies: ``sendMessage``; with files, one upload
+(``sendDocument``, ``sendMediaGroup`` for several) with the text as caption; a 429 says
 ``parameters.retry_after``. The Bot API gives a bot no delivery or read receipts: a reply
 is "sent" once ``sendMessage`` answered ok, and that stays its last word.
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 from appliance.web.channels import http
@@ -30,6 +32,7 @@ from appliance.web.channels.base import (
 
 DEFAULT_API = "https://api.telegram.org"
 MAX_FILE = 20 * 1024 * 1024  # what getFile hands out at most
+CAPTION_MAX = 1024  # characters of text Telegram sends with files
 _SAFE_NAME = re.compile(r"[^\w.\- ]+")
 
 
@@ -136,9 +139,29 @@ class TelegramAdapter(Adapter):
     def send(self, settings, out: Outbound) -> Sent:
         if not out.recipient_id:
             raise PermanentFailure("No Telegram chat is known for this contact.")
-        body = self._call(settings, "sendMessage", json={"chat_id": out.recipient_id, "text": out.text})
+        if out.files:
+            body = self._send_files(settings, out)
+        else:
+            body = self._call(settings, "sendMessage", json={"chat_id": out.recipient_id, "text": out.text})
         ident = dig(body, "result", "message_id")
         return Sent(external_id=str(ident) if ident is not None else None)
+
+    def _send_files(self, settings, out: Outbound) -> dict:
+        """The text as the caption of the files, in one upload: sendDocument for one file,
+        sendMediaGroup for several. One call, so a retry can never deliver the text twice."""
+        if len(out.text) > CAPTION_MAX:
+            raise PermanentFailure(f"Telegram carries at most {CAPTION_MAX} characters of text with files (its "
+                                   "caption limit): send the text as a reply of its own, then the files.")
+        if len(out.files) == 1:
+            f = out.files[0]
+            return self._call(settings, "sendDocument", data={"chat_id": out.recipient_id, "caption": out.text},
+                              files={"document": (f.filename, f.data, f.content_type)})
+        media = [{"type": "document", "media": f"attach://file{i}", **({"caption": out.text} if i == 0 else {})}
+                 for i in range(len(out.files))]
+        body = self._call(settings, "sendMediaGroup", data={"chat_id": out.recipient_id, "media": json.dumps(media)},
+                          files={f"file{i}": (f.filename, f.data, f.content_type) for i, f in enumerate(out.files)})
+        first = body.get("result")
+        return {"result": first[0] if isinstance(first, list) and first else {}}
 
     def test_connection(self, settings) -> str:
         me = self._call(settings, "getMe")

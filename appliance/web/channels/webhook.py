@@ -9,6 +9,7 @@ item's id). Replies go to the configured callback URL, signed the same way.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -16,6 +17,7 @@ import json
 from appliance.core import clock
 from appliance.web.channels import http
 from appliance.web.channels.base import (
+    EXPIRED_SECRET,
     RATE_FIELD,
     Adapter,
     Inbound,
@@ -25,7 +27,9 @@ from appliance.web.channels.base import (
     Refused,
     Sent,
     SettingField,
+    expired_secret_reason,
     same_secret,
+    which_secret,
 )
 from appliance.web.services import ServiceError, attachments
 from appliance.web.validation import F, json_object
@@ -79,8 +83,10 @@ class WebhookAdapter(Adapter):
         if not stamp.isdigit() or len(stamp) > 12:
             raise Refused(401, "X-Timestamp must be the Unix time (seconds) at which the delivery was signed.")
         given = headers.get("X-Signature", "")
-        expected = signature(settings["channel_secret"], stamp, raw_body)
-        if not same_secret(given, expected):
+        used = which_secret(settings, lambda secret: same_secret(given, signature(secret, stamp, raw_body)))
+        if used == EXPIRED_SECRET:
+            raise Refused(401, "X-Signature is " + expired_secret_reason(settings))
+        if used is None:
             raise Refused(401, "X-Signature must be sha256=<hex HMAC-SHA256 of timestamp + '.' + body "
                                "with the channel secret>.")
         skew = abs(clock.now().timestamp() - int(stamp))
@@ -88,6 +94,7 @@ class WebhookAdapter(Adapter):
         if skew > tolerance:
             raise Refused(401, f"X-Timestamp is {int(skew)} s away from the server's clock (at most {tolerance} s "
                                "allowed): a stale or replayed delivery. Sign each delivery when it is sent.")
+        return used  # PREVIOUS_SECRET: the caller notes that the sender still has to switch
 
     def parse(self, settings, headers, raw_body, query):
         data = json_object(raw_body, FIELDS)
@@ -106,8 +113,12 @@ class WebhookAdapter(Adapter):
         url = settings.get("callback_url") or ""
         if not url:
             raise PermanentFailure("This webhook channel has no callback URL: set one in the channel's settings.")
-        raw = json.dumps({"message_id": out.message_uid, "conversation_id": out.conversation_uid,
-                          "recipient_id": out.recipient_id or None, "body": out.text}).encode()
+        document = {"message_id": out.message_uid, "conversation_id": out.conversation_uid,
+                    "recipient_id": out.recipient_id or None, "body": out.text}
+        if out.files:  # the agent's files, in the shape inbound deliveries use (one signed call)
+            document["files"] = [{"filename": f.filename, "content_type": f.content_type,
+                                  "data": base64.b64encode(f.data).decode("ascii")} for f in out.files]
+        raw = json.dumps(document).encode()
         headers = signed_headers(settings["channel_secret"], raw) | {
             "Content-Type": "application/json", "Idempotency-Key": out.idempotency_key}
         http.call("POST", url, data=raw, headers=headers, timeout=settings["timeout"])

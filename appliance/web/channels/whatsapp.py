@@ -3,13 +3,16 @@
 Every POST is checked against ``sha256=<hex HMAC-SHA256(app secret, raw body)>`` before
 a byte of it is parsed. The wamid (``messages[].id``) is the de-duplication key.
 Receipts for our replies arrive in ``value.statuses[]`` (sent, delivered, read, failed
-with ``errors[]``), each naming the wamid that ``/messages`` gave the reply.
+with ``errors[]``), each naming the wamid that ``/messages`` gave the reply. A media
+message's file is fetched by its id (``GET /<media id>`` gives a short-lived URL, read
+with the same token); an agent's file is uploaded to ``/media`` and sent as a document.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import mimetypes
 
 from flask import make_response
 
@@ -19,17 +22,22 @@ from appliance.web.channels.base import (
     Adapter,
     DeliveryStatus,
     Inbound,
+    InboundFile,
     Outbound,
     PermanentFailure,
     Refused,
     Sent,
     SettingField,
+    TemporaryFailure,
     dig,
     json_document,
     same_secret,
 )
 
 DEFAULT_API = "https://graph.facebook.com/v21.0"
+CAPTION_MAX = 1024  # characters of text WhatsApp sends with a document
+MAX_FILE = 100 * 1024 * 1024  # WhatsApp's largest media (documents)
+MEDIA_KINDS = ("image", "document", "audio", "video", "sticker")
 
 
 def signature(app_secret: str, raw: bytes) -> str:
@@ -86,8 +94,29 @@ class WhatsappAdapter(Adapter):
                 text = dig(message, "text", "body") or dig(message, dig(message, "type", default=""),
                                                            "caption") or ""
                 out.append(Inbound(external_id=wamid, sender_id=sender, text=str(text),
-                                   sender_name=names.get(sender), phone="+" + sender.lstrip("+")))
+                                   sender_name=names.get(sender), phone="+" + sender.lstrip("+"),
+                                   files=self._files(settings, message)))
         return out
+
+    def _files(self, settings, message) -> list[InboundFile]:
+        """A media message's file: its id asked for a short-lived URL, then fetched (both with the token)."""
+        kind = dig(message, "type", default="")
+        media = dig(message, kind) if kind in MEDIA_KINDS else None
+        if not isinstance(media, dict) or not isinstance(media.get("id"), str) or not settings.get("access_token"):
+            return []
+        auth = {"Authorization": f"Bearer {settings['access_token']}"}
+        content_type = str(media.get("mime_type") or "application/octet-stream").split(";")[0][:100]
+        name = str(media.get("filename") or f"{kind}{mimetypes.guess_extension(content_type) or ''}")
+        try:
+            info = http.call("GET", f"{http.base_url(settings, DEFAULT_API)}/{media['id']}", headers=auth,
+                             timeout=settings["timeout"])
+            if not isinstance(info.get("url"), str):
+                return []
+            data = http.download(info["url"], timeout=settings["timeout"], max_bytes=MAX_FILE, headers=auth,
+                                 too_large="The file is larger than WhatsApp's 100 MB media limit.")
+        except (TemporaryFailure, PermanentFailure):
+            return []  # the text (or caption) still arrives; the file is left out
+        return [InboundFile(name[:200], content_type, data)]  # the name is cleaned where files are stored
 
     def statuses(self, settings, headers, raw_body, query):
         out = []
@@ -111,12 +140,30 @@ class WhatsappAdapter(Adapter):
             raise PermanentFailure("No WhatsApp number is known for this contact.")
         if not settings.get("access_token") or not settings.get("phone_number_id"):
             raise PermanentFailure("Set the access token and the phone number ID of this WhatsApp channel.")
-        url = f"{http.base_url(settings, DEFAULT_API)}/{settings['phone_number_id']}/messages"
-        body = http.call("POST", url, timeout=settings["timeout"],
-                         headers={"Authorization": f"Bearer {settings['access_token']}"},
-                         json={"messaging_product": "whatsapp", "to": out.recipient_id, "type": "text",
-                               "text": {"body": out.text}})
+        base = f"{http.base_url(settings, DEFAULT_API)}/{settings['phone_number_id']}"
+        auth = {"Authorization": f"Bearer {settings['access_token']}"}
+        message = {"type": "text", "text": {"body": out.text}}
+        if out.files:
+            message = {"type": "document", "document": self._upload(settings, base, auth, out)}
+        body = http.call("POST", f"{base}/messages", timeout=settings["timeout"], headers=auth,
+                         json={"messaging_product": "whatsapp", "to": out.recipient_id, **message})
         return Sent(external_id=dig(body, "messages", 0, "id"))
+
+    def _upload(self, settings, base, auth, out: Outbound) -> dict:
+        """The file uploaded to /media first (an upload sends nothing to the customer, so a retry
+        after it is harmless), then sent as one document with the text as its caption."""
+        if len(out.files) > 1:
+            raise PermanentFailure("WhatsApp sends one file per message: send each file in a reply of its own.")
+        if len(out.text) > CAPTION_MAX:
+            raise PermanentFailure(f"WhatsApp carries at most {CAPTION_MAX} characters of text with a file (its "
+                                   "caption limit): send the text as a reply of its own, then the file.")
+        f = out.files[0]
+        uploaded = http.call("POST", f"{base}/media", timeout=settings["timeout"], headers=auth,
+                             data={"messaging_product": "whatsapp", "type": f.content_type},
+                             files={"file": (f.filename, f.data, f.content_type)})
+        if not uploaded.get("id"):
+            raise PermanentFailure("WhatsApp's media upload gave no id.")
+        return {"id": uploaded["id"], "filename": f.filename, **({"caption": out.text} if out.text else {})}
 
     def test_connection(self, settings) -> str:
         if not settings.get("access_token") or not settings.get("phone_number_id"):

@@ -66,8 +66,12 @@ def pending(db) -> list[tuple[int, str]]:
     return [(v, name) for v, name in available() if v not in applied]
 
 
-def upgrade(db, progress=None) -> list[str]:
-    """Apply every pending migration in order; return the names applied."""
+def upgrade(db, progress=None, keyring=None) -> list[str]:
+    """Apply every pending migration in order; return the names applied.
+
+    ``keyring``: the encryption keys, for a step that seals existing values (its module
+    says ``NEEDS_KEYS = True``); the process-wide key ring when none is given.
+    """
     db.create_tables([SchemaVersion], safe=True)
     migrator = migrator_for(db)
     done = []
@@ -76,7 +80,12 @@ def upgrade(db, progress=None) -> list[str]:
         if progress:
             progress(f"applying {name}")
         with db.atomic():
-            module.up(db, migrator)
+            if getattr(module, "NEEDS_KEYS", False):
+                from appliance.web.crypto.keyring import keyring_or_none
+
+                module.up(db, migrator, keyring=keyring or keyring_or_none())
+            else:
+                module.up(db, migrator)
             SchemaVersion.create(version=version, name=name)
         done.append(name)
     return done

@@ -51,17 +51,34 @@ class TeamMember(BaseModel):
         indexes = ((("team", "user"), True),)
 
 
-class Channel(BaseModel):
+class Channel(EncryptedModel, BaseModel):
     tenant = ForeignKeyField(Tenant, backref="channels", on_delete="CASCADE")
+    # Binds the sealed secrets to this row. Nullable only because a column added to a table
+    # that has rows cannot be NOT NULL without a constant default: the migration that added
+    # it filled every row, and the default fills every new one.
+    uid = UUIDField(default=uuid4, unique=True, null=True)
     kind = CharField(max_length=20)
     name = CharField(max_length=80)
     # Public key in the widget/webhook URL; webhook calls also carry an HMAC signature.
     public_key = CharField(max_length=64, unique=True, default=_channel_key)
-    secret = CharField(max_length=64, default=_channel_key)
+    # The signing secret (webhook deliveries both ways, web-chat identity tokens), sealed with
+    # the tenant's key like message bodies; set on the first save.
+    secret = EncryptedTextField(null=True)
+    # After a rotation, the secret it replaced still verifies until previous_secret_until
+    # (services/signing.py), so a sender can switch without losing deliveries.
+    previous_secret = EncryptedTextField(null=True)
+    previous_secret_until = DateTimeField(null=True)
+    previous_secret_used_at = DateTimeField(null=True)  # last delivery signed with it (audited)
     team = ForeignKeyField(Team, null=True, on_delete="SET NULL")
     shared = BooleanField(default=False)
     is_active = BooleanField(default=True)
     created_at = DateTimeField(default=utcnow)
+
+    def save(self, *args, **kwargs):
+        # Not a field default: peewee would put a default into the row unsealed.
+        if self._pk is None and self.__data__.get("secret") is None:
+            self.secret = _channel_key()
+        return super().save(*args, **kwargs)
 
     def to_json(self):
         return {

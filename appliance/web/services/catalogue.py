@@ -6,9 +6,11 @@ audit events (channels carry traffic and secrets, so every change to one is reco
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 
 from appliance.web.access import shared_down, shared_from_ancestors
+from appliance.web.channels.config import installation_settings
 from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import CHANNEL_KINDS, Article, CannedAnswer, Channel, Team
@@ -46,22 +48,60 @@ SIGNED_KINDS = ("webhook", "webchat")
 
 def signing_secret_hint(channel: Channel) -> str:
     """What the channels page shows of a secret after it was handed out: its last four characters."""
-    return "…" + channel.secret[-4:]
+    return "…" + (channel.secret or "")[-4:]
 
 
-def rotate_secret(channel: Channel, actor_id=None) -> str:
+def secret_grace() -> dt.timedelta:
+    """How long a rotated-out signing secret still verifies (``channels.secret_grace_hours``)."""
+    return dt.timedelta(hours=float(installation_settings()["secret_grace_hours"]))
+
+
+def rotate_secret(channel: Channel, actor_id=None, keep_previous: bool = True) -> dict:
     """A new signing secret for ``channel``, returned once (the caller shows it, nothing else does).
 
-    The old one stops verifying at once: the sender must switch to the new secret.
+    With ``keep_previous`` the secret it replaces still verifies for the grace period, so the
+    sender can switch without losing deliveries; without (a leaked secret) it stops at once.
+    Only the one secret it replaces is kept: rotating again within the grace drops the older.
+    Returns ``{"signing_secret", "previous_valid_until"}`` (None: the old one stopped).
     """
     if channel.kind not in SIGNED_KINDS:
         raise ServiceError(f"A {channel.kind} channel has no signing secret of its own "
                            f"(only {', '.join(SIGNED_KINDS)} channels do).", 409)
+    grace = secret_grace() if keep_previous else dt.timedelta(0)
     secret = secrets.token_urlsafe(24)
-    Channel.update(secret=secret).where(Channel.id == channel.id).execute()
+    until = utcnow() + grace if grace else None
+    channel.previous_secret = channel.secret if until else None
+    channel.previous_secret_until = until
+    channel.previous_secret_used_at = None
     channel.secret = secret
-    record("channel.rotate_secret", actor_id=actor_id, tenant_id=channel.tenant_id, target=f"channel:{channel.id}")
-    return secret
+    channel.save(only=[Channel.secret, Channel.previous_secret, Channel.previous_secret_until,
+                       Channel.previous_secret_used_at])
+    record("channel.rotate_secret", actor_id=actor_id, tenant_id=channel.tenant_id, target=f"channel:{channel.id}",
+           previous_valid_until=_stamp(until))
+    return {"signing_secret": secret, "previous_valid_until": _stamp(until)}
+
+
+def _stamp(value):
+    return value.isoformat(timespec="seconds") + "Z" if value else None
+
+
+# A sender still signing with the rotated-out secret is audited at most this often per channel
+# (each delivery would flood the trail); the channels page shows the latest use.
+PREVIOUS_USE_STEP = dt.timedelta(hours=1)
+
+
+def previous_secret_used(channel: Channel) -> None:
+    """Note (and audit) a delivery or identity token signed with the rotated-out secret."""
+    now = utcnow()
+    last = channel.previous_secret_used_at
+    if last is not None and now - last < PREVIOUS_USE_STEP:
+        return
+    # Conditional, so several app hosts receiving at once write one audit event between them.
+    stale = Channel.previous_secret_used_at.is_null() | (Channel.previous_secret_used_at <= now - PREVIOUS_USE_STEP)
+    if Channel.update(previous_secret_used_at=now).where(Channel.id == channel.id, stale).execute():
+        channel.previous_secret_used_at = now
+        record("channel.previous_secret_used", tenant_id=channel.tenant_id, target=f"channel:{channel.id}",
+               valid_until=_stamp(channel.previous_secret_until))
 
 
 def update_channel(channel: Channel, *, name=None, shared=None, is_active=None, team_id=..., actor_id=None):

@@ -22,11 +22,13 @@ import hmac
 import json
 
 from appliance.core import clock
+from appliance.web.channels import config as channel_config
+from appliance.web.channels.base import EXPIRED_SECRET, PREVIOUS_SECRET, expired_secret_reason, which_secret
 from appliance.web.db import write_transaction
 from appliance.web.models.audit import record
 from appliance.web.models.contact_center import Channel, Contact, Conversation
 from appliance.web.models.tenancy import Tenant
-from appliance.web.services import ServiceError
+from appliance.web.services import ServiceError, catalogue
 from appliance.web.services.contacts import create_contact, find_contacts
 
 IDENTITY_MAX = 2000
@@ -51,10 +53,15 @@ def verified_identity(channel: Channel, token: str) -> dict:
         raise refused
     payload, given = token.split(".")
     try:
-        expected = _mac(channel.secret, payload)
+        payload.encode("ascii")
     except UnicodeEncodeError:
         raise refused from None
-    if not hmac.compare_digest(given.encode("ascii", "replace"), expected.encode()):
+    given_bytes = given.encode("ascii", "replace")
+    secrets = channel_config.signing_secrets(channel)
+    used = which_secret(secrets, lambda secret: hmac.compare_digest(given_bytes, _mac(secret, payload).encode()))
+    if used == EXPIRED_SECRET:
+        raise ServiceError("identity is " + expired_secret_reason(secrets), 403)
+    if used is None:
         raise refused
     try:
         data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -65,6 +72,8 @@ def verified_identity(channel: Channel, token: str) -> dict:
     if data["exp"] <= clock.now().timestamp():
         raise refused
     name = data.get("name") if isinstance(data.get("name"), str) else None
+    if used == PREVIOUS_SECRET:
+        catalogue.previous_secret_used(channel)
     return {"email": data["email"], "name": name}
 
 

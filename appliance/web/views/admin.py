@@ -182,7 +182,7 @@ def _render_channels(tenant, status=200, form=None, new_secret=None):
     return render_template("admin/channels.html", own=own, inherited=inherited, kinds=CHANNEL_KINDS,
                            kind_labels=KIND_LABELS, config=channel_config.installation_settings(),
                            signed_kinds=catalogue.SIGNED_KINDS, hint=catalogue.signing_secret_hint,
-                           new_secret=new_secret, form=form or {}), status
+                           new_secret=new_secret, form=form or {}, now=utcnow()), status
 
 
 @admin.route("/channels")
@@ -214,13 +214,15 @@ def create_channel(tenant):
 def rotate_channel_secret(tenant, channel_id):
     channel = owned_or_404(Channel, channel_id, tenant, "admin")
     try:
-        secret = catalogue.rotate_secret(channel, actor_id=_actor())
+        answer = catalogue.rotate_secret(channel, actor_id=_actor(), keep_previous=not form_bool("stop_old"))
     except ServiceError as exc:
         flash(str(exc), "error")
         return _render_channels(tenant, exc.status)
-    flash(f"New signing secret for {channel.name}: the old one no longer verifies. Copy it now: it is not "
-          "shown again.", "info")
-    return _render_channels(tenant, 200, new_secret=(channel, secret))
+    until = answer["previous_valid_until"]
+    old = (f"the old one still verifies until {until.replace('T', ' ').rstrip('Z')} UTC, so the sender can switch"
+           if until else "the old one no longer verifies")
+    flash(f"New signing secret for {channel.name}: {old}. Copy it now: it is not shown again.", "info")
+    return _render_channels(tenant, 200, new_secret=(channel, answer["signing_secret"]))
 
 
 @admin.route("/channels/<id:channel_id>", methods=["POST"])

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from appliance.web.channels import adapter_for
 from appliance.web.channels import config as channel_config
-from appliance.web.channels.base import Refused
+from appliance.web.channels.base import PREVIOUS_SECRET, Refused
 from appliance.web.channels.ingest import store_inbound
 from appliance.web.crypto import MasterKeyError
 from appliance.web.db import Prepared, write_transaction
@@ -29,6 +29,7 @@ from appliance.web.models.tenancy import Tenant, User
 from appliance.web.services import (
     ServiceError,
     attachments,
+    catalogue,
     conversations,
     licence,
     lifecycle,
@@ -407,7 +408,8 @@ def hook(key):
             return answer
         if request.method == "GET":
             return _error(405, "Deliveries are POSTed; GET answers only the service's set-up handshake.")
-        adapter.verify(settings, headers, raw, query)
+        if adapter.verify(settings, headers, raw, query) == PREVIOUS_SECRET:
+            catalogue.previous_secret_used(channel)
         items = adapter.parse(settings, headers, raw, query)
         receipts = adapter.statuses(settings, headers, raw, query)
     except Refused as exc:
