@@ -42,6 +42,13 @@ def check_database(instance, database, *, may_create: bool = False) -> None:
 
 
 def check_sqlite_file(instance, path: Path) -> None:
+    """Refuse a missing, unreadable, foreign or truncated SQLite file, saying what to do.
+
+    Only before this process opens connections to ``path``: reading the header opens and
+    closes the file, and a close drops every POSIX lock the process holds on it, those
+    of its open SQLite connections too (SQLite cannot know). Another process's last
+    connection could then remove the WAL those connections still write to.
+    """
     home = instance.home
     if not path.exists():
         raise DatabaseRefused(
