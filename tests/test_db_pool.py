@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -135,9 +136,10 @@ con.close()  # its last connection: it checkpoints and removes the WAL unless an
 """
 
 
-def test_a_server_started_as_serve_and_worker_start_keeps_its_sqlite_locks(tmp_path):
+def test_kept_sqlite_connections_keep_their_locks(tmp_path):
     """``serve`` and ``worker`` build the app, then check the schema: that check must neither
-    bind a second database nor open and close the file beside the app's kept connections.
+    bind a second database nor open and close the file beside the app's kept connections;
+    nor may a later check of the file in the same process (an in-process command).
 
     A close of the file by the process drops the POSIX locks its SQLite connections hold;
     another process's last connection then removes the WAL the pooled ones still write to
@@ -146,6 +148,7 @@ def test_a_server_started_as_serve_and_worker_start_keeps_its_sqlite_locks(tmp_p
     from appliance.cli.instance import _build_app, _check_schema
     from appliance.web.db import PooledSqlite, database_proxy
     from appliance.web.models.tenancy import Tenant
+    from appliance.web.startup import check_sqlite_file
 
     instance = _instance(tmp_path, "sqlite:///appliance.db")
     app = _build_app(instance)
@@ -157,6 +160,8 @@ def test_a_server_started_as_serve_and_worker_start_keeps_its_sqlite_locks(tmp_p
     with app.app_context(), database.connection_context():
         Tenant.select().count()  # a kept connection, back in the pool when the context ends
     assert database._connections, "the connection is kept between requests"
+    # What an in-process command does next (``keys status`` checks the file before binding its own).
+    check_sqlite_file(instance, Path(path))
     subprocess.run([sys.executable, "-c", _OTHER_PROCESS, path], check=True, timeout=60)
     assert os.path.exists(f"{path}-wal"), "another process removed the WAL this one's kept connections use"
     with app.app_context(), database.connection_context():

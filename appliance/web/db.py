@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
@@ -86,6 +87,10 @@ class PooledSqlite(PooledSqliteDatabase):
     drops every POSIX lock the process holds on it): see startup.check_sqlite_file.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _SQLITE_POOLS.add(self)
+
     def _add_conn_hooks(self, conn):
         super()._add_conn_hooks(conn)
         self._files = getattr(self, "_files", {})
@@ -99,6 +104,17 @@ class PooledSqlite(PooledSqliteDatabase):
     def _close_raw(self, conn):
         getattr(self, "_files", {}).pop(id(conn), None)
         super()._close_raw(conn)
+
+
+# The process's SQLite pools, so that a check of the file can tell it is held open.
+_SQLITE_POOLS: weakref.WeakSet = weakref.WeakSet()
+
+
+def sqlite_file_held(path) -> bool:
+    """Does a pool of this process keep connections to the file at ``path`` open?"""
+    wanted = _file_id(str(path))
+    return wanted is not None and any(
+        (pool._connections or pool._in_use) and _file_id(pool.database) == wanted for pool in list(_SQLITE_POOLS))
 
 
 def _file_id(path: str):
