@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import PASSWORD, csrf_token, make_instance
+from tests.helpers import PASSWORD, csrf_token, make_instance
 
 MESSAGES_PER_CONVERSATION = 5
 BATCH = 5000

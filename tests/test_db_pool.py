@@ -1,4 +1,4 @@
-"""PostgreSQL connections are pooled per process, and the pool outlives a server restart.
+"""Connections are pooled per process: PostgreSQL's pool outlives a server restart, SQLite's keeps its locks.
 
 Real HTTP over loopback (waitress, 4 threads) against a cluster of the test's own, so
 it can be stopped and started while signed webhook deliveries keep arriving.
@@ -7,10 +7,14 @@ it can be stopped and started while signed webhook deliveries keep arriving.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +123,47 @@ def test_pool_reuses_connections_and_survives_a_restart(own_server, tmp_path):
     assert len(after) >= 20, f"the load went on after the restart ({len(after)} requests)"
     assert set(after) == {202}, f"{after.count(503)} of {len(after)} requests failed over a second after the restart"
     assert quiet == [202] * len(quiet), f"after a restart of an idle pool: {quiet}"
+
+
+_OTHER_PROCESS = """
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.execute("PRAGMA journal_mode=wal")
+con.execute("CREATE TABLE IF NOT EXISTS other_process (n INTEGER)")
+con.execute("INSERT INTO other_process VALUES (1)")
+con.commit()
+con.close()  # its last connection: it checkpoints and removes the WAL unless another process holds the file
+"""
+
+
+def test_kept_sqlite_connections_keep_their_locks(tmp_path):
+    """``serve`` and ``worker`` build the app, then check the schema: that check must neither
+    bind a second database nor open and close the file beside the app's kept connections;
+    nor may a later check of the file in the same process (an in-process command).
+
+    A close of the file by the process drops the POSIX locks its SQLite connections hold;
+    another process's last connection then removes the WAL the pooled ones still write to
+    (two servers under a key rotation ended with "database disk image is malformed").
+    """
+    from appliance.cli.instance import _build_app, _check_schema
+    from appliance.web.db import PooledSqlite, database_proxy
+    from appliance.web.models.tenancy import Tenant
+    from appliance.web.startup import check_sqlite_file
+
+    instance = _instance(tmp_path, "sqlite:///appliance.db")
+    app = _build_app(instance)
+    _check_schema(app)
+    database = app.extensions["database"]
+    assert isinstance(database, PooledSqlite)
+    assert database_proxy.obj is database, "the models must use the app's own database"
+    path = database.database
+    with app.app_context(), database.connection_context():
+        Tenant.select().count()  # a kept connection, back in the pool when the context ends
+    assert database._connections, "the connection is kept between requests"
+    # What an in-process command does next (``keys status`` checks the file before binding its own).
+    check_sqlite_file(instance, Path(path))
+    subprocess.run([sys.executable, "-c", _OTHER_PROCESS, path], check=True, timeout=60)
+    assert os.path.exists(f"{path}-wal"), "another process removed the WAL this one's kept connections use"
+    with app.app_context(), database.connection_context():
+        assert Tenant.select().count() >= 0
+        assert database.execute_sql("PRAGMA quick_check").fetchone()[0] == "ok"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from appliance.cli.context import open_database, pass_ctx
+from appliance.cli.context import pass_ctx
 from appliance.core.config import ConfigError, Instance, resolve_home
 
 
@@ -202,27 +202,40 @@ def serve(ctx, host, port, threads):
 
     instance = ctx.instance()
     app = _build_app(instance)
-    _check_schema(instance)
+    _check_schema(app)
     server = _listen(app, host, port, server_options(instance, threads))
     click.echo(f"Serving {instance.home} on http://{host}:{port}/ (Ctrl+C stops)")
     server.run()
 
 
-def _check_schema(instance: Instance):
-    """Refuse a schema with pending migrations; a database that is down only warns (pages say 503)."""
+def _check_schema(app):
+    """Refuse a schema with pending migrations; a database that is down only warns (pages say 503).
+
+    It asks the app's own database: ``create_app`` has checked the file and bound it.
+    Binding a second database here would leave the models on it (never closed) while the
+    requests open and close the app's; and on SQLite, checking the file again opens and
+    closes it beside the app's open connections, which drops every lock they hold on it
+    (POSIX locks belong to the process). Another process's last connection then takes
+    the WAL away under this one's: "database disk image is malformed".
+    """
     from peewee import InterfaceError, OperationalError
 
-    from appliance.web import db as dbmod
+    from appliance.web.migrations import pending
+    from appliance.web.readiness import classify
 
+    database = app.extensions["database"]
+    instance = app.extensions["appliance_instance"]
     try:
-        with open_database(instance):
-            pass
+        with database.connection_context():
+            todo = pending(database)
     except (OperationalError, InterfaceError) as exc:
-        from appliance.web.readiness import classify
-
-        fault = classify(exc, dbmod.open_database(instance.database_url))
+        fault = classify(exc, database)
         click.echo(f"warning: {fault.reason}; pages answer {fault.status} until it is back, "
                    "then this process connects by itself", err=True)
+        return
+    if todo:
+        raise click.ClickException(
+            f"{len(todo)} migration(s) pending: run 'appliance --home {instance.home} migrate' first.")
 
 
 @click.command()
@@ -235,7 +248,7 @@ def worker(ctx, interval, once):
 
     instance = ctx.instance()
     app = _build_app(instance)
-    _check_schema(instance)
+    _check_schema(app)
     readiness = app.extensions["readiness"]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import select
 import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
 from peewee import DatabaseProxy, PostgresqlDatabase, SqliteDatabase
-from playhouse.pool import PooledPostgresqlDatabase
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 database_proxy = DatabaseProxy()
 
@@ -73,21 +75,76 @@ class PooledPostgres(PooledPostgresqlDatabase):
         return False
 
 
+class PooledSqlite(PooledSqliteDatabase):
+    """The pool, but a connection whose file is no longer the database's path is dropped.
+
+    An open SQLite connection keeps reading the file it opened even after that file was
+    moved away or replaced (a restore): one ``stat`` at check-out notices, so the next
+    request opens the path anew (or fails as the database being unavailable).
+
+    Kept connections hold SQLite's locks on the file for the life of the process, so
+    nothing else in the process may open and close the database file itself (a close
+    drops every POSIX lock the process holds on it): see startup.check_sqlite_file.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _SQLITE_POOLS.add(self)
+
+    def _add_conn_hooks(self, conn):
+        super()._add_conn_hooks(conn)
+        self._files = getattr(self, "_files", {})
+        self._files[id(conn)] = _file_id(self.database)
+
+    def _is_closed(self, conn):
+        if super()._is_closed(conn):
+            return True
+        return _file_id(self.database) != getattr(self, "_files", {}).get(id(conn))
+
+    def _close_raw(self, conn):
+        getattr(self, "_files", {}).pop(id(conn), None)
+        super()._close_raw(conn)
+
+
+# The process's SQLite pools, so that a check of the file can tell it is held open.
+_SQLITE_POOLS: weakref.WeakSet = weakref.WeakSet()
+
+
+def sqlite_file_held(path) -> bool:
+    """Does a pool of this process keep connections to the file at ``path`` open?"""
+    wanted = _file_id(str(path))
+    return wanted is not None and any(
+        (pool._connections or pool._in_use) and _file_id(pool.database) == wanted for pool in list(_SQLITE_POOLS))
+
+
+def _file_id(path: str):
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 def open_database(url: str, pool: Pool | None = None):
     """Build (not connect) a peewee database for ``sqlite:///path`` or ``postgresql://...``.
 
-    With ``pool``, PostgreSQL connections are kept between requests (``close`` hands them
-    back). SQLite connections are not pooled: with pooled connections, two server processes
-    under a key rotation ended with "database disk image is malformed"
-    (tests/test_key_rotation_faults.py), a cause not yet understood, so each request opens
-    its own connection as before (about 10 ms of pragmas and WAL checkpoint, measured).
+    With ``pool``, connections are kept between requests (``close`` hands them back). On
+    SQLite too: opening one runs five pragmas, and closing the last one checkpoints the
+    WAL and removes it, so the next write creates it again (together about 40% of a
+    webhook post's time when posts come one at a time, by py-spy); there the pool has no
+    upper bound, since an SQLite connection holds no server resources.
     """
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
         if not path:
             raise DatabaseURLError(f"SQLite URL needs a path: sqlite:///PATH (got {url!r})")
-        database = SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+        if pool is not None and pool.size > 0:
+            database = PooledSqlite(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False,
+                                    max_connections=None, stale_timeout=pool.stale_seconds,
+                                    timeout=pool.wait_seconds)
+        else:
+            database = SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
         database.writer_lock = threading.Lock()  # see _immediate
         return database
     if parsed.scheme in {"postgres", "postgresql"}:

@@ -42,6 +42,16 @@ def check_database(instance, database, *, may_create: bool = False) -> None:
 
 
 def check_sqlite_file(instance, path: Path) -> None:
+    """Refuse a missing, unreadable, foreign or truncated SQLite file, saying what to do.
+
+    Reading the header opens and closes the file, and a close drops every POSIX lock the
+    process holds on it, those of its open SQLite connections too (SQLite cannot know):
+    another process's last connection would then remove the WAL they still use. So the
+    header is not read while a pool of this process holds the file open (it was read
+    when that pool's first connection was made, and the file is evidently a database).
+    """
+    from appliance.web.db import sqlite_file_held
+
     home = instance.home
     if not path.exists():
         raise DatabaseRefused(
@@ -56,6 +66,8 @@ def check_sqlite_file(instance, path: Path) -> None:
             f"Cannot open the database {path}: permission denied. Run as the service user, or give "
             f"that user the file and its directory ('chown -R SERVICE_USER {path.parent}')."
         )
+    if sqlite_file_held(path):
+        return
     try:
         with path.open("rb") as fh:
             header = fh.read(HEADER_BYTES)

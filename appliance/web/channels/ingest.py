@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 
-from peewee import JOIN
+from peewee import JOIN, Value
 
 from appliance.web.channels.base import Inbound, InboundFile
-from appliance.web.db import write_transaction
+from appliance.web.db import Prepared, database_proxy, is_postgres, write_transaction
+from appliance.web.models.base import utcnow
 from appliance.web.models.channels import ChannelIdentity, InboundSeen
 from appliance.web.models.contact_center import Attachment, Channel, Conversation, Message
 from appliance.web.models.tenancy import Tenant
@@ -81,11 +82,24 @@ def _store_new(channel: Channel, item: Inbound, key: str, find_conversation) -> 
     # The ledger row last, in the same transaction: a re-delivery (or a second app host
     # receiving the same update at once) finds the unique index taken, or waits for it
     # on PostgreSQL, and undoes all it wrote.
-    claimed = (InboundSeen.insert(channel=channel.id, external_id=key, message=message.id)
-               .on_conflict_ignore().as_rowcount().execute())
-    if not claimed:
+    if not _claim(channel.id, key, message.id):
         raise _StoredBefore
     return message
+
+
+def _claim(channel_id: int, key: str, message_id: int) -> bool:
+    """The ledger row for ``key``; False when the channel's ledger already holds it.
+
+    As ``InboundSeen.insert(...).on_conflict_ignore()`` would send it, composed once.
+    """
+    if is_postgres():
+        sql = ('INSERT INTO "inbound_seen" ("channel_id", "external_id", "message_id", "created_at") '
+               "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING")
+    else:
+        sql = ('INSERT OR IGNORE INTO "inbound_seen" ("channel_id", "external_id", "message_id", "created_at") '
+               "VALUES (?, ?, ?, ?)")
+    created = InboundSeen.created_at.db_value(utcnow())
+    return database_proxy.execute_sql(sql, (channel_id, key, message_id, created)).rowcount == 1
 
 
 def _within_limits(item: Inbound) -> Inbound:
@@ -129,19 +143,30 @@ def find_identity(channel: Channel, sender_id: str) -> ChannelIdentity | None:
     return rows[0] if rows else None
 
 
+def _identity_with_open_conversation(join_channel_id, channel_id, tenant_id, digest):
+    # Values as they are bound (no field conversion), so that Prepared finds each of them.
+    open_conv = ((Conversation.contact == ChannelIdentity.contact)
+                 & (Conversation.channel == Value(join_channel_id, converter=False))
+                 & (Conversation.status != "resolved"))
+    return (ChannelIdentity.select(ChannelIdentity, Conversation)
+            .join(Conversation, JOIN.LEFT_OUTER, on=open_conv, attr="open_conversation")
+            .where((ChannelIdentity.channel == Value(channel_id, converter=False))
+                   & (ChannelIdentity.tenant == Value(tenant_id, converter=False))
+                   & (ChannelIdentity.external_bidx == Value(digest, converter=False)))
+            .order_by(ChannelIdentity.id, Conversation.id.desc()))
+
+
+_IDENTITY_WITH_OPEN_CONVERSATION = Prepared(_identity_with_open_conversation)
+
+
 def _contact_for(channel: Channel, tenant: Tenant, item: Inbound) -> tuple[int, Conversation | None]:
     """The sender's contact id and their newest open conversation on ``channel`` (None: start one)."""
     sender = str(item.sender_id or "")
     if sender:
-        # The identity and the open conversation in one statement.
-        open_conv = ((Conversation.contact == ChannelIdentity.contact) & (Conversation.channel == channel.id)
-                     & (Conversation.status != "resolved"))
-        rows = ChannelIdentity.find_by_index(
-            channel.tenant_id, "external", sender,
-            ChannelIdentity.select(ChannelIdentity, Conversation)
-            .join(Conversation, JOIN.LEFT_OUTER, on=open_conv, attr="open_conversation")
-            .where(ChannelIdentity.channel == channel.id)
-            .order_by(ChannelIdentity.id, Conversation.id.desc()))
+        # The identity and the open conversation in one statement, composed once.
+        digest = ChannelIdentity.index_digest(channel.tenant_id, "external", sender)
+        rows = [] if digest is None else ChannelIdentity.confirm_matches(
+            _IDENTITY_WITH_OPEN_CONVERSATION(channel.id, channel.id, channel.tenant_id, digest), "external", sender)
         if rows:
             conv = getattr(rows[0], "open_conversation", None)
             return rows[0].contact_id, conv if conv is not None and conv.id is not None else None

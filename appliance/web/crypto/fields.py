@@ -405,6 +405,17 @@ class EncryptedModel:
         return ix == digest
 
     @classmethod
+    def index_digest(cls, tenant_id: int, source: str, value) -> bytes | None:
+        """The blind index of ``value`` for ``source`` (None: it does not normalise, matches nothing)."""
+        return blind_index.compute(tenant_id, cls._crypto_spec().by_source[source][0].kind, value)
+
+    @classmethod
+    def confirm_matches(cls, rows, source: str, value) -> list:
+        """The rows found by ``index_digest`` whose decrypted ``source`` really equals ``value``."""
+        kind = cls._crypto_spec().by_source[source][0].kind
+        return [row for row in rows if blind_index.same(kind, getattr(row, source), value)]
+
+    @classmethod
     def find_by_index(cls, tenant_id: int, source: str, value, query=None) -> list:
         """Rows of the tenant whose ``source`` equals ``value`` (index, then decrypt and compare)."""
         spec = cls._crypto_spec()

@@ -18,7 +18,7 @@ import hashlib
 
 from flask import abort, current_app, jsonify, request
 
-from appliance.web.db import database_proxy
+from appliance.web.db import database_proxy, write_transaction
 from appliance.web.models.base import utcnow
 from appliance.web.models.security import ThrottleEvent
 
@@ -97,6 +97,15 @@ def _count_unless_full(scope: str, key: str, limit: int, window: int) -> bool:
     The inner count stops at ``limit`` rows, so a busy subject costs no more than the
     limit. As before, two requests at the last free place may both get in: a rate, not a quota.
     """
+    if database_proxy.in_transaction():
+        return _count_statement(scope, key, limit, window)
+    # A write: on SQLite it queues with this process's other writers (write_transaction)
+    # instead of sleeping in SQLite's busy handler while they commit.
+    with write_transaction():
+        return _count_statement(scope, key, limit, window)
+
+
+def _count_statement(scope: str, key: str, limit: int, window: int) -> bool:
     p = database_proxy.param
     cursor = database_proxy.execute_sql(
         f'INSERT INTO throttle_event (scope, "key", at) SELECT {p}, {p}, {p} WHERE (SELECT COUNT(*) FROM '
