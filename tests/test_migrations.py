@@ -272,10 +272,14 @@ def seed_lifecycle(db, ids, instance):
         m.PasswordReset.create(user=ids["admin"], token_hash="r" * 64, created_at=T0, expires_at=T0)
 
 
+def seed_routing(db, ids, instance):
+    """Columns and indexes only (capacity, opt-in, waiting): supervisors and admins start opted out."""
+
+
 SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system, 6: seed_channels,
          7: seed_email, 8: seed_live, 9: seed_security, 10: seed_hardening, 14: seed_business,
          18: seed_reports, 19: seed_delivery_status, 20: seed_password_change, 21: seed_notice_mail,
-         22: seed_seat_quotas, 23: seed_lifecycle}
+         22: seed_seat_quotas, 23: seed_lifecycle, 25: seed_routing}
 
 
 def test_every_migration_has_seed_rows():

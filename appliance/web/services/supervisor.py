@@ -17,7 +17,6 @@ import heapq
 from peewee import Case, fn
 
 from appliance.web.access import shared_down
-from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import Channel, Conversation, Team
 from appliance.web.models.tenancy import Membership, Tenant, User
@@ -141,9 +140,5 @@ def find_conversation(tenant: Tenant, conversation_id: int | None) -> Conversati
 
 
 def reassign(conv: Conversation, user_id: int | None, *, actor_id: int) -> Conversation:
-    """Hand ``conv`` to ``user_id`` (None: back to the queue), audited."""
-    previous = conv.assignee_id
-    conversations.assign(conv, user_id)
-    record("conversation.assign", actor_id=actor_id, tenant_id=conv.tenant_id, target=f"conversation:{conv.id}",
-           assignee=user_id, previous=previous)
-    return conv
+    """Hand ``conv`` to ``user_id`` (None: back to the queue), audited by the one assignment call."""
+    return conversations.assign(conv, user_id, actor_id=actor_id, via="supervisor")
