@@ -185,6 +185,20 @@ def test_supervisors_and_admins_take_work_only_when_opted_in(app, world, clock):
     assert routing.pick_agent(a1).user_id == admin.user_id
 
 
+def test_the_statement_composed_once_serves_every_tenant_with_its_own_values(app, world, clock):
+    """pick_agent composes its SQL once per shape (team or not, depth) and binds each call's values."""
+    for key in ("A1", "A2", "B1", "A1"):  # three sub-accounts: one shape
+        clock.advance(seconds=1)
+        assert routing.pick_agent(world.tenants[key]).user_id == world.users[(key, "agent")].id
+    team = world.objects["B1"]["team"]
+    assert routing.pick_agent(world.tenants["B1"], team.id) is None  # no members yet
+    routing.add_member(team, world.users[("B", "supervisor")].id)
+    assert routing.pick_agent(world.tenants["B1"], team.id) is None  # a supervisor, not opted in
+    routing.add_member(team, world.users[("B", "agent")].id)  # a role at B reaches B1
+    assert routing.pick_agent(world.tenants["B1"], team.id).user_id == world.users[("B", "agent")].id
+    assert routing.pick_agent(world.tenants["A1"], world.objects["A1"]["team"].id) is None
+
+
 # --- the waiting queue ---------------------------------------------------------------------
 
 def test_waiting_team_conversations_go_to_a_member_once_one_can_take_them(app, world, clock):
@@ -399,3 +413,25 @@ def test_teams_page_manages_teams_members_and_routing(app, client, world):
     client.post(f"/t/{a1.id}/admin/channels/{channel.id}",
                 data={"csrf_token": token, "is_active": "1", "team_id": str(keep.id)})
     assert Channel.get_by_id(channel.id).team_id == keep.id
+
+
+def test_the_queue_job_skips_a_conversation_another_host_holds(app, world, clock, instance):
+    """Two workers at once: what one holds (its row locked) the other passes by, so no
+    waiting conversation is handed out twice. SQLite has one writer at a time anyway."""
+    if not instance.database_url.startswith("postgres"):
+        pytest.skip("row locks with SKIP LOCKED are PostgreSQL's; SQLite's write lock serialises the job")
+    from appliance.web import db as dbmod
+
+    _quiet(world, "A1")
+    held = _arrive(world, "A1", text="held")
+    clock.advance(seconds=1)
+    free = _arrive(world, "A1", text="free")
+    Membership.update(available=True).where(Membership.id == world.members[("A1", "agent")].id).execute()
+    other_host = dbmod.open_database(instance.database_url)
+    with other_host.connection_context(), other_host.atomic():
+        other_host.execute_sql('SELECT id FROM "conversation" WHERE id = %s FOR UPDATE', (held.id,))
+        assert routing.route_waiting() == 1
+    assert Conversation.get_by_id(free.id).assignee_id == world.users[("A1", "agent")].id
+    assert Conversation.get_by_id(held.id).assignee_id is None  # the other host's to hand out
+    assert routing.route_waiting() == 1  # released: the next round takes it
+    assert [len(_assign_events(c)) for c in (held, free)] == [1, 1]

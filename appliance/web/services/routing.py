@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from peewee import fn
 
-from appliance.web.access import shared_down
-from appliance.web.db import is_postgres, write_transaction
+from appliance.web.db import Prepared, is_postgres, write_transaction
 from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import Conversation, Team, TeamMember
@@ -86,13 +85,40 @@ def _routable():
             & (limit.is_null() | (load < limit)))
 
 
-def candidates(tenant: Tenant, team: Team | int | None = None):
-    """Memberships round-robin may choose for a conversation of ``tenant`` (of ``team``, if given)."""
-    query = Membership.select().join(User).switch(Membership).join(Tenant).where(_routable())
-    if team is None:
-        return query.where((Membership.tenant == tenant.id) | shared_down(Membership, tenant))
-    members = TeamMember.select(TeamMember.user).where(TeamMember.team == team)
-    return query.where(Membership.tenant.in_(tenant.ancestor_ids()), Membership.user.in_(members))
+def _scope(by_team: bool, scope):
+    """Who may be chosen, by ids: without a team ``scope`` is (tenant, its ancestors...): the
+    tenant's own members and those an ancestor shares down (access.shared_down's rule); with a
+    team it is (the tenant and its ancestors..., team): the team's members holding a role there."""
+    if by_team:
+        *tenant_ids, team_id = scope
+        return (Membership.tenant.in_(tenant_ids)
+                & Membership.user.in_(TeamMember.select(TeamMember.user).where(TeamMember.team == team_id)))
+    own, *ancestors = scope
+    return (Membership.tenant == own) | (Membership.tenant.in_(ancestors) & (Membership.shared == True))
+
+
+def _pick_statement(by_team: bool, now, seen_since, active_since, *scope):
+    turns = Membership.alias("turns")
+    last_turn = turns.select(fn.MAX(turns.last_assigned_at)).where(turns.user == Membership.user)
+    chosen = (Membership.select(Membership.id).join(User).switch(Membership).join(Tenant)
+              .where(_routable(), _scope(by_team, scope))
+              .order_by(live.presence_rank(Membership.user, seen_since, active_since),
+                        fn.COALESCE(last_turn, NEVER), Membership.id)
+              .limit(1))
+    return (Membership.update(last_assigned_at=now).where(Membership.id == chosen)
+            .returning(Membership.id, Membership.user, Membership.tenant))
+
+
+# Composing this statement costs some 30 times what running it does (peewee builds SQL in
+# Python), so each shape (with or without a team, the tree's depth) is composed once.
+_PICKS: dict[tuple, Prepared] = {}
+
+
+def _prepared(by_team: bool, size: int) -> Prepared:
+    key = (by_team, size)
+    if key not in _PICKS:
+        _PICKS[key] = Prepared(lambda *values: _pick_statement(by_team, *values))
+    return _PICKS[key]
 
 
 def pick_agent(tenant: Tenant, team: Team | int | None = None) -> Membership | None:
@@ -102,14 +128,13 @@ def pick_agent(tenant: Tenant, team: Team | int | None = None) -> Membership | N
     which. Turns are per person (the latest turn among their memberships), so someone with a
     membership in an account and in its sub-account is not picked twice as often.
     """
-    turns = Membership.alias("turns")
-    last_turn = turns.select(fn.MAX(turns.last_assigned_at)).where(turns.user == Membership.user)
-    presence = live.presence_rank(Membership.user, **live.thresholds())
-    chosen = (candidates(tenant, team).select(Membership.id)
-              .order_by(presence, fn.COALESCE(last_turn, NEVER), Membership.id).limit(1))
+    team_id = team.id if isinstance(team, Team) else team
+    if team_id is None:  # the tenant first, then its ancestors (ancestor_ids ends with the tenant itself)
+        scope = [tenant.id, *(t for t in tenant.ancestor_ids() if t != tenant.id)]
+    else:
+        scope = [*tenant.ancestor_ids(), team_id]
     now = utcnow()
-    rows = list(Membership.update(last_assigned_at=now).where(Membership.id == chosen)
-                .returning(Membership.id, Membership.user_id, Membership.tenant_id).execute())
+    rows = list(_prepared(team_id is not None, len(scope))(now, *live.since(now), *scope))
     if not rows:
         return None
     row = rows[0]
