@@ -113,13 +113,14 @@ def open_conversations(tenant: Tenant, limit: int = OPEN_SHOWN) -> list[Conversa
 
 def eligible(people: list[dict], tenants: list[Tenant]) -> dict[int, list[dict]]:
     """For each of ``tenants``: the people of ``people`` who may take its conversations (members
-    of it or of an ancestor, as services/conversations.py checks), in the order given."""
+    of it or of an ancestor, in an active tenant, as services/routing.py checks), in the order given."""
     reach = {t.id: set(t.ancestor_ids()) for t in tenants}
     wanted = set().union(*reach.values()) if reach else set()
     held: dict[int, set[int]] = {}
-    for user_id, tenant_id in (Membership.select(Membership.user, Membership.tenant)
+    for user_id, tenant_id in (Membership.select(Membership.user, Membership.tenant).join(Tenant)
                                .where(Membership.user.in_([p["id"] for p in people]),
-                                      Membership.tenant.in_(list(wanted))).tuples()) if people and wanted else ():
+                                      Membership.tenant.in_(list(wanted)), Tenant.is_active == True)
+                               .tuples()) if people and wanted else ():
         held.setdefault(user_id, set()).add(tenant_id)
     return {tid: [p for p in people if held.get(p["id"], set()) & ancestors] for tid, ancestors in reach.items()}
 
