@@ -171,15 +171,18 @@ def test_assignment_rules(client, world):
                      json={"assignee_id": world.users[("A", "agent")].id}))
 
 
-def test_round_robin_among_available_agents(app, world):
+def test_round_robin_among_available_agents(app, world, clock):
     from appliance.web.services import conversations
 
     a2 = world.tenants["A2"]
     channel = world.objects["A2"]["channel"]
     contact = world.objects["A2"]["contact"]
     members = {m.user_id for m in Membership.select().where(Membership.tenant == a2.id)}
+    # Supervisors and admins take round-robin work only when opted in: here everyone is.
+    Membership.update(takes_conversations=True).where(Membership.tenant == a2.id).execute()
     picks = []
     for i in range(6):
+        clock.advance(seconds=1)  # turns are told apart by when they were taken
         conv = conversations.start_conversation(channel, a2, contact, f"rr {i}")
         picks.append(conv.assignee_id)
     assert set(picks) == members  # everyone got work

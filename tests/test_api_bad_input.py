@@ -47,7 +47,7 @@ def test_bad_bodies_on_every_writing_endpoint(app, client, world):
 
 def test_wrong_types_on_every_field(app, client, world):
     headers = world.headers("P", "admin")
-    wrong = {"string": 12345, "integer": "12", "boolean": "yes"}
+    wrong = {"string": 12345, "integer": "12", "boolean": "yes", "array": "not a list"}
     for rule in _api_rules(app):
         spec = app.view_functions[rule.endpoint].api_spec
         if not spec["body"]:

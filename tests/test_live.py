@@ -216,7 +216,7 @@ def test_supervisors_see_who_is_online_when_assigning(app, world):
     with app.app_context():
         live.seen(world.users[("A", "agent")].id, active=True)
     page = _agent(app, world, "A", "supervisor").get(f"/t/{a.id}/conversations/{conv.id}").get_data(as_text=True)
-    assert "agent A (online)" in page and "admin A (offline)" in page
+    assert "agent A (online, 1 open)" in page and "admin A (offline, 0 open)" in page
 
 
 def test_round_robin_prefers_online_agents(app, world, clock):
@@ -224,9 +224,10 @@ def test_round_robin_prefers_online_agents(app, world, clock):
 
     tenant = world.tenants["B1"]
     with app.app_context():
-        # B1 has three own members; make them all plain agents who may take work.
+        # B1 has three own members; all of them take work (supervisors and admins opted in).
         ids = [world.users[("B1", role)].id for role in ("admin", "supervisor", "agent")]
-        Membership.update(last_assigned_at=None).where(Membership.tenant == tenant.id).execute()
+        Membership.update(last_assigned_at=None, takes_conversations=True).where(
+            Membership.tenant == tenant.id).execute()
         idle_longest, online, away = ids
         # The longest-idle agent has no page open; round-robin would pick them first.
         Membership.update(last_assigned_at=clock.naive()).where(Membership.user.in_([online, away])).execute()

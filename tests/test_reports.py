@@ -194,7 +194,8 @@ def test_supervisor_sees_queues_and_reassigns(world, fixture, client, clock):
     chat_a = pick(api["channels"], name="chat A")[0]
     assert (chat_a["waiting"], chat_a["unassigned"], chat_a["longest_wait_seconds"]) == (2, 1, 3600)
     people = {p["id"]: p for p in api["agents"]}
-    assert (people[agent1.id]["status"], people[agent1.id]["open"]) == ("online", 0)
+    # agent1 holds the world's own A1 conversation (round-robin routes agents, not the admin).
+    assert (people[agent1.id]["status"], people[agent1.id]["open"]) == ("online", 1)
     assert (people[agent2.id]["status"], people[agent2.id]["open"]) == ("offline", 1)
     assert world.users[("B", "agent")].id not in people
 

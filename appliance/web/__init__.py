@@ -173,6 +173,7 @@ def register_blueprints(app: Flask) -> None:
     from appliance.web.views.live import live_pages
     from appliance.web.views.public import public
     from appliance.web.views.reports import report_pages
+    from appliance.web.views.routing import routing_pages
     from appliance.web.views.security import security
     from appliance.web.views.supervisor import supervisor_pages
     from appliance.web.views.sync import sync_admin
@@ -180,7 +181,7 @@ def register_blueprints(app: Flask) -> None:
 
     for blueprint in (auth, account, inbox, admin, audit_pages, security, knowledge, public, licence_pages, api,
                       sync_admin, system, live_pages, files, email_admin, business_pages, report_pages,
-                      supervisor_pages, dashboard_pages):
+                      supervisor_pages, dashboard_pages, routing_pages):
         app.register_blueprint(blueprint)
     app.before_request(enrolment_gate)
     csrf.exempt(api)

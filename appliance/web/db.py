@@ -263,6 +263,6 @@ class Prepared:
         query = self.build(*stand_ins)
         sql, params = database.get_sql_context().sql(query).query()
         slots = [(position, stand_ins.index(value)) for position, value in enumerate(params) if value in stand_ins]
-        if sorted(index for _, index in slots) != list(range(count)):
-            raise ValueError("Prepared: each value must appear once, unchanged, among the query's parameters")
+        if sorted({index for _, index in slots}) != list(range(count)):  # a value may be used twice
+            raise ValueError("Prepared: each value must appear, unchanged, among the query's parameters")
         return query, sql, params, slots

@@ -22,6 +22,7 @@ from appliance.web.services.metering import metering_job
 from appliance.web.services.outbox import outbox_job
 from appliance.web.services.pollers import poll_job
 from appliance.web.services.reports import reports_job
+from appliance.web.services.routing import queue_job as routing_queue_job
 from appliance.web.services.throttle import security_cleanup_job
 from appliance.web.sync.service import sync_job
 
@@ -36,6 +37,7 @@ def all_jobs() -> list[Callable]:
         poll_job,  # messenger channels that receive by polling (Telegram getUpdates, VK long poll)
         email_job,  # e-mail channels: new mail from IMAP into conversations, replies out by SMTP
         outbox_job,  # replies to messenger and webhook channels
+        routing_queue_job,  # conversations nobody could take yet, to the members who can take them now
         scheduled_changes_job,  # future-dated contract changes whose day has come, each once
         metering_job,  # usage per tenant per local day, for billing and the customers' usage pages
         reports_job,  # report figures per tenant per local day (channel, team, agent), for the reports pages

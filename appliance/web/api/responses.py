@@ -45,7 +45,8 @@ TENANT = obj(id=integer(), parent_id=integer(nullable=True), level=integer(), ki
              slug=string(), brand_color=string(nullable=True), is_active=boolean(), mask_card_numbers=boolean(),
              deactivated_at=string(nullable=True, format="date-time"), own_branding=boolean(), created_at=TIME)
 USER = obj(id=integer(), email=string(), name=string(), is_active=boolean())
-MEMBER = obj(id=integer(), user=USER, tenant_id=integer(), role=string(), shared=boolean(), available=boolean())
+MEMBER = obj(id=integer(), user=USER, tenant_id=integer(), role=string(), shared=boolean(), available=boolean(),
+             takes_conversations=boolean(), capacity=integer(nullable=True))
 # The same answer whether the address had an account or not (it must not tell which).
 MEMBER_ADDED = obj(email=string(), tenant_id=integer(), role=string(), status=string(), message=string())
 TOKEN = obj(id=integer(), tenant_id=integer(), name=string(), role=string(), prefix=string(), revoked=boolean(),
@@ -55,12 +56,18 @@ NEW_TOKEN = {**TOKEN, "properties": {**TOKEN["properties"], "token": string()},
 CHANNEL = obj(id=integer(), tenant_id=integer(), kind=string(), name=string(), public_key=string(),
               team_id=integer(nullable=True), shared=boolean(), is_active=boolean())
 NEW_CHANNEL = {**CHANNEL, "properties": {**CHANNEL["properties"], "signing_secret": string()}}
-TEAM = obj(id=integer(), tenant_id=integer(), name=string())
+TEAM = obj(id=integer(), tenant_id=integer(), name=string(), member_ids=array(integer()))
+ROUTING = obj(tenant_id=integer(), agent_capacity=integer(nullable=True))
+ASSIGNEE = obj(id=integer(), name=string(), email=string(), status=string(enum=["online", "away", "offline"]),
+               open=integer())
+ASSIGNEES = obj(conversation_id=integer(), assignee_id=integer(nullable=True), team_id=integer(nullable=True),
+                people=array(ASSIGNEE), teams=array(obj(id=integer(), name=string())))
 CONTACT = obj(id=integer(), tenant_id=integer(), name=string(nullable=True), email=string(nullable=True),
               phone=string(nullable=True), notes=string(nullable=True), verified=boolean(), created_at=TIME)
 CONVERSATION = obj(id=integer(), tenant_id=integer(), channel_id=integer(nullable=True), contact_id=integer(),
                    status=string(), assignee_id=integer(nullable=True), team_id=integer(nullable=True),
-                   subject=string(nullable=True), message_count=integer(), created_at=TIME, last_message_at=TIME)
+                   subject=string(nullable=True), message_count=integer(),
+                   waiting_since=string(nullable=True, format="date-time"), created_at=TIME, last_message_at=TIME)
 MESSAGE = obj(id=integer(), conversation_id=integer(), direction=string(), author_id=integer(nullable=True),
               body=string(), created_at=TIME)
 CANNED = obj(id=integer(), tenant_id=integer(), shortcut=string(), title=string(), body=string(), shared=boolean())

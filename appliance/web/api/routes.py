@@ -17,7 +17,6 @@ from appliance.web.models.contact_center import (
     Channel,
     Contact,
     Message,
-    Team,
 )
 from appliance.web.models.tenancy import (
     ACCOUNT_KINDS,
@@ -39,6 +38,7 @@ from appliance.web.services import (
     markdown,
     outbox,
     pan,
+    routing,
     sessions,
     tenants,
     tokens,
@@ -169,6 +169,10 @@ MEMBER_PATCH = {
     "role": F("string", enum=ROLES),
     "shared": F("boolean"),
     "available": F("boolean"),
+    "takes_conversations": F("boolean", description="Supervisors and admins: take round-robin work too "
+                             "(agents always do while available)"),
+    "capacity": F("integer", nullable=True, description="Open conversations round-robin gives this member at "
+                  f"most (up to {routing.MAX_CAPACITY}); null: the tenant's agent_capacity"),
 }
 
 
@@ -198,10 +202,15 @@ def get_member(member):
 
 
 @api.route("/members/<id:member_id>", methods=["PATCH"])
-@spec("Change a member's role, sharing or availability", role="admin", body=MEMBER_PATCH, tag="members",
-      response=R.MEMBER)
+@spec("Change a member's role, sharing, availability, round-robin opt-in or capacity", role="admin",
+      body=MEMBER_PATCH, tag="members", response=R.MEMBER)
 def patch_member(member, data):
-    return jsonify(tenants.update_member(member, actor_id=_actor(), **data).to_json())
+    routed = {key: data.pop(key) for key in ("takes_conversations", "capacity") if key in data}
+    if data:
+        tenants.update_member(member, actor_id=_actor(), **data)
+    if routed:
+        routing.set_member_routing(member, actor_id=_actor(), **routed)
+    return jsonify(member.to_json())
 
 
 @api.route("/members/<id:member_id>", methods=["DELETE"])
@@ -338,19 +347,80 @@ def patch_channel(channel, data):
     return jsonify(catalogue.update_channel(channel, actor_id=_actor(), **data).to_json())
 
 
-TEAM_BODY = {"name": F("string", required=True, max_length=80)}
+TEAM_MEMBERS = F("array", max_length=500, description="User ids of the team's members (integers): people who "
+                 "may take the tenant's conversations")
+TEAM_BODY = {"name": F("string", required=True, max_length=80), "member_ids": TEAM_MEMBERS}
+TEAM_PATCH = {"name": F("string", max_length=80),
+              "member_ids": F("array", max_length=500, description="The team's members afterwards, exactly")}
+
+
+def _user_ids(value) -> list[int]:
+    if any(isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**62 for v in value):
+        abort(422, description="member_ids must be a list of user ids (positive integers).")
+    return value
+
+
+def _teams_page(teams):
+    members = routing.member_ids(teams)
+    return jsonify(items=[routing.team_json(t, members[t.id]) for t in teams], next_cursor=None)
 
 
 @api.route("/tenants/<id:tenant_id>/teams")
-@spec("Teams of a tenant", tag="channels", response=R.page(R.TEAM))
+@spec("Teams of a tenant, with their members' user ids", tag="channels", response=R.page(R.TEAM))
 def list_teams(tenant):
-    return _page(Team.select().where(Team.tenant == tenant.id).order_by(Team.name))
+    return _teams_page(routing.teams_of(tenant))
 
 
 @api.route("/tenants/<id:tenant_id>/teams", methods=["POST"])
-@spec("Create a team", role="admin", body=TEAM_BODY, tag="channels", status=201, response=R.TEAM)
+@spec("Create a team (conversations of a channel with a team go round-robin to its members)", role="admin",
+      body=TEAM_BODY, tag="channels", status=201, response=R.TEAM)
 def create_team(tenant, data):
-    return jsonify(catalogue.create_team(tenant, data["name"]).to_json()), 201
+    team = routing.create_team(tenant, data["name"], _user_ids(data.get("member_ids") or []), actor_id=_actor())
+    return jsonify(routing.team_json(team)), 201
+
+
+@api.route("/teams/<id:team_id>")
+@spec("One team, with its members' user ids", tag="channels", response=R.TEAM)
+def get_team(team):
+    return jsonify(routing.team_json(team))
+
+
+@api.route("/teams/<id:team_id>", methods=["PATCH"])
+@spec("Rename a team or set its members", role="admin", body=TEAM_PATCH, tag="channels", response=R.TEAM)
+def patch_team(team, data):
+    if "name" in data:
+        routing.rename_team(team, data["name"], actor_id=_actor())
+    if "member_ids" in data:
+        routing.set_members(team, _user_ids(data["member_ids"]), actor_id=_actor())
+    return jsonify(routing.team_json(team))
+
+
+@api.route("/teams/<id:team_id>", methods=["DELETE"])
+@spec("Delete a team (its channels and conversations go on without one)", role="admin", tag="channels",
+      response=R.DELETED)
+def delete_team(team):
+    routing.delete_team(team, actor_id=_actor())
+    return jsonify(deleted=team.id)
+
+
+ROUTING_PATCH = {"agent_capacity": F("integer", nullable=True, description="Open conversations round-robin gives "
+                                     f"each member at most (up to {routing.MAX_CAPACITY}; a member's own capacity "
+                                     "wins); null: no limit")}
+
+
+@api.route("/tenants/<id:tenant_id>/routing")
+@spec("A tenant's round-robin settings", role="supervisor", tag="channels", response=R.ROUTING)
+def get_routing(tenant):
+    return jsonify(tenant_id=tenant.id, agent_capacity=tenant.agent_capacity)
+
+
+@api.route("/tenants/<id:tenant_id>/routing", methods=["PATCH"])
+@spec("Change a tenant's round-robin settings", role="admin", body=ROUTING_PATCH, tag="channels",
+      response=R.ROUTING)
+def patch_routing(tenant, data):
+    if "agent_capacity" in data:
+        routing.set_tenant_capacity(tenant, data["agent_capacity"], actor_id=_actor())
+    return jsonify(tenant_id=tenant.id, agent_capacity=tenant.agent_capacity)
 
 
 # --- contacts --------------------------------------------------------------------------
@@ -419,8 +489,10 @@ CONVERSATION_BODY = {
 }
 CONVERSATION_PATCH = {
     "status": F("string", enum=STATUSES),
-    "assignee_id": F("integer", nullable=True),
-    "team_id": F("integer", nullable=True),
+    "assignee_id": F("integer", nullable=True, description="Someone who may take the tenant's conversations "
+                     "(GET .../assignees); null: back to the queue"),
+    "team_id": F("integer", nullable=True, description="A team of the tenant; without assignee_id, round-robin "
+                 "among its members now (nobody free: it waits for them)"),
 }
 INBOX_QUERY = {
     "status": F("string", enum=STATUSES),
@@ -483,7 +555,8 @@ def get_conversation(conversation):
 
 
 @api.route("/conversations/<id:conversation_id>", methods=["PATCH"])
-@spec("Change status, assignee or team", body=CONVERSATION_PATCH, tag="conversations", response=R.CONVERSATION)
+@spec("Change status, assignee or team (audited)", body=CONVERSATION_PATCH, tag="conversations",
+      response=R.CONVERSATION)
 def patch_conversation(conversation, data):
     if "assignee_id" in data or "team_id" in data:
         tenant = Tenant.get_by_id(conversation.tenant_id)
@@ -498,11 +571,22 @@ def patch_conversation(conversation, data):
             require_role(g.principal, tenant, "supervisor")
         conversations.assign(
             conversation, data.get("assignee_id", conversation.assignee_id), data.get("team_id"),
-            set_team="team_id" in data,
+            set_team="team_id" in data, route="team_id" in data and "assignee_id" not in data,
+            actor_id=_actor(), via="api",
         )
     if "status" in data:
         conversations.set_status(conversation, data["status"])
     return jsonify(conversation.to_json())
+
+
+@api.route("/conversations/<id:conversation_id>/assignees")
+@spec("Who this conversation can be assigned to: people (with presence and open load) and the tenant's teams",
+      tag="conversations", response=R.ASSIGNEES)
+def conversation_assignees(conversation):
+    tenant = Tenant.get_by_id(conversation.tenant_id)
+    return jsonify(conversation_id=conversation.id, assignee_id=conversation.assignee_id,
+                   team_id=conversation.team_id, people=routing.assignees(tenant),
+                   teams=[{"id": t.id, "name": t.name} for t in routing.teams_of(tenant)])
 
 
 @api.route("/conversations/<id:conversation_id>/messages")

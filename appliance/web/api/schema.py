@@ -32,6 +32,7 @@ from appliance.web.models.contact_center import (
     Contact,
     Conversation,
     Message,
+    Team,
 )
 from appliance.web.models.tenancy import ROLES, ApiToken, Membership, Tenant
 from appliance.web.validation import request_json
@@ -47,6 +48,7 @@ TARGETS = {
     "article_id": Article,
     "message_id": Message,
     "attachment_id": Attachment,
+    "team_id": Team,
 }
 # "tenant": the role in the tenant concerned is enough; "provider": an admin of the provider, too.
 SCOPES = ("tenant", "provider")

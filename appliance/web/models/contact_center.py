@@ -132,6 +132,9 @@ class Conversation(EncryptedModel, BaseModel):
     message_count = IntegerField(default=0)
     created_at = DateTimeField(default=utcnow)
     last_message_at = DateTimeField(default=utcnow)
+    # Set while nobody could take it (all at capacity, away from the team, unavailable):
+    # the worker's queue job hands it to the first member who can (services/routing.py).
+    waiting_since = DateTimeField(null=True)
 
     class Meta:
         # The inbox reads "newest first within a tenant and status"; keyset pagination
@@ -140,6 +143,8 @@ class Conversation(EncryptedModel, BaseModel):
             (("tenant", "status", "last_message_at", "id"), False),
             (("tenant", "assignee", "last_message_at", "id"), False),
             (("tenant", "last_message_at", "id"), False),
+            (("assignee", "status"), False),  # an agent's open load, for capacity
+            (("waiting_since",), False),  # the waiting queue, oldest first
         )
 
     def to_json(self):
@@ -153,6 +158,7 @@ class Conversation(EncryptedModel, BaseModel):
             "team_id": self.team_id,
             "subject": self.subject,
             "message_count": self.message_count,
+            "waiting_since": self.waiting_since.isoformat() + "Z" if self.waiting_since else None,
             "created_at": self.created_at.isoformat() + "Z",
             "last_message_at": self.last_message_at.isoformat() + "Z",
         }

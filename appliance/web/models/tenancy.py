@@ -46,6 +46,9 @@ class Tenant(BaseModel):
     own_branding = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
     # Card numbers in messages shown masked to agents here and below (services/pan.py).
     mask_card_numbers = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
+    # Round-robin gives a member of this tenant no more open conversations than this
+    # (a member's own ``capacity`` first); None: no limit.
+    agent_capacity = IntegerField(null=True)
     created_at = DateTimeField(default=utcnow)
 
     def ancestor_ids(self) -> list[int]:
@@ -67,6 +70,7 @@ class Tenant(BaseModel):
             "deactivated_at": self.deactivated_at.isoformat() + "Z" if self.deactivated_at else None,
             "own_branding": self.own_branding,
             "mask_card_numbers": self.mask_card_numbers,
+            "agent_capacity": self.agent_capacity,
             "created_at": self.created_at.isoformat() + "Z",
         }
 
@@ -94,6 +98,10 @@ class Membership(BaseModel):
     shared = BooleanField(default=False)
     available = BooleanField(default=True)  # for round-robin assignment
     last_assigned_at = DateTimeField(null=True)  # round-robin: the longest idle goes next
+    # Supervisors and admins oversee: round-robin routes them work only when this is set
+    # (agents always take it while available).
+    takes_conversations = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
+    capacity = IntegerField(null=True)  # open conversations at most; None: the tenant's agent_capacity
     created_at = DateTimeField(default=utcnow)
 
     class Meta:
@@ -107,6 +115,8 @@ class Membership(BaseModel):
             "role": self.role,
             "shared": self.shared,
             "available": self.available,
+            "takes_conversations": self.takes_conversations,
+            "capacity": self.capacity,
         }
 
 

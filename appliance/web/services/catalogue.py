@@ -1,4 +1,4 @@
-"""Channels, teams, canned answers and knowledge-base articles of a tenant.
+"""Channels, canned answers and knowledge-base articles of a tenant (teams: services/routing.py).
 
 The UI and the API both change these only through here, so both leave the same
 audit events (channels carry traffic and secrets, so every change to one is recorded).
@@ -122,10 +122,6 @@ def update_channel(channel: Channel, *, name=None, shared=None, is_active=None, 
 def _require_team(tenant: Tenant, team_id):
     if team_id is not None and not Team.select().where(Team.id == team_id, Team.tenant == tenant.id).exists():
         raise ServiceError("That team does not belong to this tenant.", 422)
-
-
-def create_team(tenant: Tenant, name) -> Team:
-    return Team.create(tenant=tenant, name=_text(name, "name", 80))
 
 
 def _canned_body(body):

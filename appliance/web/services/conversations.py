@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from appliance.web.access import shared_down
 from appliance.web.db import write_transaction
+from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import (
     STATUSES,
@@ -13,11 +13,10 @@ from appliance.web.models.contact_center import (
     Contact,
     Conversation,
     Message,
-    Team,
-    TeamMember,
 )
-from appliance.web.models.tenancy import Membership, Tenant, User
-from appliance.web.services import ServiceError, live, reports
+from appliance.web.models.tenancy import Tenant
+from appliance.web.services import ServiceError, live, reports, routing
+from appliance.web.services.routing import pick_agent
 
 MAX_BODY = 20_000
 PAGE_SIZE = 25
@@ -29,39 +28,6 @@ def _clean_body(body) -> str:
     if len(body) > MAX_BODY:
         raise ServiceError(f"A message body is limited to {MAX_BODY} characters.", 422)
     return body
-
-
-def agents_for(tenant: Tenant):
-    """Memberships that may take conversations of ``tenant``: its own agents and the
-    agents its ancestors share down to it, available ones only."""
-    own = Membership.tenant == tenant.id
-    return (
-        Membership.select()
-        .join(User)
-        .where(own | shared_down(Membership, tenant), Membership.available == True, User.is_active == True)
-    )
-
-
-def pick_agent(tenant: Tenant, team: Team | int | None = None) -> Membership | None:
-    """Round-robin: the available agent idle the longest takes the next conversation,
-    online agents (a page open, recent input) before away ones before offline ones.
-
-    One statement: the chosen membership's turn is taken (``last_assigned_at``) by the
-    same UPDATE that chooses it, and RETURNING says who it was.
-    """
-    query = agents_for(tenant)
-    if team is not None:
-        query = query.where(Membership.user.in_(TeamMember.select(TeamMember.user).where(TeamMember.team == team)))
-    presence = live.presence_rank(Membership.user, **live.thresholds())
-    chosen = (query.select(Membership.id)
-              .order_by(presence, Membership.last_assigned_at.asc(nulls="first"), Membership.id).limit(1))
-    now = utcnow()
-    rows = list(Membership.update(last_assigned_at=now).where(Membership.id == chosen)
-                .returning(Membership.id, Membership.user_id, Membership.tenant_id).execute())
-    if not rows:
-        return None
-    row = rows[0]
-    return Membership(id=row.id, user=row.user_id, tenant=row.tenant_id, last_assigned_at=now)
 
 
 def find_or_create_contact(tenant: Tenant, *, name=None, email=None, phone=None) -> Contact:
@@ -92,12 +58,14 @@ def open_conversation(channel: Channel, tenant: Tenant, contact: Contact | int, 
     """A new conversation with its first message, inside the caller's transaction: (conversation, message).
 
     Inbound, the round-robin agent is chosen first, so the conversation is inserted
-    assigned and counted (one message) and its two live events go in one statement.
+    assigned and counted (one message) and its two live events go in one statement;
+    when nobody can take it, it is inserted waiting for the queue job (services/routing.py).
     """
     now = utcnow()
     member = pick_agent(tenant, channel.team_id) if direction == "in" else None
     conv = Conversation.create(tenant=tenant, channel=channel, contact=contact, subject=(subject or "")[:200] or None,
                                team=channel.team_id, assignee=member.user_id if member else None,
+                               waiting_since=now if direction == "in" and member is None else None,
                                message_count=1, created_at=now, last_message_at=now)
     msg = Message.create(conversation=conv, tenant=conv.tenant_id, direction=direction, body=body, author=author,
                          created_at=now)
@@ -168,8 +136,8 @@ def add_message(conv: Conversation, direction: str, body, author=None) -> Messag
         if direction == "out":
             reports.note_reply(conv, msg)
         if direction == "out" and conv.status == "open" and conv.assignee_id is None and author:
-            conv.assignee = author
-            conv.save(only=[Conversation.assignee])
+            conv.assignee, conv.waiting_since = author, None
+            conv.save(only=[Conversation.assignee, Conversation.waiting_since])
             live.publish(conv.tenant_id, conv.id, "assignment")
     return msg
 
@@ -187,37 +155,40 @@ def set_status(conv: Conversation, status: str) -> Conversation:
     return conv
 
 
-def assign(conv: Conversation, user_id: int | None, team_id: int | None = None, *, set_team=False):
-    """Assign to a user who may take conversations of this tenant (or unassign)."""
+def assign(conv: Conversation, user_id: int | None, team_id: int | None = None, *, set_team=False,
+           route=False, actor_id: int | None = None, via: str = "service") -> Conversation:
+    """The one way a conversation's assignee or team changes by request: checked, written,
+    published live and audited, whoever asks (the inbox, the API, the supervisor's view, the
+    queue job; ``via`` says which, ``actor_id`` who).
+
+    ``user_id``: someone eligible in the conversation's tenant (services/routing.py), or None
+    to put it back in the queue (it waits while open, and the queue job hands it on).
+    ``set_team``: also move it to ``team_id`` (a team of its tenant, or None). ``route``:
+    ignore ``user_id`` and let round-robin choose among the (new) team's members now; when
+    nobody can take it, it waits for them.
+    """
     tenant = Tenant.get_by_id(conv.tenant_id)
-    if user_id is not None:
-        allowed = _user_can_work_in(user_id, tenant)
-        if not allowed:
-            raise ServiceError("That user cannot take conversations in this tenant.", 422)
-    conv.assignee = user_id
-    fields = [Conversation.assignee]
-    if set_team:
-        if team_id is not None and not Team.select().where(
-            Team.id == team_id, Team.tenant == tenant.id
-        ).exists():
-            raise ServiceError("That team does not belong to this tenant.", 422)
-        conv.team = team_id
-        fields.append(Conversation.team)
+    if set_team and team_id is not None and team_id != conv.team_id:  # a parent's team from a shared channel stays
+        routing.team_of(tenant, team_id)
+    if user_id is not None and not route and not routing.can_take(user_id, tenant):
+        raise ServiceError("assignee_id: that user cannot take conversations of this organisation (a member "
+                           "of it or of an organisation above it, active, can).", 422)
+    previous = {"assignee": conv.assignee_id, "team": conv.team_id}
     with write_transaction():
+        if set_team:
+            conv.team = team_id
+        if route:
+            member = pick_agent(tenant, conv.team_id)
+            user_id = member.user_id if member else None
+        conv.assignee = user_id
+        conv.waiting_since = None if user_id is not None or conv.status != "open" else conv.waiting_since or utcnow()
+        fields = [Conversation.assignee, Conversation.waiting_since] + ([Conversation.team] if set_team else [])
         conv.save(only=fields)
         live.publish(conv.tenant_id, conv.id, "assignment")
+        record("conversation.assign", actor_id=actor_id, tenant_id=conv.tenant_id, target=f"conversation:{conv.id}",
+               assignee=user_id, team=conv.team_id, previous=previous["assignee"], previous_team=previous["team"],
+               via=via)
     return conv
-
-
-def _user_can_work_in(user_id: int, tenant: Tenant) -> bool:
-    """Members of the tenant or of any ancestor (a role reaches every descendant)."""
-    ids = tenant.ancestor_ids()
-    return (
-        Membership.select()
-        .join(User)
-        .where(Membership.user == user_id, Membership.tenant.in_(ids), User.is_active == True)
-        .exists()
-    )
 
 
 def parse_cursor(cursor: str | None):

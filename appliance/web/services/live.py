@@ -170,16 +170,20 @@ def state_of(row: Presence | None, *, away_after: float, offline_after: float) -
     return "online"
 
 
+def since(now) -> tuple:
+    """(seen since, active since): the instants that tell online from away from offline at ``now``."""
+    limits = thresholds()
+    return (now - dt.timedelta(seconds=limits["offline_after"]), now - dt.timedelta(seconds=limits["away_after"]))
+
+
 def presence_of(user_ids, *, away_after: float, offline_after: float) -> dict[int, str]:
     rows = {p.user_id: p for p in Presence.select().where(Presence.user.in_(list(user_ids)))}
     return {uid: state_of(rows.get(uid), away_after=away_after, offline_after=offline_after) for uid in user_ids}
 
 
-def presence_rank(user_field, *, away_after: float, offline_after: float):
-    """An ORDER BY term: 0 for online users, 1 for away, 2 for offline (round-robin prefers low)."""
-    now = utcnow()
-    seen_since = now - dt.timedelta(seconds=offline_after)
-    active_since = now - dt.timedelta(seconds=away_after)
+def presence_rank(user_field, seen_since, active_since):
+    """An ORDER BY term: 0 for online users, 1 for away, 2 for offline (round-robin prefers low);
+    online: seen since ``seen_since`` and active since ``active_since`` (see :func:`since`)."""
     online = Presence.select(Presence.user).where(Presence.last_seen_at >= seen_since,
                                                   Presence.last_active_at >= active_since)
     away = Presence.select(Presence.user).where(Presence.last_seen_at >= seen_since)

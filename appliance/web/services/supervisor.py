@@ -17,7 +17,6 @@ import heapq
 from peewee import Case, fn
 
 from appliance.web.access import shared_down
-from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import Channel, Conversation, Team
 from appliance.web.models.tenancy import Membership, Tenant, User
@@ -114,13 +113,14 @@ def open_conversations(tenant: Tenant, limit: int = OPEN_SHOWN) -> list[Conversa
 
 def eligible(people: list[dict], tenants: list[Tenant]) -> dict[int, list[dict]]:
     """For each of ``tenants``: the people of ``people`` who may take its conversations (members
-    of it or of an ancestor, as services/conversations.py checks), in the order given."""
+    of it or of an ancestor, in an active tenant, as services/routing.py checks), in the order given."""
     reach = {t.id: set(t.ancestor_ids()) for t in tenants}
     wanted = set().union(*reach.values()) if reach else set()
     held: dict[int, set[int]] = {}
-    for user_id, tenant_id in (Membership.select(Membership.user, Membership.tenant)
+    for user_id, tenant_id in (Membership.select(Membership.user, Membership.tenant).join(Tenant)
                                .where(Membership.user.in_([p["id"] for p in people]),
-                                      Membership.tenant.in_(list(wanted))).tuples()) if people and wanted else ():
+                                      Membership.tenant.in_(list(wanted)), Tenant.is_active == True)
+                               .tuples()) if people and wanted else ():
         held.setdefault(user_id, set()).add(tenant_id)
     return {tid: [p for p in people if held.get(p["id"], set()) & ancestors] for tid, ancestors in reach.items()}
 
@@ -141,9 +141,5 @@ def find_conversation(tenant: Tenant, conversation_id: int | None) -> Conversati
 
 
 def reassign(conv: Conversation, user_id: int | None, *, actor_id: int) -> Conversation:
-    """Hand ``conv`` to ``user_id`` (None: back to the queue), audited."""
-    previous = conv.assignee_id
-    conversations.assign(conv, user_id)
-    record("conversation.assign", actor_id=actor_id, tenant_id=conv.tenant_id, target=f"conversation:{conv.id}",
-           assignee=user_id, previous=previous)
-    return conv
+    """Hand ``conv`` to ``user_id`` (None: back to the queue), audited by the one assignment call."""
+    return conversations.assign(conv, user_id, actor_id=actor_id, via="supervisor")

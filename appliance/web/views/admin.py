@@ -36,6 +36,7 @@ from appliance.web.services import (
     invitations,
     lifecycle,
     logos,
+    routing,
     tenants,
 )
 from appliance.web.services import tokens as token_service
@@ -180,6 +181,7 @@ def _render_channels(tenant, status=200, form=None, new_secret=None):
         shared_from_ancestors(Channel, tenant).select(Channel, Tenant).join(Tenant).order_by(Channel.name)
     )
     return render_template("admin/channels.html", own=own, inherited=inherited, kinds=CHANNEL_KINDS,
+                           teams=routing.teams_of(tenant),
                            kind_labels=KIND_LABELS, config=channel_config.installation_settings(),
                            signed_kinds=catalogue.SIGNED_KINDS, hint=catalogue.signing_secret_hint,
                            new_secret=new_secret, form=form or {}, now=utcnow()), status
@@ -229,9 +231,11 @@ def rotate_channel_secret(tenant, channel_id):
 @helpers.tenant_view("admin")
 def update_channel(tenant, channel_id):
     channel = owned_or_404(Channel, channel_id, tenant, "admin")
+    raw_team = request.form.get("team_id")  # absent: unchanged; empty: no team
+    team_id = ... if raw_team is None else int(raw_team) if raw_team.isdigit() and len(raw_team) <= 18 else None
     try:
         catalogue.update_channel(channel, shared=form_bool("shared"), is_active=form_bool("is_active"),
-                                 actor_id=_actor())
+                                 team_id=team_id, actor_id=_actor())
     except ServiceError as exc:
         flash(str(exc), "error")
         return _render_channels(tenant, exc.status)

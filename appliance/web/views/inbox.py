@@ -21,8 +21,9 @@ from appliance.web.models.contact_center import (
     Contact,
     Conversation,
     Message,
+    Team,
 )
-from appliance.web.models.tenancy import Membership, Tenant, User
+from appliance.web.models.tenancy import Tenant, User
 from appliance.web.services import (
     ServiceError,
     attachments,
@@ -30,9 +31,9 @@ from appliance.web.services import (
     catalogue,
     contacts,
     conversations,
-    live,
     outbox,
     pan,
+    routing,
     visitors,
 )
 from appliance.web.views import helpers
@@ -130,13 +131,9 @@ def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
     recent.reverse()
     authors = _by_id(User, [m.author_id for m in recent] + [conv.assignee_id])
     bodies, can_reveal = _visible_bodies(tenant, conv, recent)
-    agents = []
-    if helpers.can("supervisor"):
-        seen = set()
-        for member in conversations.agents_for(tenant).select(Membership, User).order_by(User.name):
-            if member.user_id not in seen:
-                seen.add(member.user_id)
-                agents.append(member.user)
+    # Supervisors assign anyone eligible or a team; agents take it or give back their own.
+    people = routing.assignees(tenant) if helpers.can("supervisor") else []
+    teams = routing.teams_of(tenant) if helpers.can("supervisor") else []
     return render_template(
         "inbox/conversation.html",
         conv=conv,
@@ -149,8 +146,9 @@ def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
         contact=Contact.get_by_id(conv.contact_id),
         channel=Channel.get_by_id(conv.channel_id),
         canned=_canned_filled(tenant, conv),
-        agents=agents,
-        presence=live.presence_of([u.id for u in agents], **live.thresholds()),
+        people=people,
+        teams=teams,
+        team=Team.get_or_none(Team.id == conv.team_id) if conv.team_id else None,
         statuses=STATUSES,
         draft=draft,
         draft_kind=draft_kind,
@@ -238,27 +236,38 @@ def set_status(tenant, conversation_id):
 @inbox.route("/t/<id:tenant_id>/conversations/<id:conversation_id>/assign", methods=["POST"])
 @helpers.tenant_view("agent")
 def assign(tenant, conversation_id):
-    """Agents take a conversation or give back their own; supervisors assign anyone."""
+    """Agents take a conversation or give back their own; supervisors assign anyone eligible,
+    or a team (round-robin among its members, else it waits for them)."""
     conv = _conversation(tenant, conversation_id)
     me = g.principal.user_id
     choice = request.form.get("assignee", "")
+    team_id = None
     if choice == "me":
         target = me
     elif choice == "none":
         target = None
     elif choice.isdigit() and len(choice) <= 18:
         target = int(choice)
+    elif choice.startswith("team-") and choice[5:].isdigit() and len(choice) <= 23:
+        target, team_id = None, int(choice[5:])
     else:
-        abort(400, description="Pick someone to assign the conversation to.")
-    touches_other = target not in (None, me) or (target is None and conv.assignee_id not in (None, me))
+        abort(400, description="assignee: pick someone or a team to assign the conversation to.")
+    touches_other = (team_id is not None or target not in (None, me)
+                     or (target is None and conv.assignee_id not in (None, me)))
     if touches_other:
         require_role(g.principal, tenant, "supervisor")
     try:
-        conversations.assign(conv, target)
+        conversations.assign(conv, target, team_id, set_team=team_id is not None, route=team_id is not None,
+                             actor_id=me, via="inbox")
     except ServiceError as exc:
         flash(str(exc), "error")
         return _render_conversation(tenant, conv, exc.status)
-    flash("Unassigned." if target is None else "Assigned.", "info")
+    if team_id is not None:
+        flash("Sent to the team: " + ("assigned." if conv.assignee_id else "waiting for a member who can take it."),
+              "info")
+    else:
+        flash("Assigned." if target is not None else "Unassigned: waiting in the queue." if conv.waiting_since
+              else "Unassigned.", "info")
     return redirect(url_for("inbox.conversation", tenant_id=tenant.id, conversation_id=conv.id))
 
 
