@@ -279,7 +279,19 @@ def seed_lifecycle(db, ids, instance):
 
 
 def seed_channel_secrets(db, ids, instance):
-    """Columns only: the channels already there get their secrets sealed (CONVERTED below)."""
+    """No new table. On a schema already at 24 or later, the channel the core seed wrote with
+    release 1's plaintext secret gets what m0024 would have made of it: a uid and the sealed
+    secret. On an older schema the upgrade itself seals it (CONVERTED below)."""
+    if "uid" not in {c.name for c in db.get_columns("channel")}:
+        return
+    keyring = setup.check_master_key(instance)
+    unsealed = 'SELECT id, tenant_id, secret FROM "channel" WHERE uid IS NULL'
+    for channel_id, tenant_id, secret in db.execute_sql(unsealed).fetchall():
+        plain = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)  # BYTEA on PostgreSQL
+        uid = uuid.UUID(int=24_000 + channel_id)
+        sealed = keyring.seal(tenant_id, "channel", "secret", uid, plain)
+        q = db.param
+        db.execute_sql(f'UPDATE "channel" SET uid = {q}, secret = {q} WHERE id = {q}', (str(uid), sealed, channel_id))
 
 
 def seed_routing(db, ids, instance):
