@@ -419,6 +419,7 @@ CONVERSATION_BODY = {
 }
 CONVERSATION_PATCH = {
     "status": F("string", enum=STATUSES),
+    "priority": F("string", enum=conversations.PRIORITIES),
     "assignee_id": F("integer", nullable=True),
     "team_id": F("integer", nullable=True),
 }
@@ -502,6 +503,8 @@ def patch_conversation(conversation, data):
         )
     if "status" in data:
         conversations.set_status(conversation, data["status"])
+    if "priority" in data:
+        conversations.set_priority(conversation, data["priority"])
     return jsonify(conversation.to_json())
 
 

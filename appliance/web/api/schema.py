@@ -31,6 +31,7 @@ from appliance.web.models.contact_center import (
     Channel,
     Contact,
     Conversation,
+    Label,
     Message,
 )
 from appliance.web.models.tenancy import ROLES, ApiToken, Membership, Tenant
@@ -47,6 +48,7 @@ TARGETS = {
     "article_id": Article,
     "message_id": Message,
     "attachment_id": Attachment,
+    "label_id": Label,
 }
 # "tenant": the role in the tenant concerned is enough; "provider": an admin of the provider, too.
 SCOPES = ("tenant", "provider")
