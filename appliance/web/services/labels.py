@@ -77,8 +77,8 @@ def delete_label(label: Label, actor_id=None) -> None:
 
 def usable_labels(tenant: Tenant) -> list[Label]:
     """The tenant's own labels, then those its ancestors share down (an own name hides an inherited one)."""
-    rows = list(Label.select().where((Label.tenant == tenant.id) | shared_down(Label, tenant))
-                .order_by(Label.name, Label.id))
+    rows = sorted(Label.select().where((Label.tenant == tenant.id) | shared_down(Label, tenant)),
+                  key=lambda r: (r.name.casefold(), r.id))  # the same order whatever the database's collation
     own = [r for r in rows if r.tenant_id == tenant.id]
     taken = {r.name for r in own}
     return own + [r for r in rows if r.tenant_id != tenant.id and r.name not in taken]
