@@ -324,8 +324,9 @@ def test_snooze_through_the_page_and_the_api_in_local_time(app, client, world, c
     api = client.post(f"/api/v1/conversations/{conv.id}/snooze", headers=world.headers("A", "agent"),
                       json={"until": "2030-04-17T12:00:00Z"})
     assert api.status_code == 200 and api.get_json()["snoozed_until"] == "2030-04-17T12:00:00Z"
-    assert client.post(f"/api/v1/conversations/{conv.id}/snooze", headers=world.headers("A", "agent"),
-                       json={"until": "yesterday"}).status_code == 422
+    for bad in ("yesterday", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00", "2030-04-17T09:00:00Z"):
+        assert client.post(f"/api/v1/conversations/{conv.id}/snooze", headers=world.headers("A", "agent"),
+                           json={"until": bad}).status_code == 422, bad
     # Setting a status by hand ends the snooze.
     conversations.set_status(Conversation.get_by_id(conv.id), "open")
     assert Conversation.get_by_id(conv.id).snoozed_until is None

@@ -172,11 +172,11 @@ def remove_conversation_label(conversation):
 def _until(raw: str) -> dt.datetime:
     try:
         when = dt.datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=zone(current_app.extensions["appliance_instance"].settings))
+        return when.astimezone(dt.UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError):  # not a time, or one at the calendar's very ends
         abort(422, description="until: an ISO 8601 date and time, e.g. 2030-04-18T09:00:00Z.")
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=zone(current_app.extensions["appliance_instance"].settings))
-    return when.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 @api.route("/conversations/<id:conversation_id>/snooze", methods=["POST"])

@@ -408,11 +408,11 @@ def _snooze_until(raw: str) -> dt.datetime:
         return clock.naive_now() + dt.timedelta(hours=int(raw[0]))
     try:
         local = dt.datetime.fromisoformat(raw)
-    except ValueError as exc:
+        if local.tzinfo is None:
+            local = local.replace(tzinfo=helpers.local_zone())
+        return local.astimezone(dt.UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError) as exc:
         raise ServiceError("Pick when the conversation should come back (a date and time).", 422) from exc
-    if local.tzinfo is None:
-        local = local.replace(tzinfo=helpers.local_zone())
-    return local.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 def _back(tenant, conv):
