@@ -25,6 +25,8 @@ def _name(value) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ServiceError("name: a label needs a name.", 422)
     value = " ".join(value.split())
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ServiceError("name: a label's name cannot hold control characters.", 422)
     if len(value) > NAME_CHARS:
         raise ServiceError(f"name is limited to {NAME_CHARS} characters.", 422)
     return value
