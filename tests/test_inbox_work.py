@@ -135,9 +135,11 @@ def test_unread_per_agent_opening_reads_new_inbound_unreads(app, client, world, 
     assert _rows(client.get(f"/t/{a.id}/inbox"))[conv_id] is True
     api = client.application.test_client()
     headers = world.headers("A", "agent")
-    assert api.post(f"/api/v1/conversations/{conv_id}/read", headers=headers).get_json()["unread"] is False
+    assert api.post(f"/api/v1/conversations/{conv_id}/read", headers=headers,
+                    json={"read": True}).get_json()["unread"] is False
     assert _rows(client.get(f"/t/{a.id}/inbox"))[conv_id] is False
-    assert api.delete(f"/api/v1/conversations/{conv_id}/read", headers=headers).get_json()["unread"] is True
+    assert api.post(f"/api/v1/conversations/{conv_id}/read", headers=headers,
+                    json={"read": False}).get_json()["unread"] is True
     assert api.get(f"/api/v1/conversations/{conv_id}/read", headers=headers).get_json() == {
         "conversation_id": conv_id, "unread": True}
 

@@ -203,16 +203,16 @@ def read_state(conversation):
     return _read_state(conversation)
 
 
+READ_BODY = {"read": F("boolean", required=True, description="true: read (as opening it in the inbox does); "
+                                                            "false: unread again")}
+
+
 @api.route("/conversations/<id:conversation_id>/read", methods=["POST"])
-@spec("Mark the conversation read for the token's user (as opening it in the inbox does)",
-      tag="conversations", response=R.READ_STATE)
-def mark_read(conversation):
-    conversations.mark_read(_actor(), conversation)
-    return _read_state(conversation)
-
-
-@api.route("/conversations/<id:conversation_id>/read", methods=["DELETE"])
-@spec("Mark the conversation unread for the token's user", tag="conversations", response=R.READ_STATE)
-def mark_unread(conversation):
-    conversations.mark_unread(_actor(), conversation)
+@spec("Mark the conversation read or unread for the token's user", body=READ_BODY, tag="conversations",
+      response=R.READ_STATE)
+def set_read(conversation, data):
+    if data["read"]:
+        conversations.mark_read(_actor(), conversation)
+    else:
+        conversations.mark_unread(_actor(), conversation)
     return _read_state(conversation)
