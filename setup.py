@@ -48,6 +48,8 @@ setup(
             "schemathesis>=4.0",  # tests/test_fuzz_api.py (brings hypothesis and jsonschema)
         ],
         "lab": ["ansible>=10", "ansible-lint>=24"],
+        # docs/screenshots/make.py: drives Chromium and shrinks the PNGs to a palette.
+        "docs": ["selenium>=4.20", "pillow>=10"],
     },
     # sizing/*.yml are read by Ansible from the repository and by appliance/core/sizing.py
     # from here once installed: shipped as-is, never copied into the package.

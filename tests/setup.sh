@@ -57,8 +57,11 @@ if [ ! -x .venv/bin/python ]; then
     python3.[0-9]*) PYTHON_PACKAGES=("${PYTHON##*/}" "${PYTHON##*/}-venv") ;;
   esac
 fi
+# npm fetches axe-core for the accessibility test; a Node.js installed another way brings its own.
+NPM_PACKAGES=()
+command -v npm >/dev/null 2>&1 || NPM_PACKAGES=(npm)
 BASE_PACKAGES=(postgresql dovecot-imapd debootstrap systemd-container nftables iproute2 openssh-client rsync git
-               "${PYTHON_PACKAGES[@]}")
+               "${PYTHON_PACKAGES[@]}" "${NPM_PACKAGES[@]}")
 
 missing_packages() {
   local p
@@ -132,6 +135,14 @@ elif ! python_ok .venv/bin/python; then
 fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[test,lab]'
+
+# axe-core for the accessibility checks of the browser tests, at the version pinned in
+# tests/js/package-lock.json (npm ci installs exactly that, from the registry or npm's cache).
+if command -v npm >/dev/null 2>&1; then
+  npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+else
+  say "npm not found: the accessibility test fails until 'npm ci --prefix tests/js' has run"
+fi
 
 # README holds the test command once; this prints it rather than a copy that could drift.
 test_command="$(awk '/<!-- test-command -->/ { found = 1; next }

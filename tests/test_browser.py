@@ -96,6 +96,20 @@ def _shot(driver, tmp_path, name) -> Path:
     return path
 
 
+def log_in(driver, live_url, email, password=PASSWORD) -> None:
+    """Sign in through the login form, with no session of an earlier user left."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.delete_all_cookies()
+    driver.get(live_url + "/login")
+    driver.find_element(By.NAME, "email").send_keys(email)
+    driver.find_element(By.NAME, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    # Signed in before the caller navigates: a page asked for earlier would meet the login form.
+    WebDriverWait(driver, 15).until(lambda d: "/login" not in d.current_url)
+
+
 def _errors(driver) -> list[str]:
     """Console errors, which include CSP violations and failed script/style loads."""
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]

@@ -14,7 +14,7 @@ from appliance.web.business.models import Application, Contract, Invoice
 from appliance.web.services import catalogue as channels
 from appliance.web.services import licence as licence_service
 from tests import test_browser as browser_support
-from tests.helpers import PASSWORD, START, build_world, make_instance, running_app, trust_test_signer
+from tests.helpers import START, build_world, make_instance, running_app, trust_test_signer
 
 pytestmark = browser_support.pytestmark  # the same skips: chromium, chromedriver, selenium
 browser = browser_support.browser  # the headless Chromium fixture
@@ -40,17 +40,7 @@ def world(app):
         return world
 
 
-def _login(browser, live_url, email):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser.delete_all_cookies()
-    browser.get(live_url + "/login")
-    browser.find_element(By.NAME, "email").send_keys(email)
-    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    # Signed in before the caller navigates: a page asked for earlier would meet the login form.
-    WebDriverWait(browser, 15).until(lambda d: "/login" not in d.current_url)
+_login = browser_support.log_in
 
 
 def test_application_review_contract_program_and_invoice(app, browser, live_url, world):

@@ -165,6 +165,7 @@ def register_blueprints(app: Flask) -> None:
     from appliance.web.views.attachments import files
     from appliance.web.views.audit import audit_pages
     from appliance.web.views.auth import auth
+    from appliance.web.views.dashboard import dashboard_pages
     from appliance.web.views.email import email_admin
     from appliance.web.views.inbox import inbox
     from appliance.web.views.knowledge import knowledge
@@ -179,7 +180,7 @@ def register_blueprints(app: Flask) -> None:
 
     for blueprint in (auth, account, inbox, admin, audit_pages, security, knowledge, public, licence_pages, api,
                       sync_admin, system, live_pages, files, email_admin, business_pages, report_pages,
-                      supervisor_pages):
+                      supervisor_pages, dashboard_pages):
         app.register_blueprint(blueprint)
     app.before_request(enrolment_gate)
     csrf.exempt(api)

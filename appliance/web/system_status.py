@@ -43,6 +43,11 @@ def collect(instance, database) -> list[Check]:
     ]
 
 
+def worker_and_sync(instance) -> dict[str, Check]:
+    """The two checks the provider's dashboard shows (the others read more than a glance needs)."""
+    return {"worker": _safe("Background worker", _worker), "sync": _safe("Sync to vendor", lambda: _sync(instance))}
+
+
 def offline(instance, fault) -> list[Check]:
     """The checks that need no database, and the database's fault with what to do."""
     todo = {

@@ -68,5 +68,14 @@ def openapi():
 
 
 # The route modules attach themselves to ``api``, so they are imported once it exists.
-from appliance.web.api import attachments, channels, email, inbox, licence, reports, routes  # noqa: E402,F401
+from appliance.web.api import (  # noqa: E402,F401
+    attachments,
+    channels,
+    dashboard,
+    email,
+    inbox,
+    licence,
+    reports,
+    routes,
+)
 from appliance.web.business import api as business_api  # noqa: E402,F401

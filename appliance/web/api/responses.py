@@ -145,6 +145,18 @@ REPORT = obj(tenant_id=integer(), subaccount_id=integer(nullable=True), grain=st
              agents=array(REPORT_ROW), **{"from": string(), "to": string()})
 QUEUE = obj(id=integer(nullable=True), name=string(), waiting=integer(), unassigned=integer(),
             longest_wait_seconds=_seconds())
+CHECK = obj(level=string(enum=["ok", "warn", "error"]), detail=string())
+DASHBOARD = obj(
+    tenants=obj(accounts=integer(), subaccounts=integer(), inactive=integer()),
+    licence=obj(status=string(), title=string(), days_left=integer(nullable=True), tenants_used=integer(),
+                tenants_allowed=integer(), seats_used=integer(), seats_allowed=integer()),
+    conversations=obj(today_opened=integer(), today_resolved=integer(),
+                      series=array(obj(day=string(format="date"), opened=integer(), resolved=integer()))),
+    channels=obj(total=integer(), failed_replies_24h=integer(),
+                 failing=array(obj(channel_id=integer(), channel=string(), kind=string(), tenant_id=integer(),
+                                   tenant=string(), error=string(nullable=True), error_at=string(nullable=True),
+                                   failed_replies=integer()))),
+    worker=CHECK, sync=CHECK)
 SUPERVISOR = obj(tenant_id=integer(), teams=array(QUEUE), channels=array(QUEUE),
                  agents=array(obj(id=integer(), name=string(), email=string(), role=string(), available=boolean(),
                                   status=string(), open=integer())))

@@ -23,6 +23,18 @@
     var msg = ev.target.getAttribute && ev.target.getAttribute("data-confirm");
     if (msg && !window.confirm(msg)) ev.preventDefault();
   });
+  // A table wider than a phone scrolls inside its box; keyboard users reach it by Tab then arrows.
+  function keyboardScroll() {
+    document.querySelectorAll(".table-scroll, table.list, pre").forEach(function (el) {
+      var style = window.getComputedStyle(el);
+      var scrolls = /auto|scroll/.test(style.overflowX) && el.scrollWidth > el.clientWidth + 1;
+      if (scrolls && !el.hasAttribute("tabindex")) el.setAttribute("tabindex", "0");
+      else if (!scrolls && el.getAttribute("tabindex") === "0") el.removeAttribute("tabindex");
+    });
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", keyboardScroll);
+  else keyboardScroll();
+  window.addEventListener("resize", keyboardScroll);
 })();
 // Live updates: a page with data-live-stream listens to its Server-Sent Events stream and,
 // on a change, reloads its own URL and swaps in the [data-live] parts (the reply box and

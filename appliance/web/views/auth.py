@@ -20,7 +20,7 @@ from appliance.web.auth import (
     totp_wait,
 )
 from appliance.web.models.audit import record
-from appliance.web.models.tenancy import User
+from appliance.web.models.tenancy import PROVIDER, Tenant, User
 from appliance.web.services import ServiceError, lifecycle, totp
 
 auth = Blueprint("auth", __name__)
@@ -102,7 +102,14 @@ def home():
         return render_template("no_tenant.html"), 403
     remembered = session.get("tenant_id")
     target = next((t for t in tenants if t.id == remembered), tenants[0])
-    return redirect(url_for("inbox.index", tenant_id=target.id))
+    return redirect(home_url(target))
+
+
+def home_url(tenant) -> str:
+    """The provider's admins start on the dashboard; everyone else, and every other tenant, on the inbox."""
+    if tenant.level == PROVIDER and is_provider_admin(g.principal):
+        return url_for("dashboard.page")
+    return url_for("inbox.index", tenant_id=tenant.id)
 
 
 @auth.route("/switch", methods=["POST"])
@@ -112,6 +119,9 @@ def switch():
         tenant_id = int(request.form.get("tenant_id", ""))
     except ValueError:
         abort(400, description="Pick an organisation from the list.")
+    target = Tenant.get_or_none(Tenant.id == tenant_id)
+    if target is not None and target.level == PROVIDER:
+        return redirect(home_url(target))
     return redirect(url_for("inbox.index", tenant_id=tenant_id))
 
 
@@ -132,6 +142,9 @@ def _user_context():
     if user is not None:
         context["switcher"] = list(g.principal.reachable_tenants().limit(200))
         context["provider_admin"] = is_provider_admin(g.principal)
+        if tenant is not None:
+            context["home_url"] = (url_for("dashboard.page") if tenant.level == PROVIDER and context["provider_admin"]
+                                   else url_for("inbox.index", tenant_id=tenant.id))
     return context
 
 

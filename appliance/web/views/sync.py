@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 
 from appliance.core.identity import IdentityError
@@ -38,6 +40,7 @@ def page():
         "sync/index.html",
         info=service.status(instance),
         preview=preview,
+        reports=[envelope["report"] for envelope in json.loads(preview)["reports"]] if preview else [],
         preview_error=preview_error,
         recent=service.recent_sends(),
     )
