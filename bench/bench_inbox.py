@@ -3,8 +3,11 @@
 One run, one SQLite instance (the embedded default, encryption on): measure full HTTP
 requests through the app (routing, access checks, queries, decryption, HTML) on a
 small data set, then grow the same database to the large one and measure again.
-Prints milliseconds per request (median of repeats) and the large/small ratio; the goal
-is a ratio near 1 (keyset pagination and composite indexes: cost independent of size).
+Prints milliseconds per request (median and 95th percentile of repeats) and the
+large/small ratio of the medians; the goals are a ratio near 1 (keyset pagination and
+composite indexes: cost independent of size) and a p95 of at most 50 ms. Conversations
+carry their sealed preview, priority and unread state, a tenth of them a label, as
+ingest leaves them, so the rows the inbox shows are decrypted as in production.
 
     python bench/bench_inbox.py                      # 1,000,000 messages
     python bench/bench_inbox.py --messages 200000    # quicker
@@ -28,11 +31,11 @@ MESSAGES_PER_CONVERSATION = 5
 BATCH = 5000
 
 
-def seed(tenant, channel, agents, conversations: int, rng: random.Random, start: int = 0):
+def seed(tenant, channel, agents, conversations: int, rng: random.Random, start: int = 0, labels=()):
     """Bulk-load conversations with their contacts and messages (bodies encrypted)."""
     from appliance.web.db import database_proxy
     from appliance.web.models.base import utcnow
-    from appliance.web.models.contact_center import Contact, Conversation, Message
+    from appliance.web.models.contact_center import Contact, Conversation, ConversationLabel, Message
 
     now = utcnow()
     import datetime as dt
@@ -50,10 +53,16 @@ def seed(tenant, channel, agents, conversations: int, rng: random.Random, start:
                  "status": rng.choice(("open", "open", "pending", "resolved")),
                  "assignee": rng.choice(agents), "message_count": MESSAGES_PER_CONVERSATION,
                  "created_at": now - dt.timedelta(seconds=(first + i)),
-                 "last_message_at": now - dt.timedelta(seconds=(start + conversations - first - i))}
+                 "last_message_at": now - dt.timedelta(seconds=(start + conversations - first - i)),
+                 "last_inbound_at": now - dt.timedelta(seconds=(start + conversations - first - i)),
+                 "preview": f"Message 4 about the card ending {rng.randrange(1000, 9999)}", "last_direction": "in",
+                 "priority": rng.choice((0, 1, 1, 1, 2, 3))}
                 for i in range(n)])
             Conversation.insert_many(convs).execute()
             conv_ids = [c.id for c in Conversation.select(Conversation.id).order_by(Conversation.id.desc()).limit(n)]
+            if labels:
+                ConversationLabel.insert_many([{"conversation": cid, "label": rng.choice(labels)}
+                                               for cid in conv_ids if rng.random() < 0.1]).execute()
             rows = []
             for cid in conv_ids:
                 for k in range(MESSAGES_PER_CONVERSATION):
@@ -67,13 +76,17 @@ def measure(client, paths: dict, repeats: int) -> dict:
     out = {}
     for label, path in paths.items():
         client.get(path)  # warm caches
-        times = []
+        times, cpu = [], []
         for _ in range(repeats):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             resp = client.get(path)
             times.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
             assert resp.status_code == 200, (label, resp.status_code)
-        out[label] = statistics.median(times) * 1000
+        times.sort()
+        # Wall time on a shared machine swings with other jobs; the process's CPU time shows the work.
+        out[label] = (statistics.median(times) * 1000, times[min(len(times) - 1, int(len(times) * 0.95))] * 1000,
+                      statistics.median(cpu) * 1000)
     return out
 
 
@@ -85,7 +98,7 @@ def main():
     args = parser.parse_args()
 
     from appliance.web import create_app
-    from appliance.web.models.contact_center import Channel, Conversation
+    from appliance.web.models.contact_center import Channel, Conversation, Label
     from appliance.web.models.tenancy import Membership, User
     from appliance.web.services import tenants
     from appliance.web.services.passwords import hash_password
@@ -105,8 +118,9 @@ def main():
             Membership.create(user=user, tenant=tenant, role="agent" if i else "supervisor")
             agents.append(user.id)
         channel = Channel.create(tenant=tenant, kind="webchat", name="chat")
+        labels = [Label.create(tenant=tenant, name=f"label {i}").id for i in range(5)]
         small_convs = args.small // MESSAGES_PER_CONVERSATION
-        seed(tenant, channel, agents, small_convs, rng)
+        seed(tenant, channel, agents, small_convs, rng, labels=labels)
         probe = Conversation.select().order_by(Conversation.id).first()
         database.execute_sql("ANALYZE")
 
@@ -126,15 +140,19 @@ def main():
             "inbox, open, next page": deep,
             "inbox, assigned to me": f"{base}/inbox?assignee=me",
             "inbox, pending": f"{base}/inbox?status=pending",
+            "inbox, most urgent first": f"{base}/inbox?sort=priority",
+            "inbox, one label": f"{base}/inbox?label={labels[0]}",
+            "inbox, search by name": f"{base}/inbox?status=all&q=customer+7",
+            "inbox, search by e-mail": f"{base}/inbox?status=all&q=c7%40example.test",
             "conversation view": f"{base}/conversations/{probe.id}",
-            "contact search by e-mail": f"{base}/contacts?email=c7@example.test",
+            "contact search by e-mail": f"{base}/contacts?q=c7@example.test",
         }
 
     small = measure(client, paths(), args.repeats)
     t = time.perf_counter()
     large_convs = args.messages // MESSAGES_PER_CONVERSATION - small_convs
     with app.app_context(), database.connection_context():
-        seed(tenant, channel, agents, large_convs, rng, start=small_convs)
+        seed(tenant, channel, agents, large_convs, rng, start=small_convs, labels=labels)
     load_s = time.perf_counter() - t
     with database.connection_context():
         database.execute_sql("ANALYZE")
@@ -142,9 +160,10 @@ def main():
     total = (small_convs + large_convs) * MESSAGES_PER_CONVERSATION
     print(f"\nInbox on SQLite with encryption: {args.small:,} vs {total:,} messages "
           f"({small_convs + large_convs:,} conversations); bulk load {total / load_s:,.0f} messages/s")
-    print(f"{'request':32} {'small ms':>9} {'large ms':>9} {'ratio':>6}")
+    print(f"{'request':32} {'small ms':>9} {'p95':>7} {'cpu':>6} {'large ms':>9} {'p95':>7} {'cpu':>6} {'ratio':>6}")
     for label in small:
-        print(f"{label:32} {small[label]:9.2f} {large[label]:9.2f} {large[label] / small[label]:6.2f}")
+        (sm, sp, sc), (lm, lp, lc) = small[label], large[label]
+        print(f"{label:32} {sm:9.2f} {sp:7.2f} {sc:6.2f} {lm:9.2f} {lp:7.2f} {lc:6.2f} {lm / sm:6.2f}")
     db_file = home / "appliance.db"
     print(f"database file: {db_file.stat().st_size / 2**20:,.0f} MiB")
 

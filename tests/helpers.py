@@ -184,6 +184,7 @@ ARG_OBJECT = {
     "team_id": "team",
     "message_id": "message",
     "attachment_id": "attachment",
+    "label_id": "label",
 }
 
 
@@ -207,7 +208,7 @@ def rule_url(rule, world, target_key, shared_kind=None, viewer_key=None):
 
 def build_world() -> World:
     """Needs a bound, migrated database (inside an app fixture)."""
-    from appliance.web.models.contact_center import Article, Attachment, CannedAnswer, Channel, Team
+    from appliance.web.models.contact_center import Article, Attachment, CannedAnswer, Channel, Label, Team
     from appliance.web.models.tenancy import ApiToken, Membership, User
     from appliance.web.services import contacts, conversations, tenants
     from appliance.web.services.passwords import hash_password
@@ -251,6 +252,8 @@ def build_world() -> World:
             "team": Team.create(tenant=tenant, name=f"team {key}"),
             "member": world.members[(key, "agent")],
             "token": ApiToken.get(ApiToken.tenant == tenant.id, ApiToken.role == "agent"),
+            "label": Label.create(tenant=tenant, name=f"label {key}"),
+            "shared_label": Label.create(tenant=tenant, name=f"shared label {key}", shared=True),
         }
     return world
 

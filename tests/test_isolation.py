@@ -38,7 +38,7 @@ UNSCOPED = {"auth.home", "auth.switch", "account.index", "account.totp", "accoun
 # UI GET endpoints that may read a parent's shared object: endpoint -> shared object kind.
 UI_SHARED_READ = {"knowledge.article": "shared_article"}
 API_SHARED_READ = {"api.get_channel": "shared_channel", "api.get_article": "shared_article",
-                   "api.get_article_html": "shared_article"}
+                   "api.get_article_html": "shared_article", "api.get_label": "shared_label"}
 
 
 def _reach(principal_key: str, target_key: str) -> bool:

@@ -6,7 +6,7 @@ import random
 
 from appliance.web.db import database_proxy
 from appliance.web.models.tenancy import Membership
-from appliance.web.services import catalogue, conversations, tenants
+from appliance.web.services import catalogue, conversations, labels, tenants
 
 DEMO_PASSWORD = "demo-password-1"
 
@@ -70,6 +70,9 @@ def seed(count: int = 300, rng: random.Random | None = None) -> list[tuple[str, 
         catalogue.create_canned(bank, shortcut="hello", title="Greeting", shared=True,
                                 body="Hello {{contact.first_name}}! This is {{agent.first_name}}: "
                                      "how can I help you today?")
+        demo_labels = [labels.create_label(bank, name="VIP", color="#aa3300", shared=True),
+                       labels.create_label(bank, name="Fraud check", color="#953800", shared=True),
+                       labels.create_label(bank, name="Billing", color="#0969da")]
         targets = [bank, cards, retail, telco, mobile]
         for i in range(count):
             tenant = targets[i % len(targets)]
@@ -79,6 +82,11 @@ def seed(count: int = 300, rng: random.Random | None = None) -> list[tuple[str, 
             if i % 3 == 0:
                 assignee = conv.assignee_id or _any_agent(tenant)
                 conversations.add_message(conv, "out", rng.choice(REPLIES), author=assignee)
+            usable = [lb for lb in demo_labels if labels.usable_label(tenant, lb.id)]
+            if i % 4 == 0 and usable:  # the bank's labels reach the bank and its sub-accounts only
+                labels.add(conv, rng.choice(usable).id)
+            if i % 5 == 0:
+                conversations.set_priority(conv, rng.choice(("low", "high", "urgent")))
             roll = rng.random()  # about a third resolved, a sixth pending, the rest open
             if roll < 0.33:
                 conversations.set_status(conv, "resolved")

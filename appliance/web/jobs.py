@@ -16,6 +16,8 @@ from appliance.web.business.schedule import scheduled_changes_job
 from appliance.web.channels.email.service import email_job
 from appliance.web.models.base import utcnow
 from appliance.web.models.system import WorkerHeartbeat
+from appliance.web.services.contacts import name_index_job
+from appliance.web.services.conversations import snooze_job
 from appliance.web.services.licence import licence_clock_job
 from appliance.web.services.live import prune_job as live_prune_job
 from appliance.web.services.metering import metering_job
@@ -44,6 +46,8 @@ def all_jobs() -> list[Callable]:
         renewal_reminders_job,  # notices before contracts end
         security_cleanup_job,  # old throttle counters and dead sessions
         live_prune_job,  # forgets live-update events no reconnecting page can still ask for
+        snooze_job,  # snoozed conversations whose time has come back to open, each once
+        name_index_job,  # blind-indexes the names of contacts stored before names had one
     ]
 
 

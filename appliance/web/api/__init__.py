@@ -73,6 +73,7 @@ from appliance.web.api import (  # noqa: E402,F401
     channels,
     dashboard,
     email,
+    inbox,
     licence,
     reports,
     routes,

@@ -67,7 +67,17 @@ CONTACT = obj(id=integer(), tenant_id=integer(), name=string(nullable=True), ema
 CONVERSATION = obj(id=integer(), tenant_id=integer(), channel_id=integer(nullable=True), contact_id=integer(),
                    status=string(), assignee_id=integer(nullable=True), team_id=integer(nullable=True),
                    subject=string(nullable=True), message_count=integer(),
-                   waiting_since=string(nullable=True, format="date-time"), created_at=TIME, last_message_at=TIME)
+                   waiting_since=string(nullable=True, format="date-time"), created_at=TIME, last_message_at=TIME,
+                   priority=string(enum=["low", "normal", "high", "urgent"]),
+                   snoozed_until=string(nullable=True, format="date-time"), last_direction=string(nullable=True))
+LABEL = obj(id=integer(), tenant_id=integer(), name=string(), color=string(), shared=boolean())
+# The inbox's rows: the conversation with what the row shows for the token's user.
+# ``preview``: the newest message's first line, card numbers masked where the tenant masks them.
+INBOX_ROW = {**CONVERSATION, "properties": {**CONVERSATION["properties"], "unread": boolean(),
+                                             "labels": array(LABEL), "preview": string(nullable=True)},
+             "required": sorted([*CONVERSATION["required"], "unread", "labels", "preview"])}
+CONVERSATION_LABELS = obj(conversation_id=integer(), labels=array(LABEL))
+READ_STATE = obj(conversation_id=integer(), unread=boolean())
 MESSAGE = obj(id=integer(), conversation_id=integer(), direction=string(), author_id=integer(nullable=True),
               body=string(), created_at=TIME)
 CANNED = obj(id=integer(), tenant_id=integer(), shortcut=string(), title=string(), body=string(), shared=boolean())

@@ -489,6 +489,7 @@ CONVERSATION_BODY = {
 }
 CONVERSATION_PATCH = {
     "status": F("string", enum=STATUSES),
+    "priority": F("string", enum=conversations.PRIORITIES),
     "assignee_id": F("integer", nullable=True, description="Someone who may take the tenant's conversations "
                      "(GET .../assignees); null: back to the queue"),
     "team_id": F("integer", nullable=True, description="A team of the tenant; without assignee_id, round-robin "
@@ -576,6 +577,8 @@ def patch_conversation(conversation, data):
         )
     if "status" in data:
         conversations.set_status(conversation, data["status"])
+    if "priority" in data:
+        conversations.set_priority(conversation, data["priority"])
     return jsonify(conversation.to_json())
 
 

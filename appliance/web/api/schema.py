@@ -31,6 +31,7 @@ from appliance.web.models.contact_center import (
     Channel,
     Contact,
     Conversation,
+    Label,
     Message,
     Team,
 )
@@ -49,6 +50,7 @@ TARGETS = {
     "message_id": Message,
     "attachment_id": Attachment,
     "team_id": Team,
+    "label_id": Label,
 }
 # "tenant": the role in the tenant concerned is enough; "provider": an admin of the provider, too.
 SCOPES = ("tenant", "provider")

@@ -94,7 +94,16 @@ def normalise_text(value: str) -> str:
     return unicodedata.normalize("NFKC", str(value)).strip().casefold()
 
 
-NORMALISERS = {"phone": phone_search_key, "email": normalise_email, "text": normalise_text}
+def normalise_name(value: str) -> str:
+    """A person's whole name with case and spacing folded ("Ana  MARÍA" is "ana maría")."""
+    text = " ".join(normalise_text(value).split())
+    if not text:
+        raise NormalisationError("empty name")
+    return text
+
+
+NORMALISERS = {"phone": phone_search_key, "email": normalise_email, "text": normalise_text,
+               "name": normalise_name}
 
 
 def compute(tenant_id: int, kind: str, value, keyring=None) -> bytes | None:

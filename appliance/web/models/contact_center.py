@@ -29,6 +29,9 @@ from appliance.web.models.tenancy import Tenant, User
 CHANNEL_KINDS = ("webchat", "webhook", "email", "telegram", "whatsapp", "vk", "viber")
 STATUSES = ("open", "pending", "resolved")
 DIRECTIONS = ("in", "out", "note")
+# Stored as numbers so that "most urgent first" is an index order.
+PRIORITIES = ("low", "normal", "high", "urgent")
+PREVIEW_CHARS = 120
 
 
 def _channel_key() -> str:
@@ -103,6 +106,9 @@ class Contact(EncryptedModel, BaseModel):
     # Exact-match search without decrypting: keyed HMACs of the normalised values.
     email_bidx = BlindIndexField("email", "email")
     phone_bidx = BlindIndexField("phone", "phone")
+    # The whole name, case and spacing folded: names are ciphertext, so search finds a
+    # full name typed as stored, never a part of one (README, "Inbox").
+    name_bidx = BlindIndexField("name", "name")
     # False for an anonymous widget visitor: the name and e-mail are only what they typed.
     verified = BooleanField(default=True, constraints=[SQL("DEFAULT TRUE")])
     created_at = DateTimeField(default=utcnow)
@@ -135,6 +141,15 @@ class Conversation(EncryptedModel, BaseModel):
     # Set while nobody could take it (all at capacity, away from the team, unavailable):
     # the worker's queue job hands it to the first member who can (services/routing.py).
     waiting_since = DateTimeField(null=True)
+    # The inbox row's one-line preview of the newest message, sealed like the bodies and
+    # written by the same UPDATE that counts the message, so no page reads messages.
+    preview = EncryptedTextField(null=True)
+    last_direction = CharField(max_length=4, null=True)
+    # Per-agent unread: a read marker older than this (or none) is unread.
+    last_inbound_at = DateTimeField(null=True)
+    priority = IntegerField(default=1, constraints=[SQL("DEFAULT 1")])
+    # Pending until then; the worker reopens it (snooze_job), an inbound message sooner.
+    snoozed_until = DateTimeField(null=True, index=True)
 
     class Meta:
         # The inbox reads "newest first within a tenant and status"; keyset pagination
@@ -145,6 +160,7 @@ class Conversation(EncryptedModel, BaseModel):
             (("tenant", "last_message_at", "id"), False),
             (("assignee", "status"), False),  # an agent's open load, for capacity
             (("waiting_since",), False),  # the waiting queue, oldest first
+            (("tenant", "status", "priority", "last_message_at", "id"), False),
         )
 
     def to_json(self):
@@ -161,7 +177,47 @@ class Conversation(EncryptedModel, BaseModel):
             "waiting_since": self.waiting_since.isoformat() + "Z" if self.waiting_since else None,
             "created_at": self.created_at.isoformat() + "Z",
             "last_message_at": self.last_message_at.isoformat() + "Z",
+            "priority": PRIORITIES[self.priority] if 0 <= (self.priority or 0) < len(PRIORITIES) else "normal",
+            "snoozed_until": self.snoozed_until.isoformat() + "Z" if self.snoozed_until else None,
+            "last_direction": self.last_direction,
         }
+
+
+class Label(BaseModel):
+    """A tag for conversations, per tenant; ``shared`` offers it to the sub-accounts below."""
+
+    tenant = ForeignKeyField(Tenant, backref="labels", on_delete="CASCADE")
+    name = CharField(max_length=40)
+    color = CharField(max_length=7, default="#6e7781")
+    shared = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("tenant", "name"), True),)
+
+    def to_json(self):
+        return {"id": self.id, "tenant_id": self.tenant_id, "name": self.name, "color": self.color,
+                "shared": self.shared}
+
+
+class ConversationLabel(BaseModel):
+    conversation = ForeignKeyField(Conversation, backref="labels", on_delete="CASCADE")
+    label = ForeignKeyField(Label, backref="conversations", on_delete="CASCADE")
+
+    class Meta:
+        # Filtering the inbox by label reads (label, conversation).
+        indexes = ((("conversation", "label"), True), (("label", "conversation"), False))
+
+
+class ConversationRead(BaseModel):
+    """When a user last opened a conversation: unread while the newest inbound message is later."""
+
+    user = ForeignKeyField(User, on_delete="CASCADE")
+    conversation = ForeignKeyField(Conversation, on_delete="CASCADE")
+    read_at = DateTimeField()
+
+    class Meta:
+        indexes = ((("user", "conversation"), True),)
 
 
 class Message(EncryptedModel, BaseModel):

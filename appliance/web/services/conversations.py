@@ -8,10 +8,14 @@ from appliance.web.db import write_transaction
 from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import (
+    PREVIEW_CHARS,
+    PRIORITIES,
     STATUSES,
     Channel,
     Contact,
     Conversation,
+    ConversationLabel,
+    ConversationRead,
     Message,
 )
 from appliance.web.models.tenancy import Tenant
@@ -28,6 +32,12 @@ def _clean_body(body) -> str:
     if len(body) > MAX_BODY:
         raise ServiceError(f"A message body is limited to {MAX_BODY} characters.", 422)
     return body
+
+
+def preview_of(body: str) -> str:
+    """The inbox row's one line: whitespace folded, cut at PREVIEW_CHARS with an ellipsis."""
+    line = " ".join(str(body).split())
+    return line if len(line) <= PREVIEW_CHARS else line[:PREVIEW_CHARS - 1].rstrip() + "\u2026"
 
 
 def find_or_create_contact(tenant: Tenant, *, name=None, email=None, phone=None) -> Contact:
@@ -66,7 +76,8 @@ def open_conversation(channel: Channel, tenant: Tenant, contact: Contact | int, 
     conv = Conversation.create(tenant=tenant, channel=channel, contact=contact, subject=(subject or "")[:200] or None,
                                team=channel.team_id, assignee=member.user_id if member else None,
                                waiting_since=now if direction == "in" and member is None else None,
-                               message_count=1, created_at=now, last_message_at=now)
+                               message_count=1, created_at=now, last_message_at=now, preview=preview_of(body),
+                               last_direction=direction, last_inbound_at=now if direction == "in" else None)
     msg = Message.create(conversation=conv, tenant=conv.tenant_id, direction=direction, body=body, author=author,
                          created_at=now)
     events = [{"tenant_id": conv.tenant_id, "conversation_id": conv.id, "kind": "message", "message_id": msg.id,
@@ -108,11 +119,28 @@ def _add_message(conv: Conversation, direction: str, body: str, author) -> Messa
     now = utcnow()
     msg = Message.create(conversation=conv, tenant=conv.tenant_id, direction=direction,
                          body=body, author=author, created_at=now)
-    Conversation.update(
-        message_count=Conversation.message_count + 1, last_message_at=now
-    ).where(Conversation.id == conv.id).execute()
+    # The preview, the unread mark and a snoozed conversation's wake-up ride on the
+    # counter's UPDATE: an inbound message costs no statement more for them.
+    changes = {Conversation.message_count: Conversation.message_count + 1, Conversation.last_message_at: now,
+               Conversation.last_direction: direction}
+    if conv.uid is not None:
+        preview = preview_of(body)
+        changes[Conversation.preview] = Conversation.encrypt_value(conv.tenant_id, "preview", conv.uid, preview)
+    if direction == "in":
+        changes[Conversation.last_inbound_at] = now
+        if conv.snoozed_until is not None and conv.status == "pending":
+            changes[Conversation.status] = "open"
+            changes[Conversation.snoozed_until] = None
+    Conversation.update(changes).where(Conversation.id == conv.id).execute()
     conv.message_count += 1
     conv.last_message_at = now
+    conv.last_direction = direction
+    if Conversation.preview in changes:
+        conv.preview = changes[Conversation.preview]
+    if direction == "in":
+        conv.last_inbound_at = now
+        if Conversation.snoozed_until in changes:
+            conv.status, conv.snoozed_until = "open", None
     live.publish(conv.tenant_id, conv.id, "message", message_id=msg.id, direction=direction)
     if direction == "out":
         # Queued in the same transaction as the reply: stored means on its way, once.
@@ -148,11 +176,106 @@ def set_status(conv: Conversation, status: str) -> Conversation:
     with write_transaction():
         changed = conv.status != status
         conv.status = status
-        conv.save(only=[Conversation.status])
+        fields = [Conversation.status]
+        if conv.snoozed_until is not None:  # a status set by hand ends the snooze
+            conv.snoozed_until = None
+            fields.append(Conversation.snoozed_until)
+        conv.save(only=fields)
         if changed:  # resolving twice keeps the first resolution's time
             reports.note_status(conv)
         live.publish(conv.tenant_id, conv.id, "status")
     return conv
+
+
+def snooze(conv: Conversation, until: dt.datetime) -> Conversation:
+    """Pending until ``until`` (naive UTC): the worker reopens it then, an inbound message sooner."""
+    if not isinstance(until, dt.datetime):
+        raise ServiceError("until: a date and time to snooze the conversation until.", 422)
+    if until.tzinfo is not None:
+        until = until.astimezone(dt.UTC).replace(tzinfo=None)
+    now = utcnow()
+    if until <= now:
+        raise ServiceError("until must be in the future.", 422)
+    if until > now + dt.timedelta(days=366):
+        raise ServiceError("until: snooze for a year at most.", 422)
+    with write_transaction():
+        was_resolved = conv.status == "resolved"
+        conv.status, conv.snoozed_until = "pending", until.replace(microsecond=0)
+        conv.save(only=[Conversation.status, Conversation.snoozed_until])
+        if was_resolved:
+            reports.note_status(conv)
+        live.publish(conv.tenant_id, conv.id, "status")
+    return conv
+
+
+def wake_snoozed(now: dt.datetime | None = None, batch: int = 500) -> list[int]:
+    """Reopen the snoozed conversations whose time has come; the ids this call reopened.
+
+    One conditional UPDATE ... RETURNING: a second worker on another host waits for the
+    rows (PostgreSQL) or the write lock (SQLite), then finds them no longer pending and
+    reopens nothing twice.
+    """
+    now = now or utcnow()
+    due = (Conversation.select(Conversation.id)
+           .where(Conversation.snoozed_until <= now, Conversation.status == "pending")
+           .order_by(Conversation.snoozed_until).limit(batch))
+    with write_transaction():
+        rows = list(Conversation.update(status="open", snoozed_until=None)
+                    .where(Conversation.id.in_(due), Conversation.status == "pending",
+                           Conversation.snoozed_until <= now)
+                    .returning(Conversation.id, Conversation.tenant).execute())
+        if rows:
+            live.publish_all([{"tenant_id": r.tenant_id, "conversation_id": r.id, "kind": "status"} for r in rows])
+    return sorted(r.id for r in rows)
+
+
+def snooze_job(app) -> None:
+    while len(wake_snoozed()) == 500:  # a backlog (the worker was down): drain it in batches
+        pass
+
+
+def set_priority(conv: Conversation, priority: str) -> Conversation:
+    if priority not in PRIORITIES:
+        raise ServiceError(f"priority must be one of: {', '.join(PRIORITIES)}.", 422)
+    with write_transaction():
+        conv.priority = PRIORITIES.index(priority)
+        conv.save(only=[Conversation.priority])
+        live.publish(conv.tenant_id, conv.id, "status")
+    return conv
+
+
+def priority_name(value: int | None) -> str:
+    return PRIORITIES[value] if value is not None and 0 <= value < len(PRIORITIES) else "normal"
+
+
+# --- read markers ---------------------------------------------------------------------
+
+def mark_read(user_id: int, conv: Conversation) -> None:
+    """The user has seen everything in ``conv`` up to now (an upsert of their marker)."""
+    now = utcnow()
+    (ConversationRead.insert(user=user_id, conversation=conv.id, read_at=now)
+     .on_conflict(conflict_target=[ConversationRead.user, ConversationRead.conversation],
+                  update={ConversationRead.read_at: now}).execute())
+
+
+def mark_unread(user_id: int, conv: Conversation) -> None:
+    ConversationRead.delete().where(ConversationRead.user == user_id,
+                                    ConversationRead.conversation == conv.id).execute()
+
+
+def is_unread(user_id: int, conv: Conversation) -> bool:
+    return conv.id in unread_among(user_id, [conv])
+
+
+def unread_among(user_id: int | None, rows) -> set[int]:
+    """Ids of ``rows`` with an inbound message newer than the user's marker (one query a page)."""
+    rows = [r for r in rows if r.last_inbound_at is not None]
+    if not rows or user_id is None:
+        return set()
+    read = dict(ConversationRead.select(ConversationRead.conversation, ConversationRead.read_at)
+                .where(ConversationRead.user == user_id, ConversationRead.conversation.in_([r.id for r in rows]))
+                .tuples())
+    return {r.id for r in rows if r.id not in read or read[r.id] < r.last_inbound_at}
 
 
 def assign(conv: Conversation, user_id: int | None, team_id: int | None = None, *, set_team=False,
@@ -201,14 +324,20 @@ def parse_cursor(cursor: str | None):
         raise ServiceError("cursor is not one this server gave out.", 400) from exc
 
 
-def make_cursor(conv: Conversation) -> str:
-    return f"{conv.last_message_at.isoformat()}_{conv.id}"
+def make_cursor(conv: Conversation, sort: str = "newest") -> str:
+    base = f"{conv.last_message_at.isoformat()}_{conv.id}"
+    return f"p{conv.priority}~{base}" if sort == "priority" else base
+
+
+SORTS = ("newest", "priority")
 
 
 def inbox(tenant: Tenant, *, status=None, assignee=None, channel_id=None, team_id=None,
-          include_subaccounts=False, cursor=None, limit=PAGE_SIZE, viewer_id=None):
-    """Newest first, keyset-paginated on (last_message_at, id): one index range scan
-    per page however many messages there are."""
+          include_subaccounts=False, cursor=None, limit=PAGE_SIZE, viewer_id=None,
+          label_id=None, priority=None, contact_ids=None, sort="newest"):
+    """Newest first (or most urgent first, then newest), keyset-paginated on
+    ([priority,] last_message_at, id): one index range scan per page however many
+    messages there are. ``contact_ids``: a search's matches (see contacts.search)."""
     if include_subaccounts:
         query = Conversation.select().join(Tenant).where(Tenant.path.startswith(tenant.path))
     else:
@@ -230,17 +359,50 @@ def inbox(tenant: Tenant, *, status=None, assignee=None, channel_id=None, team_i
         query = query.where(Conversation.channel == channel_id)
     if team_id:
         query = query.where(Conversation.team == team_id)
+    if label_id:
+        query = query.where(Conversation.id.in_(
+            ConversationLabel.select(ConversationLabel.conversation).where(ConversationLabel.label == label_id)))
+    if priority not in (None, ""):
+        if priority not in PRIORITIES:
+            raise ServiceError(f"priority must be one of: {', '.join(PRIORITIES)}.", 422)
+        query = query.where(Conversation.priority == PRIORITIES.index(priority))
+    if contact_ids is not None:
+        query = query.where(Conversation.contact.in_(list(contact_ids) or [-1]))
+    if sort not in SORTS:
+        raise ServiceError(f"sort must be one of: {', '.join(SORTS)}.", 422)
+    by_priority = sort == "priority"
+    level = None
+    if by_priority and cursor:
+        head, sep, cursor = cursor.partition("~")
+        if not sep or not head.startswith("p") or not head[1:].isdigit():
+            raise ServiceError("cursor is not one this server gave out.", 400)
+        level = int(head[1:])
     position = parse_cursor(cursor)
     if position:
         stamp, ident = position
-        query = query.where(
-            (Conversation.last_message_at < stamp)
-            | ((Conversation.last_message_at == stamp) & (Conversation.id < ident))
-        )
+        later = ((Conversation.last_message_at < stamp)
+                 | ((Conversation.last_message_at == stamp) & (Conversation.id < ident)))
+        if level is not None:
+            later = (Conversation.priority < level) | ((Conversation.priority == level) & later)
+        query = query.where(later)
     limit = max(1, min(int(limit), 100))
-    rows = list(query.order_by(Conversation.last_message_at.desc(), Conversation.id.desc()).limit(limit + 1))
-    next_cursor = make_cursor(rows[limit - 1]) if len(rows) > limit else None
+    order = [Conversation.last_message_at.desc(), Conversation.id.desc()]
+    if by_priority:
+        order.insert(0, Conversation.priority.desc())
+    rows = list(query.order_by(*order).limit(limit + 1))
+    next_cursor = make_cursor(rows[limit - 1], sort) if len(rows) > limit else None
     return rows[:limit], next_cursor
+
+
+def next_in_inbox(conv: Conversation) -> Conversation | None:
+    """The conversation after ``conv`` in its tenant's open inbox, newest first (the "next" shortcut);
+    past the last one, the newest open conversation."""
+    query = Conversation.select().where(Conversation.tenant == conv.tenant_id, Conversation.status == "open",
+                                        Conversation.id != conv.id)
+    order = (Conversation.last_message_at.desc(), Conversation.id.desc())
+    older = query.where((Conversation.last_message_at < conv.last_message_at)
+                        | ((Conversation.last_message_at == conv.last_message_at) & (Conversation.id < conv.id)))
+    return older.order_by(*order).first() or query.order_by(*order).first()
 
 
 COUNT_CAP = 999

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, abort, g, request
+from flask import Blueprint, abort, current_app, g, request
 
-from appliance.core import clock
+from appliance.core import calendar, clock
 from appliance.web.access import object_or_404
 from appliance.web.auth import tenant_view  # noqa: F401  (re-exported for the UI blueprints)
 from appliance.web.models.tenancy import Tenant, role_rank
@@ -65,6 +65,19 @@ def full_time(value: dt.datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
 
 
+def local_zone():
+    return calendar.zone(current_app.extensions["appliance_instance"].settings)
+
+
+def ago(value: dt.datetime | None) -> str:
+    """Relative, in the installation's time zone: "5 min", "yesterday 14:02", "17 Apr"."""
+    return calendar.relative(value, local_zone())
+
+
+def local_time(value: dt.datetime | None) -> str:
+    return calendar.local_time(value, local_zone())
+
+
 def filesize(size: int | None) -> str:
     size = int(size or 0)
     for unit in ("bytes", "KB", "MB"):
@@ -80,3 +93,5 @@ def install(blueprint: Blueprint) -> None:
     blueprint.add_app_template_filter(when, "when")
     blueprint.add_app_template_filter(full_time, "full_time")
     blueprint.add_app_template_filter(filesize, "filesize")
+    blueprint.add_app_template_filter(ago, "ago")
+    blueprint.add_app_template_filter(local_time, "local_time")

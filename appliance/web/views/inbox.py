@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import (
     Blueprint,
     abort,
@@ -16,10 +18,12 @@ from flask import (
 
 from appliance.web.access import require_role, shared_from_ancestors
 from appliance.web.models.contact_center import (
+    PRIORITIES,
     STATUSES,
     Channel,
     Contact,
     Conversation,
+    Label,
     Message,
     Team,
 )
@@ -31,6 +35,7 @@ from appliance.web.services import (
     catalogue,
     contacts,
     conversations,
+    labels,
     outbox,
     pan,
     routing,
@@ -80,6 +85,18 @@ def index(tenant):
     channel_id = arg_id("channel")
     include_sub = request.args.get("sub") == "1"
     cursor = request.args.get("cursor") or None
+    label_choices = labels.usable_labels(tenant)
+    label_id = arg_id("label")
+    if label_id not in {lb.id for lb in label_choices}:
+        label_id = None
+    priority = request.args.get("priority", "")
+    if priority not in PRIORITIES:
+        priority = ""
+    sort = request.args.get("sort", "newest")
+    if sort not in conversations.SORTS:
+        sort = "newest"
+    q = (request.args.get("q") or "").strip()[:254]
+    scope = _subtree(tenant) if include_sub else [tenant]
     try:
         rows, next_cursor = conversations.inbox(
             tenant,
@@ -89,6 +106,10 @@ def index(tenant):
             include_subaccounts=include_sub,
             cursor=cursor,
             viewer_id=g.principal.user_id,
+            label_id=label_id,
+            priority=priority or None,
+            contact_ids=contacts.search(scope, q) if q else None,
+            sort=sort,
         )
     except ServiceError as exc:
         flash(str(exc), "error")
@@ -97,7 +118,8 @@ def index(tenant):
     channel_map = _by_id(Channel, (r.channel_id for r in rows))
     user_map = _by_id(User, (r.assignee_id for r in rows))
     tenant_map = _by_id(Tenant, (r.tenant_id for r in rows)) if include_sub else {tenant.id: tenant}
-    filters = {"status": status, "assignee": assignee, "channel": channel_id or "", "sub": "1" if include_sub else ""}
+    filters = {"status": status, "assignee": assignee, "channel": channel_id or "", "sub": "1" if include_sub else "",
+               "label": label_id or "", "priority": priority, "sort": sort, "q": q}
     return render_template(
         "inbox/index.html",
         rows=rows,
@@ -112,7 +134,28 @@ def index(tenant):
         next_cursor=next_cursor,
         paged=bool(cursor),
         statuses=STATUSES,
+        priorities=PRIORITIES,
+        label_choices=label_choices,
+        row_labels=labels.of_conversations(r.id for r in rows),
+        unread=conversations.unread_among(g.principal.user_id, rows),
+        previews=_previews(tenant_map, rows),
     )
+
+
+def _subtree(tenant: Tenant) -> list[Tenant]:
+    return list(Tenant.select().where(Tenant.path.startswith(tenant.path)).order_by(Tenant.path)
+                .limit(contacts.SEARCH_TENANTS))
+
+
+def _previews(tenant_map: dict, rows) -> dict:
+    """conversation id -> its preview as this viewer may read it (card numbers masked where asked)."""
+    out = {}
+    masking = {tid: pan.masking_on(t) for tid, t in tenant_map.items()}
+    for r in rows:
+        text = r.preview
+        if text:
+            out[r.id] = pan.mask(text) if masking.get(r.tenant_id) else text
+    return out
 
 
 def _conversation(tenant, conversation_id) -> Conversation:
@@ -131,6 +174,8 @@ def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
     recent.reverse()
     authors = _by_id(User, [m.author_id for m in recent] + [conv.assignee_id])
     bodies, can_reveal = _visible_bodies(tenant, conv, recent)
+    if not before and status == 200 and request.method == "GET":
+        conversations.mark_read(g.principal.user_id, conv)  # opening it reads it
     # Supervisors assign anyone eligible or a team; agents take it or give back their own.
     people = routing.assignees(tenant) if helpers.can("supervisor") else []
     teams = routing.teams_of(tenant) if helpers.can("supervisor") else []
@@ -154,6 +199,11 @@ def _render_conversation(tenant, conv, status=200, draft="", draft_kind="out"):
         draft_kind=draft_kind,
         bodies=bodies,
         can_reveal=can_reveal,
+        conv_labels=labels.of_conversations([conv.id]).get(conv.id, []),
+        label_choices=labels.usable_labels(tenant),
+        priorities=PRIORITIES,
+        snooze_choices=_snooze_choices(),
+        next_conv=conversations.next_in_inbox(conv),
     ), status
 
 
@@ -342,3 +392,131 @@ def contact_update(tenant, contact_id):
         return _render_contact(tenant, contact, exc.status)
     flash("Contact saved.", "info")
     return redirect(url_for("inbox.contact", tenant_id=tenant.id, contact_id=contact.id))
+
+
+# --- the inbox agents work in: snooze, priority, labels, read markers ------------------
+
+def _snooze_choices() -> list[tuple[str, str]]:
+    """(value, label) for the snooze menu, in the installation's local time."""
+    from appliance.core import clock
+
+    tz = helpers.local_zone()
+    now = clock.now().astimezone(tz)
+    tomorrow = now.date() + dt.timedelta(days=1)
+    monday = now.date() + dt.timedelta(days=7 - now.weekday())
+    return [("1h", "1 hour"), ("3h", "3 hours"), (f"{tomorrow.isoformat()}T09:00", "Tomorrow 09:00"),
+            (f"{monday.isoformat()}T09:00", f"Monday {monday.day} {monday.strftime('%b')} 09:00")]
+
+
+def _snooze_until(raw: str) -> dt.datetime:
+    """The form's choice ("1h", "3h" or a local "YYYY-MM-DDTHH:MM") as naive UTC."""
+    from appliance.core import clock
+
+    raw = (raw or "").strip()[:32]
+    if raw in ("1h", "3h"):
+        return clock.naive_now() + dt.timedelta(hours=int(raw[0]))
+    try:
+        local = dt.datetime.fromisoformat(raw)
+        if local.tzinfo is None:
+            local = local.replace(tzinfo=helpers.local_zone())
+        return local.astimezone(dt.UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError) as exc:
+        raise ServiceError("Pick when the conversation should come back (a date and time).", 422) from exc
+
+
+def _back(tenant, conv):
+    return redirect(url_for("inbox.conversation", tenant_id=tenant.id, conversation_id=conv.id))
+
+
+@inbox.route("/t/<id:tenant_id>/conversations/<id:conversation_id>/snooze", methods=["POST"])
+@helpers.tenant_view("agent")
+def snooze(tenant, conversation_id):
+    conv = _conversation(tenant, conversation_id)
+    try:
+        conversations.snooze(conv, _snooze_until(request.form.get("until") or request.form.get("at", "")))
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_conversation(tenant, conv, exc.status)
+    flash(f"Snoozed until {helpers.ago(conv.snoozed_until)}.", "info")
+    return redirect(url_for("inbox.index", tenant_id=tenant.id))
+
+
+@inbox.route("/t/<id:tenant_id>/conversations/<id:conversation_id>/priority", methods=["POST"])
+@helpers.tenant_view("agent")
+def set_priority(tenant, conversation_id):
+    conv = _conversation(tenant, conversation_id)
+    try:
+        conversations.set_priority(conv, request.form.get("priority", ""))
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_conversation(tenant, conv, exc.status)
+    flash(f"Priority set to {conversations.priority_name(conv.priority)}.", "info")
+    return _back(tenant, conv)
+
+
+@inbox.route("/t/<id:tenant_id>/conversations/<id:conversation_id>/labels", methods=["POST"])
+@helpers.tenant_view("agent")
+def add_label(tenant, conversation_id):
+    conv = _conversation(tenant, conversation_id)
+    raw = request.form.get("label_id", "")
+    try:
+        label = labels.add(conv, int(raw) if raw.isdigit() and len(raw) <= 18 else None)
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return _render_conversation(tenant, conv, exc.status)
+    flash(f"Label {label.name} added.", "info")
+    return _back(tenant, conv)
+
+
+@inbox.route("/t/<id:tenant_id>/conversations/<id:conversation_id>/labels/<id:label_id>/remove", methods=["POST"])
+@helpers.tenant_view("agent")
+def remove_label(tenant, conversation_id, label_id):
+    conv = _conversation(tenant, conversation_id)
+    labels.remove(conv, label_id)
+    flash("Label removed.", "info")
+    return _back(tenant, conv)
+
+
+@inbox.route("/t/<id:tenant_id>/conversations/<id:conversation_id>/unread", methods=["POST"])
+@helpers.tenant_view("agent")
+def mark_unread(tenant, conversation_id):
+    conversations.mark_unread(g.principal.user_id, _conversation(tenant, conversation_id))
+    flash("Marked unread.", "info")
+    return redirect(url_for("inbox.index", tenant_id=tenant.id))
+
+
+@inbox.route("/t/<id:tenant_id>/labels")
+@helpers.tenant_view("agent")
+def label_list(tenant):
+    return render_template("inbox/labels.html", rows=labels.usable_labels(tenant))
+
+
+@inbox.route("/t/<id:tenant_id>/labels", methods=["POST"])
+@helpers.tenant_view("supervisor")
+def label_create(tenant):
+    try:
+        labels.create_label(tenant, name=form_text("name", 200), color=request.form.get("color") or "#6e7781",
+                            shared=helpers.form_bool("shared"), actor_id=g.principal.user_id)
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return render_template("inbox/labels.html", rows=labels.usable_labels(tenant)), exc.status
+    flash("Label created.", "info")
+    return redirect(url_for("inbox.label_list", tenant_id=tenant.id))
+
+
+@inbox.route("/t/<id:tenant_id>/labels/<id:label_id>", methods=["POST"])
+@helpers.tenant_view("supervisor")
+def label_update(tenant, label_id):
+    label = owned_or_404(Label, label_id, tenant, "supervisor")
+    try:
+        if request.form.get("delete") == "1":
+            labels.delete_label(label, actor_id=g.principal.user_id)
+            flash("Label deleted.", "info")
+        else:
+            labels.update_label(label, name=form_text("name", 200), color=request.form.get("color") or label.color,
+                                shared=helpers.form_bool("shared"), actor_id=g.principal.user_id)
+            flash("Label saved.", "info")
+    except ServiceError as exc:
+        flash(str(exc), "error")
+        return render_template("inbox/labels.html", rows=labels.usable_labels(tenant)), exc.status
+    return redirect(url_for("inbox.label_list", tenant_id=tenant.id))
