@@ -247,14 +247,22 @@ class WhatsAppDouble(ServiceDouble):
 
 class VkDouble(ServiceDouble):
     """VK API: POST /method/<name> (form fields), always HTTP 200 with response or error;
-    Bots Long Poll at /lp."""
+    Bots Long Poll at /lp; /files/<name> serves what inbound attachments point at; the doc
+    upload servers that docs.getMessagesUploadServer hands out at /upload/<n>."""
 
     def __init__(self, token="vk1.a.test", group_id="1"):
         super().__init__()
         self.token, self.group_id = token, group_id
         self.events: list[dict] = []  # what the long-poll server hands out, by position = ts
+        self.files: dict[str, bytes] = {}  # served at /files/<name>
+        self.uploads: dict[str, tuple] = {}  # upload server answers ("file" strings): (filename, type, bytes)
+        self.docs: dict[str, tuple] = {}  # saved docs by "doc<owner_id>_<id>"
+        self._upload_servers: dict[str, str] = {}  # /upload/<n> -> the peer_id it was asked for
         self._seen_random: dict[int, int] = {}
         self._n = 0
+
+    def file_url(self, name: str) -> str:
+        return f"{self.url}/files/{name}"
 
     def fault_answer(self, kind, retry_after):
         if kind == "429":  # VK's way: HTTP 200, error 6
@@ -267,6 +275,11 @@ class VkDouble(ServiceDouble):
             if (query.get("key") or [""])[0] != "lpkey":
                 return 200, {"failed": 2}, {}
             return 200, {"ts": str(len(self.events)), "updates": self.events[ts:]}, {}
+        if path.startswith("/files/"):
+            data = self.files.get(path[len("/files/"):])
+            return (200, data, {"Content-Type": "application/octet-stream"}) if data is not None else (404, {}, {})
+        if path in self._upload_servers and method == "POST":
+            return self._take_upload(path, headers, raw)
         if not path.startswith("/method/"):
             return 404, b"not found", {"Content-Type": "text/plain"}
         form = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
@@ -277,15 +290,52 @@ class VkDouble(ServiceDouble):
             return 200, {"response": {"groups": [{"id": int(self.group_id), "name": "Test"}]}}, {}
         if name == "groups.getLongPollServer":
             return 200, {"response": {"server": self.url + "/lp", "key": "lpkey", "ts": "0"}}, {}
+        if name == "docs.getMessagesUploadServer":
+            if form.get("type") != "doc" or not form.get("peer_id"):
+                return _vk_error(100, "One of the parameters specified was missing or invalid: peer_id")
+            self._n += 1
+            self._upload_servers[f"/upload/{self._n}"] = form["peer_id"]
+            return 200, {"response": {"upload_url": f"{self.url}/upload/{self._n}"}}, {}
+        if name == "docs.save":
+            found = self.uploads.pop(form.get("file", ""), None)  # an upload's answer is good for one save
+            if found is None:
+                return _vk_error(100, "One of the parameters specified was missing or invalid: file")
+            self._n += 1
+            key = f"doc-{self.group_id}_{self._n}"
+            self.docs[key] = found
+            return 200, {"response": {"type": "doc", "doc": {
+                "id": self._n, "owner_id": -int(self.group_id), "title": form.get("title") or found[0],
+                "size": len(found[2]), "ext": found[0].rpartition(".")[2], "url": f"{self.url}/files/{key}",
+                "date": 1735689600, "type": 8}}}, {}
         if name == "messages.send":
             random_id = int(form.get("random_id") or 0)
             if random_id and random_id in self._seen_random:  # VK's idempotency: the same message id again
                 return 200, {"response": self._seen_random[random_id]}, {}
+            attached = [a for a in (form.get("attachment") or "").split(",") if a]
+            if any(a not in self.docs for a in attached):
+                return _vk_error(100, "One of the parameters specified was missing or invalid: attachment")
             self._n += 1
             self._seen_random[random_id] = self._n
-            self.record({"peer_id": form.get("peer_id"), "text": form.get("message"), "random_id": random_id})
+            item = {"peer_id": form.get("peer_id"), "text": form.get("message"), "random_id": random_id}
+            if attached:
+                item["files"] = [self.docs[a] for a in attached]
+            self.record(item)
             return 200, {"response": self._n}, {}
         return 200, {"error": {"error_code": 3, "error_msg": "Unknown method passed"}}, {}
+
+    def _take_upload(self, path, headers, raw):
+        """A doc upload server: the multipart field ``file`` in, an opaque ``file`` string out."""
+        _fields, files = multipart(headers.get("Content-Type", ""), raw)
+        if "file" not in files:
+            return 200, {"error": "no_file", "error_descr": "There is no file in the request"}, {}
+        self._n += 1
+        answer = f"{self._upload_servers[path]}|{self._n}|{len(self.uploads)}"
+        self.uploads[answer] = files["file"]
+        return 200, {"file": answer}, {}
+
+
+def _vk_error(code: int, message: str) -> tuple[int, dict, dict]:
+    return 200, {"error": {"error_code": code, "error_msg": message}}, {}
 
 
 class CallbackDouble(ServiceDouble):

@@ -132,6 +132,34 @@ def trust_test_signer(signer, directory, monkeypatch) -> None:
     monkeypatch.setenv(TRUST_ROOT_ENV, str(directory))
 
 
+@contextmanager
+def raw_database(request, instance):
+    """Yields ``read() -> bytes``: the database as it lies on disk (SQLite: the file and its
+    -wal, kept by an idle connection held open as on a live server) or as a PostgreSQL dump,
+    for scans that plaintext is not there."""
+    import sqlite3
+    from urllib.parse import urlparse
+
+    holder = None
+    if instance.database_url.startswith("sqlite"):
+        holder = sqlite3.connect(instance.home / "appliance.db")
+        holder.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+    def read() -> bytes:
+        if holder is not None:
+            path = instance.home / "appliance.db"
+            return b"".join(p.read_bytes() for p in (path, path.with_name("appliance.db-wal")) if p.exists())
+        blob = request.getfixturevalue("pg_server").dump(urlparse(instance.database_url).path.lstrip("/"))
+        assert b"PostgreSQL database dump" in blob
+        return blob
+
+    try:
+        yield read
+    finally:
+        if holder is not None:
+            holder.close()
+
+
 # -- logging in -----------------------------------------------------------------------------
 
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')

@@ -8,14 +8,12 @@ import io
 import json
 import re
 import secrets
-import sqlite3
-from urllib.parse import urlparse
 
 import pytest
 
 from appliance.web.channels.webhook import signed_headers
 from appliance.web.models.contact_center import Attachment, Conversation, Message
-from tests.helpers import login, make_instance, running_app
+from tests.helpers import login, make_instance, raw_database, running_app
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + secrets.token_bytes(64)
 
@@ -203,28 +201,18 @@ def test_another_tenants_attachment_is_404(app, client, world):
 def test_stored_bytes_are_not_in_the_raw_database(request, app, client, world, instance):
     marker = b"ATTACHMENT-PLAINTEXT-" + secrets.token_hex(16).encode()
     filename = "Kreditvertrag-" + secrets.token_hex(6) + ".txt"
-    holder = None
-    if instance.database_url.startswith("sqlite"):
-        # An idle connection keeps the -wal file, as on a live server's disk.
-        holder = sqlite3.connect(instance.home / "appliance.db")
-        holder.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    channel = world.objects["A"]["channel"]
-    resp = client.post(f"/widget/{channel.public_key}/files", content_type="multipart/form-data",
-                       data={"file": (io.BytesIO(marker * 3), filename, "text/plain")})
-    assert resp.status_code == 201
-    conv = world.objects["A"]["conversation"]
-    sent = client.post(f"/api/v1/conversations/{conv.id}/attachments", headers=world.headers("A", "agent"),
-                       json={"filename": filename, "data": base64.b64encode(marker).decode()}).get_json()
-    got = client.get(f"/api/v1/attachments/{sent['attachments'][0]['id']}/content",
-                     headers=world.headers("A", "agent"))
-    assert got.data == marker  # decrypts fine
-    if holder is not None:
-        db_path = instance.home / "appliance.db"
-        blob = b"".join(p.read_bytes() for p in (db_path, db_path.with_name("appliance.db-wal")) if p.exists())
-        holder.close()
-    else:
-        blob = request.getfixturevalue("pg_server").dump(urlparse(instance.database_url).path.lstrip("/"))
-        assert b"PostgreSQL database dump" in blob
+    with raw_database(request, instance) as read:
+        channel = world.objects["A"]["channel"]
+        resp = client.post(f"/widget/{channel.public_key}/files", content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(marker * 3), filename, "text/plain")})
+        assert resp.status_code == 201
+        conv = world.objects["A"]["conversation"]
+        sent = client.post(f"/api/v1/conversations/{conv.id}/attachments", headers=world.headers("A", "agent"),
+                           json={"filename": filename, "data": base64.b64encode(marker).decode()}).get_json()
+        got = client.get(f"/api/v1/attachments/{sent['attachments'][0]['id']}/content",
+                         headers=world.headers("A", "agent"))
+        assert got.data == marker  # decrypts fine
+        blob = read()
     assert b"Tenant A" in blob  # the scan sees plaintext that is really there
     assert marker not in blob
     assert base64.b64encode(marker) not in blob

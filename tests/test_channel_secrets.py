@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import json
-import sqlite3
 from urllib.parse import urlparse
 
 import pytest
@@ -21,7 +20,7 @@ from appliance.web.crypto import envelope
 from appliance.web.models.audit import AuditEvent
 from appliance.web.models.contact_center import Channel, Contact
 from appliance.web.services.visitors import sign_identity
-from tests.helpers import START, login, running_app
+from tests.helpers import START, login, raw_database, running_app
 from tests.test_crypto_at_rest import scan
 
 
@@ -31,16 +30,6 @@ def _deliver(client, channel, body: str, secret: str, delivery_id: str):
                        headers={"Content-Type": "application/json"} | signed_headers(secret, raw))
 
 
-def _raw_database(request, instance, holder) -> bytes:
-    """What is on disk (SQLite: the file and its -wal) or in a dump (PostgreSQL)."""
-    if holder is not None:
-        path = instance.home / "appliance.db"
-        return b"".join(p.read_bytes() for p in (path, path.with_name("appliance.db-wal")) if p.exists())
-    blob = request.getfixturevalue("pg_server").dump(urlparse(instance.database_url).path.lstrip("/"))
-    assert b"PostgreSQL database dump" in blob
-    return blob
-
-
 def _rotate(client, channel, headers, **body):
     answer = client.post(f"/api/v1/channels/{channel.id}/secret", headers=headers, json=body)
     assert answer.status_code == 200, answer.get_data(as_text=True)
@@ -48,26 +37,20 @@ def _rotate(client, channel, headers, **body):
 
 
 def test_signing_secrets_are_not_in_the_raw_database(request, app, client, world, instance):
-    holder = None
-    if instance.database_url.startswith("sqlite"):
-        # An idle connection keeps the -wal file, as on a live server's disk.
-        holder = sqlite3.connect(instance.home / "appliance.db")
-        holder.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    tenant, headers = world.tenants["A"], world.headers("A", "admin")
-    made = client.post(f"/api/v1/tenants/{tenant.id}/channels", headers=headers,
-                       json={"kind": "webhook", "name": "Core banking"}).get_json()
-    first = made["signing_secret"]
-    channel = Channel.get_by_id(made["id"])
-    second = _rotate(client, channel, headers)["signing_secret"]  # the first is kept for the grace period
-    assert _deliver(client, channel, "signed with the new one", second, "d-1").status_code == 202
-    assert _deliver(client, channel, "signed with the old one", first, "d-2").status_code == 202
-    for path in (f"/api/v1/channels/{channel.id}", f"/api/v1/channels/{channel.id}/settings",
-                 f"/api/v1/tenants/{tenant.id}/channels"):
-        shown = client.get(path, headers=headers).get_data(as_text=True)
-        assert first not in shown and second not in shown, path  # write-only
-    blob = _raw_database(request, instance, holder)
-    if holder is not None:
-        holder.close()
+    with raw_database(request, instance) as read:
+        tenant, headers = world.tenants["A"], world.headers("A", "admin")
+        made = client.post(f"/api/v1/tenants/{tenant.id}/channels", headers=headers,
+                           json={"kind": "webhook", "name": "Core banking"}).get_json()
+        first = made["signing_secret"]
+        channel = Channel.get_by_id(made["id"])
+        second = _rotate(client, channel, headers)["signing_secret"]  # the first is kept for the grace period
+        assert _deliver(client, channel, "signed with the new one", second, "d-1").status_code == 202
+        assert _deliver(client, channel, "signed with the old one", first, "d-2").status_code == 202
+        for path in (f"/api/v1/channels/{channel.id}", f"/api/v1/channels/{channel.id}/settings",
+                     f"/api/v1/tenants/{tenant.id}/channels"):
+            shown = client.get(path, headers=headers).get_data(as_text=True)
+            assert first not in shown and second not in shown, path  # write-only
+        blob = read()
     assert b"Core banking" in blob  # the scan sees plaintext that is really there
     assert scan(blob, {"current secret": second, "previous secret": first}) == []
 

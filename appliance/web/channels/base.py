@@ -18,6 +18,7 @@ class InboundFile:
     filename: str
     content_type: str
     data: bytes
+    left_out: str | None = None  # why a file the message names was not fetched (the ingest says so in its text)
 
 
 @dataclass

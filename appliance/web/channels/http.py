@@ -6,9 +6,15 @@ after ``retry_after`` when the service gave one); any other 4xx is permanent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import requests
 
-from appliance.web.channels.base import PermanentFailure, TemporaryFailure
+from appliance.web.channels.base import InboundFile, PermanentFailure, TemporaryFailure
+
+
+class TooLarge(PermanentFailure):
+    """A download that went over its ``max_bytes``."""
 
 
 def base_url(settings: dict, default: str) -> str:
@@ -52,8 +58,34 @@ def download(url: str, *, timeout: float, max_bytes: int, too_large: str, header
     except requests.RequestException:
         raise TemporaryFailure("The file could not be downloaded.") from None
     if len(data) > max_bytes:
-        raise PermanentFailure(too_large)
+        raise TooLarge(too_large)
     return data
+
+
+def inbound_file(name: str, content_type: str, fetch: Callable[[int], bytes], *, service_max: int,
+                 service_limit: str, size=None) -> InboundFile:
+    """The file a customer's message points at, read by ``fetch(max_bytes)`` (``download`` it).
+
+    At most the attachment limit (``attachment_max_bytes``) or the service's own ``service_max``
+    is read: a bigger file (by its declared ``size`` or by what arrived) or one that cannot be
+    had comes back without bytes and with ``left_out`` saying why, so the message still
+    arrives and names it (a service would re-deliver a refused item forever).
+    """
+    from appliance.web.services.attachments import max_file_bytes
+
+    limit = max_file_bytes()
+    over = (f"over the limit of {limit} bytes per file (setting attachment_max_bytes)" if limit < service_max
+            else service_limit)
+    if isinstance(size, int) and not isinstance(size, bool) and size > min(limit, service_max):
+        return InboundFile(name, content_type, b"", left_out=f"{size} bytes is {over}")
+    try:
+        return InboundFile(name, content_type, fetch(min(limit, service_max)))
+    except TooLarge:
+        return InboundFile(name, content_type, b"", left_out=f"the file is {over}")
+    except TemporaryFailure:
+        return InboundFile(name, content_type, b"", left_out="the service did not hand the file out; ask for it again")
+    except PermanentFailure as exc:
+        return InboundFile(name, content_type, b"", left_out=exc.reason)
 
 
 def describe(body: dict) -> str:

@@ -110,10 +110,13 @@ def _within_limits(item: Inbound) -> Inbound:
     """
     from dataclasses import replace
 
-    from appliance.web.services.attachments import check_file
+    from appliance.web.services.attachments import check_file, clean_filename
 
     kept, notes = [], []
     for f in item.files:
+        if f.left_out:
+            notes.append(f"[not stored: {clean_filename(f.filename)}: {f.left_out}]")
+            continue
         try:
             clean = check_file(f)
         except ServiceError as exc:

@@ -32,6 +32,7 @@ from appliance.web.channels.base import (
 
 DEFAULT_API = "https://api.telegram.org"
 MAX_FILE = 20 * 1024 * 1024  # what getFile hands out at most
+TOO_LARGE = "over Telegram's 20 MB download limit"
 CAPTION_MAX = 1024  # characters of text Telegram sends with files
 _SAFE_NAME = re.compile(r"[^\w.\- ]+")
 
@@ -99,26 +100,21 @@ class TelegramAdapter(Adapter):
         document = dig(message, "document")
         if isinstance(document, dict) and isinstance(document.get("file_id"), str):
             wanted.append((document["file_id"], str(document.get("file_name") or "document"),
-                           str(document.get("mime_type") or "application/octet-stream")))
+                           str(document.get("mime_type") or "application/octet-stream"), document.get("file_size")))
         photos = dig(message, "photo")
         if isinstance(photos, list) and photos and isinstance(dig(photos, -1, "file_id"), str):
-            wanted.append((photos[-1]["file_id"], "photo.jpg", "image/jpeg"))
-        files = []
-        for file_id, name, content_type in wanted:
-            try:
-                files.append(InboundFile(_SAFE_NAME.sub("_", name)[:200], content_type[:100],
-                                         self._download(settings, file_id)))
-            except (TemporaryFailure, PermanentFailure):
-                continue  # the text still arrives; the file is named in it
-        return files
+            wanted.append((photos[-1]["file_id"], "photo.jpg", "image/jpeg", photos[-1].get("file_size")))
+        return [http.inbound_file(_SAFE_NAME.sub("_", name)[:200], content_type[:100],
+                                  lambda most, file_id=file_id: self._download(settings, file_id, most),
+                                  service_max=MAX_FILE, service_limit=TOO_LARGE, size=size)
+                for file_id, name, content_type, size in wanted]
 
-    def _download(self, settings, file_id) -> bytes:
+    def _download(self, settings, file_id, max_bytes) -> bytes:
         path = dig(self._call(settings, "getFile", json={"file_id": file_id}), "result", "file_path")
         if not isinstance(path, str):
             raise PermanentFailure("getFile gave no file_path.")
         url = f"{http.base_url(settings, DEFAULT_API)}/file/bot{settings['bot_token']}/{path}"
-        return http.download(url, timeout=settings["timeout"], max_bytes=MAX_FILE,
-                             too_large="The file is larger than Telegram's 20 MB download limit.")
+        return http.download(url, timeout=settings["timeout"], max_bytes=max_bytes, too_large=TOO_LARGE)
 
     def poll(self, settings, state):
         if settings.get("receive") != "polling":

@@ -138,12 +138,10 @@ class ViberAdapter(Adapter):
         name, content_type = MEDIA_TYPES[kind]
         if isinstance(message.get("file_name"), str) and message["file_name"].strip():
             name = message["file_name"]
-        try:
-            data = http.download(media, timeout=settings["timeout"], max_bytes=MAX_FILE,
-                                 too_large="The file is larger than Viber's 50 MB limit.")
-        except (TemporaryFailure, PermanentFailure):
-            return []  # the text still arrives; an agent can ask for the file again
-        return [InboundFile(_SAFE_NAME.sub("_", name)[:200], content_type, data)]
+        return [http.inbound_file(_SAFE_NAME.sub("_", name)[:200], content_type,
+                                  lambda most: http.download(media, timeout=settings["timeout"], max_bytes=most,
+                                                             too_large="over Viber's 50 MB limit"),
+                                  service_max=MAX_FILE, service_limit="over Viber's 50 MB limit")]
 
     # -- outbound ----------------------------------------------------------------------
 

@@ -4,6 +4,11 @@ The first request (``type: confirmation``) is answered with the group's confirma
 string; every other event must be answered ``ok`` or VK retries and eventually pauses
 the server. ``event_id`` is the de-duplication key; ``random_id`` makes a send idempotent.
 VK answers HTTP 200 even for errors: the error code says which are worth retrying.
+A message's files (``attachments``: a photo at its largest size, a doc by its ``url``) are
+fetched by the URLs the event gives. An agent's files go up first: ``docs.getMessagesUploadServer``
+hands out an upload URL, the file is POSTed there (multipart), ``docs.save`` turns the answer
+into a doc, and ``messages.send`` carries them as ``doc<owner_id>_<id>`` with the text. The
+uploads show the customer nothing, so a retry after a failed step starts over harmlessly.
 VK reports no delivery, only reading: ``message_read`` (enable it among the server's
 event types) names the last message a peer has read, so every reply to that peer up to
 it is marked read. Failures are known only from ``messages.send``'s own answer.
@@ -11,6 +16,7 @@ it is marked read. Failures are known only from ``messages.send``'s own answer.
 
 from __future__ import annotations
 
+import mimetypes
 import zlib
 
 from flask import make_response
@@ -21,6 +27,7 @@ from appliance.web.channels.base import (
     Adapter,
     DeliveryStatus,
     Inbound,
+    InboundFile,
     Outbound,
     PermanentFailure,
     Refused,
@@ -35,6 +42,12 @@ from appliance.web.channels.base import (
 DEFAULT_API = "https://api.vk.com/method"
 API_VERSION = "5.199"
 TEMPORARY_ERRORS = {1, 6, 9, 10}  # unknown, too many requests per second, flood control, internal
+MAX_FILE = 200 * 1024 * 1024  # VK's largest doc
+TOO_LARGE = "over VK's 200 MB limit for a doc"
+
+
+def _int(value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _text(response_body: str):
@@ -88,7 +101,7 @@ class VkAdapter(Adapter):
             raise Refused(401, "The secret field does not match the channel's secret key.")
 
     def parse(self, settings, headers, raw_body, query):
-        return self._items([json_document(raw_body)])
+        return self._items([json_document(raw_body)], settings)
 
     def statuses(self, settings, headers, raw_body, query):
         return self._receipts([json_document(raw_body)])
@@ -107,7 +120,7 @@ class VkAdapter(Adapter):
     def acknowledge(self, stored):
         return _text("ok")
 
-    def _items(self, events) -> list[Inbound]:
+    def _items(self, events, settings) -> list[Inbound]:
         out = []
         for event in events:
             if dig(event, "type") != "message_new":
@@ -118,8 +131,37 @@ class VkAdapter(Adapter):
                 continue
             key = dig(event, "event_id")
             key = str(key) if key else f"message:{dig(message, 'id')}"
-            out.append(Inbound(external_id=key, sender_id=str(peer), text=str(dig(message, "text") or "")))
+            out.append(Inbound(external_id=key, sender_id=str(peer), text=str(dig(message, "text") or ""),
+                               files=self._files(settings, message)))
         return out
+
+    @staticmethod
+    def _wanted(message) -> list[tuple[str, str, str, int | None]]:
+        """(URL, file name, content type, declared size) of each photo and doc the message carries."""
+        wanted = []
+        for item in dig(message, "attachments", default=[]) or []:
+            kind = dig(item, "type")
+            if kind == "photo":
+                sizes = [s for s in dig(item, "photo", "sizes", default=[]) or []
+                         if isinstance(s, dict) and isinstance(s.get("url"), str)]
+                if sizes:  # sizes without dimensions (older shapes) are listed smallest first
+                    largest = max(reversed(sizes), key=lambda s: _int(s.get("width")) * _int(s.get("height")))
+                    wanted.append((largest["url"], "photo.jpg", "image/jpeg", None))
+            elif kind == "doc" and isinstance(dig(item, "doc", "url"), str):
+                doc = item["doc"]
+                title, ext = str(doc.get("title") or "document"), str(doc.get("ext") or "")
+                name = title if not ext or title.lower().endswith(f".{ext.lower()}") else f"{title}.{ext}"
+                wanted.append((doc["url"], name, mimetypes.guess_type(name)[0] or "application/octet-stream",
+                               doc.get("size")))
+        return [w for w in wanted if w[0].startswith(("https://", "http://"))]
+
+    def _files(self, settings, message) -> list[InboundFile]:
+        # The name is cleaned where files are stored.
+        return [http.inbound_file(name[:200], content_type,
+                                  lambda most, url=url: http.download(url, timeout=settings["timeout"],
+                                                                      max_bytes=most, too_large=TOO_LARGE),
+                                  service_max=MAX_FILE, service_limit=TOO_LARGE, size=size)
+                for url, name, content_type, size in self._wanted(message)]
 
     def poll(self, settings, state):
         if settings.get("receive") != "polling":
@@ -137,7 +179,7 @@ class VkAdapter(Adapter):
         if body.get("failed"):
             return [], dict(state, ts=None)  # key or ts expired: start again from the server's
         events = [e for e in body.get("updates") or [] if isinstance(e, dict)]
-        return self._items(events) + self._receipts(events), dict(state, ts=body.get("ts", ts))
+        return self._items(events, settings) + self._receipts(events), dict(state, ts=body.get("ts", ts))
 
     # -- outbound ----------------------------------------------------------------------
 
@@ -146,9 +188,27 @@ class VkAdapter(Adapter):
             raise PermanentFailure("No VK conversation is known for this contact.")
         # random_id: VK drops a second send with the same id, so a retry after a lost answer is harmless.
         random_id = zlib.crc32(out.idempotency_key.encode()) & 0x7FFFFFFF
-        body = self._call(settings, "messages.send",
-                          {"peer_id": out.recipient_id, "message": out.text, "random_id": random_id})
+        params = {"peer_id": out.recipient_id, "message": out.text, "random_id": random_id}
+        if out.files:
+            params["attachment"] = ",".join(self._upload(settings, out.recipient_id, f) for f in out.files)
+        body = self._call(settings, "messages.send", params)
         return Sent(external_id=str(body.get("response")) if body.get("response") is not None else None)
+
+    def _upload(self, settings, peer_id, f: InboundFile) -> str:
+        """One file as a doc for ``peer_id``'s conversation: its ``doc<owner_id>_<id>``."""
+        server = self._call(settings, "docs.getMessagesUploadServer", {"peer_id": peer_id, "type": "doc"})
+        upload_url = dig(server, "response", "upload_url")
+        if not isinstance(upload_url, str) or not upload_url.startswith(("https://", "http://")):
+            raise PermanentFailure("VK's docs.getMessagesUploadServer gave no upload_url.")
+        uploaded = http.call("POST", upload_url, timeout=settings["timeout"],
+                             files={"file": (f.filename, f.data, f.content_type)})
+        if not isinstance(uploaded.get("file"), str) or not uploaded["file"]:
+            reason = uploaded.get("error_descr") or uploaded.get("error") or "no file in its answer"
+            raise PermanentFailure(f"VK's upload server refused {f.filename}: {reason}"[:500])
+        doc = dig(self._call(settings, "docs.save", {"file": uploaded["file"], "title": f.filename}), "response", "doc")
+        if not isinstance(dig(doc, "owner_id"), int) or not isinstance(dig(doc, "id"), int):
+            raise PermanentFailure("VK's docs.save gave no doc (owner_id, id).")
+        return f"doc{doc['owner_id']}_{doc['id']}"
 
     def test_connection(self, settings) -> str:
         body = self._call(settings, "groups.getById", {"group_id": settings.get("group_id")})

@@ -28,7 +28,6 @@ from appliance.web.channels.base import (
     Refused,
     Sent,
     SettingField,
-    TemporaryFailure,
     dig,
     json_document,
     same_secret,
@@ -37,6 +36,7 @@ from appliance.web.channels.base import (
 DEFAULT_API = "https://graph.facebook.com/v21.0"
 CAPTION_MAX = 1024  # characters of text WhatsApp sends with a document
 MAX_FILE = 100 * 1024 * 1024  # WhatsApp's largest media (documents)
+TOO_LARGE = "over WhatsApp's 100 MB media limit"
 MEDIA_KINDS = ("image", "document", "audio", "video", "sticker")
 
 
@@ -107,16 +107,18 @@ class WhatsappAdapter(Adapter):
         auth = {"Authorization": f"Bearer {settings['access_token']}"}
         content_type = str(media.get("mime_type") or "application/octet-stream").split(";")[0][:100]
         name = str(media.get("filename") or f"{kind}{mimetypes.guess_extension(content_type) or ''}")
-        try:
+
+        def fetch(most):
             info = http.call("GET", f"{http.base_url(settings, DEFAULT_API)}/{media['id']}", headers=auth,
                              timeout=settings["timeout"])
             if not isinstance(info.get("url"), str):
-                return []
-            data = http.download(info["url"], timeout=settings["timeout"], max_bytes=MAX_FILE, headers=auth,
-                                 too_large="The file is larger than WhatsApp's 100 MB media limit.")
-        except (TemporaryFailure, PermanentFailure):
-            return []  # the text (or caption) still arrives; the file is left out
-        return [InboundFile(name[:200], content_type, data)]  # the name is cleaned where files are stored
+                raise PermanentFailure("WhatsApp gave no URL for the media id.")
+            return http.download(info["url"], timeout=settings["timeout"], max_bytes=most, headers=auth,
+                                 too_large=TOO_LARGE)
+
+        # The name is cleaned where files are stored.
+        return [http.inbound_file(name[:200], content_type, fetch, service_max=MAX_FILE, service_limit=TOO_LARGE,
+                                  size=media.get("file_size"))]
 
     def statuses(self, settings, headers, raw_body, query):
         out = []

@@ -57,6 +57,11 @@ def _limits() -> tuple[int, list[str]]:
     return int(live.setting("attachment_max_bytes")), [t.lower() for t in types]
 
 
+def max_file_bytes() -> int:
+    """The size limit per file (``attachment_max_bytes``), for adapters that fetch files."""
+    return _limits()[0]
+
+
 def clean_filename(name) -> str:
     """The last path segment, without control characters, cut to FILENAME_MAX."""
     name = str(name or "").replace("\\", "/").rsplit("/", 1)[-1]
