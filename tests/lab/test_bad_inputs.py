@@ -94,7 +94,7 @@ CASES = {
         lambda lab, bundle_dir: {"appliance_bundle_dir": str(_unsigned(lab, bundle_dir)),
                                  "appliance_admin_email": "admin@lab.example"},
         ["bundle-unsigned is refused", "SHA256SUMS.sig is missing: the bundle is not signed"]),
-    "checksums re-signed by nobody": (
+    "checksums rewritten after signing": (
         lambda lab, bundle_dir: {"appliance_bundle_dir": str(_resummed(lab, bundle_dir)),
                                  "appliance_admin_email": "admin@lab.example"},
         ["bundle-resummed is refused", "the bundle was changed after it was signed"]),
