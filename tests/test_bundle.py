@@ -104,3 +104,87 @@ def test_installs_offline_into_a_fresh_virtualenv(bundle, tmp_path):
     assert located.startswith(str(venv)), located
     assert hashlib.sha256(Path(located, "minimal.yml").read_bytes()).hexdigest() == hashlib.sha256(
         (Path(__file__).resolve().parents[1] / "sizing" / "minimal.yml").read_bytes()).hexdigest()
+
+
+# -- the vendor's signature over SHA256SUMS ------------------------------------------------
+
+
+def _small_bundle(directory: Path) -> Path:
+    """The shape of a bundle (a wheel, manifest.json, SHA256SUMS) without building one."""
+    directory.mkdir(parents=True)
+    (directory / "demo-1.0-py3-none-any.whl").write_bytes(b"wheel bytes")
+    (directory / "manifest.json").write_text('{"version": "1.0"}\n')
+    (directory / "SHA256SUMS").write_text("".join(
+        f"{hashlib.sha256((directory / n).read_bytes()).hexdigest()}  {n}\n"
+        for n in ("demo-1.0-py3-none-any.whl", "manifest.json")))
+    return directory
+
+
+@pytest.fixture
+def vendor_key(tmp_path, runner):
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("a long vendor passphrase")
+    result = runner.invoke(main, ["vendor", "keygen", "--out", str(tmp_path / "keys"), "--passphrase-file",
+                                  str(passphrase)])
+    assert result.exit_code == 0, result.output
+    key = next((tmp_path / "keys").glob("*.key"))
+    return key, key.with_suffix(".pub"), passphrase
+
+
+def _sign(runner, vendor_key, directory):
+    key, _, passphrase = vendor_key
+    return runner.invoke(main, ["vendor", "sign-bundle", "--key", str(key), "--passphrase-file", str(passphrase),
+                                str(directory)])
+
+
+def test_signed_bundle_verifies_with_the_vendor_key(tmp_path, runner, vendor_key):
+    bundle_dir = _small_bundle(tmp_path / "b")
+    signed = _sign(runner, vendor_key, bundle_dir)
+    assert signed.exit_code == 0, signed.output
+    assert (bundle_dir / "SHA256SUMS.sig").read_text().startswith("-----BEGIN APPLIANCE BUNDLE SIGNATURE-----")
+    result = runner.invoke(main, ["bundle", "--out", str(bundle_dir), "--verify", "--trust", str(vendor_key[1])])
+    assert result.exit_code == 0 and "intact, signed by ed25519-" in result.output, result.output
+    # What the installer's preflight runs on the control machine.
+    from appliance.core.bundle_signature import main as check
+
+    assert check([str(bundle_dir), "--trust", str(vendor_key[1])]) == 0
+
+
+def test_unsigned_tampered_or_foreign_bundles_are_refused(tmp_path, runner, vendor_key):
+    from appliance.core.bundle_signature import BundleSignatureError, verify_bundle_signature
+    from appliance.core.licence.testing import TestSigner
+    from appliance.core.licence.trust import TrustStore
+
+    trust = TrustStore.load(extra=str(vendor_key[1]))
+    unsigned = _small_bundle(tmp_path / "unsigned")
+    with pytest.raises(BundleSignatureError, match=r"SHA256SUMS.sig is missing: the bundle is not signed"):
+        verify_bundle_signature(unsigned, trust)
+    result = runner.invoke(main, ["bundle", "--out", str(unsigned), "--verify", "--trust", str(vendor_key[1])])
+    assert result.exit_code != 0 and "not signed" in result.output
+
+    # SHA256SUMS edited after signing to match a swapped wheel: checksums hold, the signature does not.
+    tampered = _small_bundle(tmp_path / "tampered")
+    assert _sign(runner, vendor_key, tampered).exit_code == 0
+    wheel = tampered / "demo-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"evil wheel")
+    (tampered / "SHA256SUMS").write_text(
+        f"{hashlib.sha256(wheel.read_bytes()).hexdigest()}  {wheel.name}\n"
+        f"{hashlib.sha256((tampered / 'manifest.json').read_bytes()).hexdigest()}  manifest.json\n")
+    assert verify_bundle(tampered) == []
+    with pytest.raises(BundleSignatureError, match="changed after it was signed"):
+        verify_bundle_signature(tampered, trust)
+
+    # Signed, but by a key nobody trusts.
+    foreign = _small_bundle(tmp_path / "foreign")
+    from appliance.core.bundle_signature import sign_bundle
+
+    stranger = TestSigner()
+    sign_bundle(foreign, stranger.key)
+    with pytest.raises(BundleSignatureError, match=f"signed by key {stranger.key_id}, which is not trusted"):
+        verify_bundle_signature(foreign, trust)
+
+    # A damaged bundle is never signed.
+    (unsigned / "demo-1.0-py3-none-any.whl").write_bytes(b"changed")
+    refused = _sign(runner, vendor_key, unsigned)
+    assert refused.exit_code != 0 and "damaged, not signing it" in refused.output
+    assert not (unsigned / "SHA256SUMS.sig").exists()

@@ -11,6 +11,8 @@ Layout of ``--out DIR``:
     DIR/*.whl          the project's wheel and every dependency's wheel
     DIR/SHA256SUMS     ``sha256sum -c`` format, checked by the appliance role
     DIR/manifest.json  name, version, the pip requirement to install, wheels
+    DIR/SHA256SUMS.sig the vendor's signature over SHA256SUMS (``appliance vendor
+                       sign-bundle``), checked by the installer's preflight
 
 Wheels are built for the interpreter running this command; build on the same
 Python minor version and architecture as the hosts (Debian 12: CPython 3.11,
@@ -19,7 +21,6 @@ x86_64), which ``manifest.json`` records so a mismatch is visible.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import re
@@ -33,6 +34,8 @@ from pathlib import Path
 import click
 
 from appliance.core import clock
+from appliance.core.bundle_signature import BundleSignatureError, sha256, verify_bundle, verify_bundle_signature
+from appliance.core.licence.trust import TrustRootError, TrustStore
 
 PROJECT = "contact-appliance"
 DEFAULT_EXTRAS = ("production",)
@@ -44,14 +47,6 @@ class BundleError(RuntimeError):
 
 def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _pip(args: list[str], log) -> None:
@@ -128,41 +123,26 @@ def build_bundle(out: Path, source: Path | None = None, extras=DEFAULT_EXTRAS, l
         raise
 
 
-def verify_bundle(directory: Path) -> list[str]:
-    """Problems found in a bundle (empty when it is intact)."""
-    problems = []
-    sums = directory / "SHA256SUMS"
-    if not sums.exists():
-        return [f"{sums} missing"]
-    listed = set()
-    for line in sums.read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        listed.add(name)
-        path = directory / name
-        if not path.exists():
-            problems.append(f"{name}: missing")
-        elif sha256(path) != digest:
-            problems.append(f"{name}: checksum mismatch")
-    for wheel in directory.glob("*.whl"):
-        if wheel.name not in listed:
-            problems.append(f"{wheel.name}: not listed in SHA256SUMS")
-    return problems
-
-
 @click.command("bundle")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="New (or empty) directory to write the bundle into.")
 @click.option("--source", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Project source tree to build (default: this installation's source).")
 @click.option("--verify", "verify_only", is_flag=True,
-              help="Only check an existing bundle in --out against its SHA256SUMS.")
-def bundle_command(out, source, verify_only):
+              help="Only check an existing bundle in --out: its SHA256SUMS and its signature.")
+@click.option("--trust", type=click.Path(exists=True, path_type=Path),
+              help="With --verify: an extra signer's .pub (or a directory of them) besides the vendor's shipped keys.")
+def bundle_command(out, source, verify_only, trust):
     """Build the offline install bundle (project + dependency wheels, checksums)."""
     if verify_only:
         problems = verify_bundle(out)
         if problems:
             raise click.ClickException("bundle damaged:\n  " + "\n  ".join(problems))
-        click.echo(f"{out}: intact")
+        try:
+            signer = verify_bundle_signature(out, TrustStore.load(extra=str(trust) if trust else ""))
+        except (BundleSignatureError, TrustRootError) as exc:
+            raise click.ClickException(f"bundle refused: {exc}") from exc
+        click.echo(f"{out}: intact, signed by {signer.key_id}")
         return
     try:
         manifest = build_bundle(out, source=source, log=lambda m: click.echo(m, err=True))

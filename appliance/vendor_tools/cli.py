@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from appliance.core import clock
+from appliance.core.bundle_signature import BundleSignatureError, sign_bundle, verify_bundle, verify_bundle_signature
 from appliance.core.licence.format import (
     FIELDS,
     LicenceError,
@@ -193,6 +194,31 @@ def inspect_licence(licence_file, pub):
     except LicenceError as exc:
         raise click.ClickException(f"Licence refused: {exc}") from exc
     click.echo(json.dumps(licence.summary(), indent=2))
+
+
+@vendor.command("sign-bundle")
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Private signing key (KEYID.key).")
+@click.option("--passphrase-file", type=click.Path(exists=True, dir_okay=False),
+              help=f"Else env {PASSPHRASE_ENV}, else a prompt.")
+@click.argument("bundle_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def sign_bundle_command(key_file, passphrase_file, bundle_dir):
+    """Sign an offline bundle (its SHA256SUMS) so installers accept it.
+
+    Checks the bundle's checksums first: a damaged bundle is never signed.
+    Writes BUNDLE_DIR/SHA256SUMS.sig.
+    """
+    problems = verify_bundle(bundle_dir)
+    if problems:
+        raise click.ClickException(f"{bundle_dir} is damaged, not signing it:\n  " + "\n  ".join(problems))
+    key = load_signing_key(key_file, _passphrase(passphrase_file, confirm=False))
+    try:
+        out = sign_bundle(bundle_dir, key)
+        kid = key_id_for(key.public_key())
+        verify_bundle_signature(bundle_dir, TrustStore({kid: TrustedKey(kid, key.public_key(), True, key_file)}))
+    except BundleSignatureError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{out}: signed with {kid}")
 
 
 for _command in RECEIVER_COMMANDS:

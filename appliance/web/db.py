@@ -8,7 +8,7 @@ import threading
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 from peewee import DatabaseProxy, PostgresqlDatabase, SqliteDatabase
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
@@ -26,6 +26,26 @@ SQLITE_PRAGMAS = {
 
 class DatabaseURLError(ValueError):
     pass
+
+
+# libpq parameters a PostgreSQL URL may carry in its query string, e.g.
+# ``?sslmode=verify-full&sslrootcert=/var/lib/appliance/tls/db-ca.crt`` (the
+# installer's TLS to a database on another host). Anything else is refused, so a
+# misspelt ``sslmode`` cannot silently fall back to libpq's "prefer".
+LIBPQ_URL_PARAMETERS = frozenset({
+    "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "target_session_attrs", "application_name",
+})
+
+
+def libpq_parameters(url: str) -> dict[str, str]:
+    """The libpq parameters in a PostgreSQL URL's query string (refusing unknown ones)."""
+    params = dict(parse_qsl(urlparse(url).query, keep_blank_values=True))
+    unknown = sorted(set(params) - LIBPQ_URL_PARAMETERS)
+    if unknown:
+        raise DatabaseURLError(
+            f"Unknown parameter(s) {', '.join(unknown)} in the database URL: use only "
+            f"{', '.join(sorted(LIBPQ_URL_PARAMETERS))}")
+    return params
 
 
 @dataclass(frozen=True)
@@ -157,6 +177,7 @@ def open_database(url: str, pool: Pool | None = None):
             host=parsed.hostname or None,
             port=parsed.port or None,
             connect_timeout=5,
+            **libpq_parameters(url),
             **pooled,
         )
     raise DatabaseURLError(

@@ -85,22 +85,40 @@ def lab():
         record("lab total", time.monotonic() - started)
 
 
-def _build(out: Path, source: Path | None = None):
-    from appliance.cli.bundle import build_bundle
-
-    return build_bundle(out, source=source, log=lambda m: None)
+def trust_dir(lab: Lab) -> Path:
+    """The lab's bundle signer's public key, named in every inventory as appliance_bundle_trust."""
+    return lab.run_dir / "bundle-trust"
 
 
 @pytest.fixture(scope="package")
-def bundle(lab):
+def bundle_signer(lab):
+    """Signs the lab's bundles as the vendor would (a throwaway key, trusted through the inventory)."""
+    from appliance.core.licence.testing import TestSigner
+
+    signer = TestSigner()
+    signer.write_public(trust_dir(lab))
+    return signer
+
+
+def _build(out: Path, signer, source: Path | None = None):
+    from appliance.cli.bundle import build_bundle
+    from appliance.core.bundle_signature import sign_bundle
+
+    manifest = build_bundle(out, source=source, log=lambda m: None)
+    sign_bundle(out, signer.key)
+    return manifest
+
+
+@pytest.fixture(scope="package")
+def bundle(lab, bundle_signer):
     started = time.monotonic()
-    manifest = _build(lab.run_dir / "bundle-1")
+    manifest = _build(lab.run_dir / "bundle-1", bundle_signer)
     record("bundle build", time.monotonic() - started)
     return lab.run_dir / "bundle-1", manifest
 
 
 @pytest.fixture(scope="package")
-def newer_bundle(lab):
+def newer_bundle(lab, bundle_signer):
     """The same source with a higher (local) version, as a release would be."""
     tree = lab.run_dir / "source-2"
     shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(
@@ -109,7 +127,7 @@ def newer_bundle(lab):
     text, count = re.subn(r'version="([^"+]+)"', r'version="\1+lab2"', setup_py.read_text(), count=1)
     assert count == 1, "setup.py: version=\"...\" not found; update the lab's version bump"
     setup_py.write_text(text)
-    manifest = _build(lab.run_dir / "bundle-2", source=tree)
+    manifest = _build(lab.run_dir / "bundle-2", bundle_signer, source=tree)
     return lab.run_dir / "bundle-2", manifest
 
 
@@ -128,6 +146,8 @@ def write_inventory(directory: Path, lab: Lab, hosts: dict[str, tuple[str, list[
         "ansible_ssh_private_key_file": str(lab.key),
         "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
     }
+    if trust_dir(lab).exists():
+        connection["appliance_bundle_trust"] = str(trust_dir(lab))
     (directory / "group_vars" / "all.yml").write_text(yaml.safe_dump({**connection, **variables}, sort_keys=False))
     return directory
 

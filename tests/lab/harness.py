@@ -206,7 +206,11 @@ class Lab:
         forward = Path("/proc/sys/net/ipv4/ip_forward")
         self._ip_forward_before = forward.read_text().strip()
         forward.write_text("1\n")
-        # Masquerade only the lab subnet, only when it leaves by another link.
+        self.restore_nat()
+        return self
+
+    def restore_nat(self):
+        """Masquerade only the lab subnet, only when it leaves by another link."""
         rules = f"""
 table ip {NFT_TABLE} {{
   chain postrouting {{
@@ -217,7 +221,10 @@ table ip {NFT_TABLE} {{
 """
         run(["nft", "-f", "-"], input=rules)
         self._made_table = True
-        return self
+
+    def cut_nat(self):
+        """The hosts lose their way to Debian's mirror (an air-gapped site); the bridge stays."""
+        run(["nft", "delete", "table", "ip", NFT_TABLE], check=False)
 
     def _take_the_machine(self):
         """One lab run per machine: they share the bridge, the NAT table, ip_forward and

@@ -8,6 +8,7 @@ in the preflight, so the whole file costs about a minute.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 
 import pytest
@@ -53,6 +54,30 @@ def _tampered(lab, bundle_dir):
     return copy
 
 
+def _unsigned(lab, bundle_dir):
+    """A copy of the bundle without its signature."""
+    copy = lab.run_dir / "bundle-unsigned"
+    if not copy.exists():
+        shutil.copytree(bundle_dir, copy)
+        (copy / "SHA256SUMS.sig").unlink()
+    return copy
+
+
+def _resummed(lab, bundle_dir):
+    """A wheel changed and SHA256SUMS rewritten to match: only the signature can tell."""
+    copy = lab.run_dir / "bundle-resummed"
+    if not copy.exists():
+        shutil.copytree(bundle_dir, copy)
+        wheel = sorted(copy.glob("*.whl"))[0]
+        with open(wheel, "ab") as handle:
+            handle.write(b"\0")
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        sums = copy / "SHA256SUMS"
+        sums.write_text("".join(f"{digest}  {wheel.name}\n" if line.endswith(f"  {wheel.name}") else line + "\n"
+                                for line in sums.read_text().splitlines()))
+    return copy
+
+
 CASES = {
     "admin e-mail missing": (
         lambda lab, bundle_dir: {"appliance_bundle_dir": str(bundle_dir)},
@@ -65,6 +90,14 @@ CASES = {
         lambda lab, bundle_dir: {"appliance_bundle_dir": str(_tampered(lab, bundle_dir)),
                                  "appliance_admin_email": "admin@lab.example"},
         ["bundle-tampered is not intact", ".whl: FAILED"]),
+    "bundle unsigned": (
+        lambda lab, bundle_dir: {"appliance_bundle_dir": str(_unsigned(lab, bundle_dir)),
+                                 "appliance_admin_email": "admin@lab.example"},
+        ["bundle-unsigned is refused", "SHA256SUMS.sig is missing: the bundle is not signed"]),
+    "checksums rewritten after signing": (
+        lambda lab, bundle_dir: {"appliance_bundle_dir": str(_resummed(lab, bundle_dir)),
+                                 "appliance_admin_email": "admin@lab.example"},
+        ["bundle-resummed is refused", "the bundle was changed after it was signed"]),
     "wrong type": (
         lambda lab, bundle_dir: {"appliance_bundle_dir": str(bundle_dir), "appliance_admin_email": "admin@lab.example",
                                  "appliance_web_workers": "several"},
