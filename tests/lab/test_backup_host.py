@@ -25,7 +25,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.timeout(2400)]
 HOME = "/var/lib/appliance"
 APPLIANCE = "/opt/appliance/venv/bin/appliance"
 PYTHON = "/opt/appliance/venv/bin/python"
-RECEIVED = "/srv/appliance-backups"
+RECEIVED = "/srv/appliance-backups/archives"
+INCOMING = "/srv/appliance-backups/incoming"
 PASSPHRASE = "lab recovery passphrase 1"
 SSH_KEY = f"{HOME}/ssh/backup_target_ed25519"
 KNOWN_HOSTS = f"{HOME}/ssh/known_hosts"
@@ -108,8 +109,13 @@ def pushed(lab, installed):
         assert "seeded" in _python(source, SEED)
         run = run_playbook(inventory, "backup.yml", *extra)
         record("backup.yml (timer, backup host, backup, push)", run.seconds)
-        assert run.returncode == 0, f"backup.yml failed (log {run.log}):\n{run.tail()}"
-        names = backup_host.ssh(f"ls -1 {RECEIVED}").stdout.split()
+        if run.returncode != 0:
+            journal = source.ssh("journalctl --no-pager -n 40 -u appliance-backup", check=False).stdout
+            pytest.fail(f"backup.yml failed (log {run.log}):\n{run.tail()}\nappliance-backup journal:\n{journal}")
+        # The store path unit moves it from incoming/ as soon as it is complete.
+        deadline = time.monotonic() + 60
+        while not (names := backup_host.ssh(f"ls -1 {RECEIVED}").stdout.split()) and time.monotonic() < deadline:
+            time.sleep(1)
         assert len(names) == 1 and names[0].endswith(".apbk"), names
         yield {"source": source, "backup": backup_host, "inventory": inventory, "extra": extra,
                "archive": names[0], "before": conversations(source)}
@@ -155,8 +161,9 @@ def test_archive_on_the_backup_host_is_the_sources_and_ciphertext(pushed):
     here = source.ssh(f"sha256sum {HOME}/backups/{name}").stdout.split()[0]
     there = backup_host.ssh(f"sha256sum {RECEIVED}/{name}").stdout.split()[0]
     assert here == there
-    assert backup_host.ssh(f"stat -c '%a %U' {RECEIVED}/{name} {RECEIVED}").stdout.split() == [
-        "600", "appliance-backup", "700", "appliance-backup"]
+    assert backup_host.ssh(f"stat -c '%a %U' {RECEIVED}/{name} {RECEIVED} {INCOMING}").stdout.split() == [
+        "600", "root", "700", "root", "700", "appliance-backup"]
+    assert backup_host.ssh(f"ls -A {INCOMING}").stdout.strip() == ""
     # Seeded plaintext appears nowhere on the backup host, which has no key to read it.
     grep = backup_host.ssh(f"grep -rlaF -e 'Lab customer' -e 'Lab message' {RECEIVED}", check=False)
     assert grep.returncode == 1 and not grep.stdout
@@ -181,7 +188,9 @@ def test_backup_account_gets_no_shell_and_cannot_read_replace_or_delete(pushed):
     _as_appliance(source, f"head -c 100 /dev/urandom > /tmp/{name}", check=True)
     _as_appliance(source, f"{rsync} --times /tmp/{name} {target}:", check=False)
     _as_appliance(source, f"mkdir -p /tmp/empty && {rsync} -r --delete /tmp/empty/ {target}:", check=False)
+    backup_host.ssh("systemctl start appliance-backup-store.service")
     assert backup_host.ssh(f"sha256sum {RECEIVED}/{name}").stdout == before
+    assert backup_host.ssh(f"ls -A {INCOMING}").stdout.strip() == ""
     account = backup_host.ssh("getent shadow appliance-backup").stdout.split(":")
     assert account[1].startswith("!"), "the account must have no password"
     keys_file = backup_host.ssh("stat -c '%U %a' /etc/ssh/appliance-backup.authorized_keys").stdout.split()
