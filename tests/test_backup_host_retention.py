@@ -89,3 +89,28 @@ def test_monthly_archives_are_kept_for_the_archive_period(tmp_path):
             continue
         assert min(month_names) in kept, month  # the earliest name is the first of that month
         assert not (set(month_names) - {min(month_names)}) & kept, month
+
+
+def test_each_profiles_retention_reaches_config_yml_as_the_app_reads_it(tmp_path):
+    """The appliance role writes the profile's backup: block into config.yml; the app accepts it."""
+    import yaml
+
+    from appliance.core.config import Instance
+
+    template = (ROOT / "roles/appliance/templates/var/lib/appliance/config.yml.j2").read_text()
+    defaults = (ROOT / "roles/appliance/defaults/main.yml").read_text()
+    for key in ("retention_days", "archive", "archive_retention_months"):
+        assert f"'{key}': appliance_backup_{key}" in template
+        assert f"appliance_backup_{key}: \"{{{{ appliance_sizing.backup.{key}" in defaults
+    for profile in ("minimal", "medium", "maximal"):
+        backup = yaml.safe_load((ROOT / "sizing" / f"{profile}.yml").read_text())["backup"]
+        home = tmp_path / profile
+        home.mkdir()
+        written = {"retention_days": int(backup["retention_days"]), "archive": bool(backup["archive"]),
+                   "archive_retention_months": int(backup.get("archive_retention_months", 0))}
+        (home / "config.yml").write_text(yaml.safe_dump({"database_url": "sqlite:///appliance.db",
+                                                         "backup": written}))
+        instance = Instance.load(home)
+        for key, value in written.items():
+            assert instance["backup"][key] == value, (profile, key)
+    assert yaml.safe_load((ROOT / "sizing/maximal.yml").read_text())["backup"]["archive_retention_months"] == 60
