@@ -111,3 +111,21 @@ def test_new_host_with_only_the_recovery_kit(runner, home, tmp_path, monkeypatch
     assert "keys/installation.id" in restored.output
     verified = run(runner, new, "keys", "verify")
     assert "0 failed" in verified.output and " 0 values" not in verified.output
+
+
+def test_create_on_postgresql_in_a_process_of_its_own_as_the_timer_runs_it(tmp_path, pg_url):
+    """The nightly timer runs the command in a fresh process: no app, no database proxy bound."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    instance = make_instance(tmp_path / "home", pg_url)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    result = subprocess.run(
+        [sys.executable, "-c", "from appliance.cli import main; main()", "--home", str(instance.home),
+         "backup", "create"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    path = Path(result.stdout.strip().splitlines()[-1])
+    assert path.suffix == ".apbk" and path.stat().st_size > 0

@@ -125,10 +125,12 @@ def create_backup(instance, progress=None, passphrase=None,
 
 def _pg_schema_version(url: str) -> int:
     from appliance.web import db as dbmod
-    from appliance.web.migrations import current_version
+    from appliance.web.migrations import SchemaVersion, current_version
 
+    # Its own connection, with the model bound to it: the command line has no app,
+    # so the database proxy is not initialised when `backup create` runs from a timer.
     database = dbmod.open_database(url)
-    with database.connection_context():
+    with database.connection_context(), database.bind_ctx([SchemaVersion]):
         return current_version(database) if database.table_exists("schema_version") else 0
 
 
