@@ -18,6 +18,8 @@ import yaml
 
 from appliance.cli import main
 from appliance.core import inventory
+from appliance.core.bundle_signature import sign_bundle
+from appliance.core.licence.testing import TestSigner
 from appliance.core.sizing import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +47,10 @@ def bundle(tmp_path):
     (path / "manifest.json").write_text(json.dumps({"python": f"{sys.version_info.major}.{sys.version_info.minor}"}))
     (path / "SHA256SUMS").write_text("".join(
         f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in sorted(path.iterdir())))
+    # Signed as the vendor would, by a throwaway key the checks are told to trust.
+    signer = TestSigner()
+    signer.write_public(tmp_path / "bundle-trust")
+    sign_bundle(path, signer.key)
     return path
 
 
@@ -103,6 +109,7 @@ def test_generated_inventory_fits_the_playbooks_and_the_argument_specs(profile, 
     # The preflight's own validation of the inventory against every spec, each host as itself.
     checked = _ansible("ansible-playbook", "-i", str(out), str(_checks_playbook(tmp_path)), "-c", "local",
                        "-e", "ansible_become=false", "-e", f"ansible_python_interpreter={sys.executable}",
+                       "-e", f"appliance_bundle_trust={tmp_path / 'bundle-trust'}",
                        cwd=ROOT)
     assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-2000:]
     assert "failed=0" in checked.stdout and "does not fit" not in checked.stdout
@@ -115,6 +122,7 @@ def test_the_validation_would_notice_a_wrong_variable(runner, tmp_path, bundle):
     path.write_text(path.read_text().replace("appliance_profile: medium", "appliance_profile: huge"))
     checked = _ansible("ansible-playbook", "-i", str(out), str(_checks_playbook(tmp_path)), "-c", "local",
                        "-e", "ansible_become=false", "-e", f"ansible_python_interpreter={sys.executable}",
+                       "-e", f"appliance_bundle_trust={tmp_path / 'bundle-trust'}",
                        cwd=ROOT)
     assert checked.returncode != 0 and "appliance_profile" in checked.stdout
 
