@@ -6,6 +6,7 @@ parallel and installed once; the failover runs last, since it changes the topolo
 
 from __future__ import annotations
 
+import base64
 import itertools
 import re
 import threading
@@ -56,7 +57,8 @@ def maximal(lab, bundle):
                                "maintenance_work_mem": "64MB"},
             },
         )
-        run = run_playbook(inventory, "site.yml")
+        # With --diff: the keys copied between the app hosts must not show even then.
+        run = run_playbook(inventory, "site.yml", "--diff")
         record("maximal install (5 hosts)", run.seconds)
         assert run.returncode == 0, f"site.yml failed (log {run.log}):\n{run.tail()}"
         ca = inventory / "lb1.crt"
@@ -99,6 +101,21 @@ def _sql(host, query: str) -> str:
 def test_install_reports_no_failure(maximal):
     recap = maximal["run"].recap()
     assert set(recap) == set(HOSTS) and all(r["failed"] == 0 for r in recap.values()), recap
+
+
+def test_install_with_diff_shows_no_key_or_password(maximal):
+    output = maximal["run"].output
+    secrets = {name: (maximal["inventory"] / "credentials" / name).read_text().split()[0]
+               for name in ("admin_password", "postgresql_app_password", "postgresql_replication_password")}
+    for name in maximal["app1"].ssh("ls /var/lib/appliance/keys").stdout.split():
+        content = maximal["app1"].ssh(f"cat /var/lib/appliance/keys/{name}").stdout.strip()
+        if len(content) >= 16:
+            secrets[name] = content
+            secrets[f"{name} (base64)"] = base64.b64encode(content.encode()).decode()
+    assert "master.key" in secrets and "session.key" in secrets
+    shown = [name for name, value in secrets.items()
+             if any(len(line) >= 16 and line in output for line in value.splitlines())]
+    assert shown == [], f"--diff output of site.yml shows {shown}"
 
 
 def test_requests_through_the_load_balancer_reach_both_app_hosts(maximal):
@@ -171,6 +188,9 @@ def test_rerun_changes_nothing(maximal):
     assert run.returncode == 0, run.tail()
     changed = {name: r["changed"] for name, r in run.recap().items()}
     assert set(changed.values()) == {0}, (changed, run.changed_tasks())
+    check = run_playbook(maximal["inventory"], "site.yml", "--check", "--diff")
+    assert check.returncode == 0, check.tail()
+    assert {r["changed"] for r in check.recap().values()} == {0}, check.changed_tasks()
 
 
 def test_failover_promotes_the_standby_and_writes_resume(maximal):
