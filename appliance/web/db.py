@@ -251,6 +251,10 @@ def serialized(lock_key: int):
 
 LOCK_AUDIT = 0x61756474  # "audt"
 LOCK_LICENCE_GROWTH = 0x6C696367  # "licg": tenant and seat creation against licence limits
+# A day's pre-computed rows, replaced by whichever app host's worker gets there: without it two
+# workers deleting and inserting the same day at once collide on the day's unique key.
+LOCK_METERING_DAY = 0x6D746472  # "mtdr"
+LOCK_REPORT_DAY = 0x72707464  # "rptd"
 
 
 class Prepared:

@@ -13,6 +13,8 @@ from appliance.web.models.base import utcnow
 
 WORKER_STALE = dt.timedelta(minutes=5)
 DISK_WARN_FRACTION = 0.10
+# A standby further behind than this is a warning: a failover would lose that much.
+REPLICATION_LAG_WARN_SECONDS = 60
 
 
 @dataclass
@@ -34,6 +36,8 @@ def collect(instance, database) -> list[Check]:
     return [
         Check("Version", "ok", f"{appliance.__version__}, profile {instance['profile']}"),
         _safe("Database", lambda: _database(database)),
+        *([_safe("Replication", lambda: _replication(instance, database))]
+          if is_postgres_database(database) else []),
         _safe("Background worker", _worker),
         _safe("Licence", _licence),
         _safe("Encryption keys", _keys),
@@ -74,6 +78,77 @@ def _database(database) -> Check:
         return Check("Database", "error", f"{kind}, schema {version}: {len(todo)} migration(s) pending; "
                      "run 'appliance migrate'")
     return Check("Database", "ok", f"{kind}, schema version {version}")
+
+
+def is_postgres_database(database) -> bool:
+    from peewee import PostgresqlDatabase
+
+    return isinstance(database, PostgresqlDatabase)
+
+
+@dataclass
+class Standby:
+    name: str
+    state: str | None  # None: this role may not see it (pg_read_all_stats)
+    lag_seconds: float
+    lag_bytes: int
+
+
+@dataclass
+class Replication:
+    in_recovery: bool  # this database is itself a standby
+    standbys: list[Standby]
+    replay_delay_seconds: float | None = None  # on a standby: how old the last replayed change is
+
+
+def replication_state(database) -> Replication:
+    """Streaming replication as PostgreSQL reports it to this connection.
+
+    On a primary, each standby from pg_stat_replication with its replay lag (PostgreSQL
+    leaves the lag empty once an idle standby has caught up: 0 then); on a standby, the
+    age of the last replayed transaction, 0 when everything received is replayed.
+    """
+    in_recovery = bool(database.execute_sql("SELECT pg_is_in_recovery()").fetchone()[0])
+    if in_recovery:
+        delay = database.execute_sql(
+            "SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+            "ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END").fetchone()[0]
+        return Replication(True, [], float(delay) if delay is not None else None)
+    rows = database.execute_sql(
+        "SELECT application_name, state, EXTRACT(EPOCH FROM replay_lag), "
+        "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) FROM pg_stat_replication "
+        "ORDER BY application_name").fetchall()
+    return Replication(False, [Standby(name or "?", state, float(lag or 0), int(behind or 0))
+                               for name, state, lag, behind in rows])
+
+
+def _replication_expected(instance) -> bool:
+    from appliance.core.sizing import SIZED_PROFILES, load_profile
+
+    profile = instance["profile"]
+    return profile in SIZED_PROFILES and bool(load_profile(profile)["postgresql"].get("replication"))
+
+
+def _replication(instance, database) -> Check:
+    state = replication_state(database)
+    if state.in_recovery:
+        delay = "unknown" if state.replay_delay_seconds is None else f"{state.replay_delay_seconds:.0f} s"
+        return Check("Replication", "warn", f"this database is a read-only standby (replay delay {delay}): "
+                     "writes fail until it is promoted (docs/OPERATIONS.md, Failover)")
+    if not state.standbys:
+        if _replication_expected(instance):
+            return Check("Replication", "error", f"the {instance['profile']} profile has a standby, but none is "
+                         "streaming from this database: check PostgreSQL on the standby host and its log")
+        return Check("Replication", "ok", "no standby (none in this profile)")
+    hidden = [s.name for s in state.standbys if s.state is None]
+    if hidden:
+        return Check("Replication", "warn", f"{len(state.standbys)} standby connection(s), state hidden from "
+                     "the app's database role: grant it pg_read_all_stats (site.yml does)")
+    detail = ", ".join(f"{s.name} {s.state}, {s.lag_seconds:.1f} s / {s.lag_bytes} bytes behind"
+                       for s in state.standbys)
+    behind = [s for s in state.standbys
+              if s.state != "streaming" or s.lag_seconds > REPLICATION_LAG_WARN_SECONDS]
+    return Check("Replication", "warn" if behind else "ok", detail)
 
 
 def _worker() -> Check:

@@ -21,6 +21,7 @@ import datetime as dt
 from peewee import fn
 
 from appliance.core.calendar import day_bounds, today, zone
+from appliance.web.db import LOCK_METERING_DAY, serialized
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import Conversation, Message
 from appliance.web.models.licence import TenantProgram
@@ -81,8 +82,7 @@ def count_day(day: dt.date, tz) -> dict[int, dict]:
 def record_day(day: dt.date, tz) -> int:
     """Replace ``day``'s rows with fresh counts; returns the number of tenants recorded."""
     counts = count_day(day, tz)
-    database = UsageDay._meta.database
-    with database.atomic():
+    with serialized(LOCK_METERING_DAY):
         UsageDay.delete().where(UsageDay.day == day).execute()
         rows = [{"tenant": tenant_id, "day": day, "computed_at": utcnow(), **row} for tenant_id, row in counts.items()]
         for chunk in range(0, len(rows), 500):

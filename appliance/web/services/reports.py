@@ -27,6 +27,7 @@ from collections import defaultdict
 from peewee import fn
 
 from appliance.core.calendar import day_bounds, today, zone
+from appliance.web.db import LOCK_REPORT_DAY, serialized
 from appliance.web.export import csv_text
 from appliance.web.models.base import utcnow
 from appliance.web.models.contact_center import Channel, Conversation, Message, Team
@@ -136,7 +137,7 @@ def record_day(day: dt.date, tz) -> int:
     """Replace ``day``'s rows with fresh figures; returns the number of rows written."""
     rows = [{"tenant": tenant, "day": day, "dimension": dimension, "key": key, "computed_at": utcnow(), **values}
             for (tenant, dimension, key), values in count_day(day, tz).items()]
-    with ReportDay._meta.database.atomic():
+    with serialized(LOCK_REPORT_DAY):
         ReportDay.delete().where(ReportDay.day == day).execute()
         for chunk in range(0, len(rows), 200):
             ReportDay.insert_many(rows[chunk:chunk + 200]).execute()

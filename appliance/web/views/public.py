@@ -178,8 +178,34 @@ def metrics():
         "# TYPE appliance_users gauge",
         f"appliance_users {User.select().where(User.is_active == True).count()}",
         f'appliance_build_info{{version="{_version()}"}} 1',
+        *_replication_metrics(),
     ]
     return "\n".join(lines) + "\n", 200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+
+
+def _replication_metrics() -> list[str]:
+    """PostgreSQL's streaming replication: the standbys of this primary and their lag."""
+    from appliance.web.system_status import is_postgres_database, replication_state
+
+    database = current_app.extensions["database"]
+    if not is_postgres_database(database):
+        return []
+    state = replication_state(database)
+    lines = [
+        "# HELP appliance_database_in_recovery 1 when the app's database is a read-only standby.",
+        "# TYPE appliance_database_in_recovery gauge",
+        f"appliance_database_in_recovery {int(state.in_recovery)}",
+        "# HELP appliance_replication_standbys Standbys streaming from the app's database.",
+        "# TYPE appliance_replication_standbys gauge",
+        f"appliance_replication_standbys {sum(1 for s in state.standbys if s.state == 'streaming')}",
+        "# HELP appliance_replication_lag_seconds Replay lag of each standby.",
+        "# TYPE appliance_replication_lag_seconds gauge",
+    ]
+    lines += [f'appliance_replication_lag_seconds{{standby="{s.name}"}} {s.lag_seconds:.3f}' for s in state.standbys]
+    lines += ["# HELP appliance_replication_lag_bytes WAL each standby has yet to replay.",
+              "# TYPE appliance_replication_lag_bytes gauge"]
+    lines += [f'appliance_replication_lag_bytes{{standby="{s.name}"}} {s.lag_bytes}' for s in state.standbys]
+    return lines
 
 
 # --- shared input handling ---------------------------------------------------------------
