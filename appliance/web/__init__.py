@@ -130,6 +130,23 @@ def register_request_hooks(app: Flask, database, instance: Instance) -> None:
         if not database.is_closed():
             database.close()
 
+    @app.teardown_appcontext
+    def _anchor_left_pending(exc):
+        # Work outside a request (a worker's job, a command, a script in an app context)
+        # that recorded events inside its transaction anchors them when its context ends.
+        if not g.pop("audit_anchor_pending", False) or database.in_transaction():
+            return
+        from appliance.web.models.audit import advance_anchor
+
+        try:
+            if database.is_closed():
+                with database.connection_context():
+                    advance_anchor()
+            else:
+                advance_anchor()
+        except Exception:  # the next event moves it on
+            log.exception("could not advance the audit anchor")
+
     @app.after_request
     def _security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from peewee import InterfaceError, OperationalError
+from peewee import InterfaceError, OperationalError, SqliteDatabase
 from werkzeug.exceptions import ServiceUnavailable
 
 log = logging.getLogger("appliance.web.readiness")
@@ -80,7 +80,7 @@ def _original(exc: BaseException) -> BaseException:
 
 def _where(database) -> Path | None:
     name = getattr(database, "database", None)
-    if type(database).__name__.startswith("Sqlite") and name and name != ":memory:":
+    if isinstance(database, SqliteDatabase) and name and name != ":memory:":
         return Path(name).resolve().parent
     return None
 

@@ -20,6 +20,8 @@ import tarfile
 from importlib import metadata
 from pathlib import Path
 
+from peewee import PostgresqlDatabase
+
 import appliance
 from appliance.core import clock
 from appliance.core.redact import redact_settings, scrub_text
@@ -82,7 +84,7 @@ def _versions(database):
     import sqlite3
 
     engine = _safe(lambda: database.execute_sql("SELECT version()").fetchone()[0]) \
-        if type(database).__name__.startswith("Postgres") else f"SQLite {sqlite3.sqlite_version}"
+        if isinstance(database, PostgresqlDatabase) else f"SQLite {sqlite3.sqlite_version}"
     return {"appliance": appliance.__version__, "python": sys.version.split()[0], "libraries": libs,
             "database": engine, "os": platform.platform(), "generated_at": clock.now().isoformat()}
 

@@ -8,6 +8,8 @@ import datetime as dt
 import shutil
 from dataclasses import dataclass
 
+from peewee import PostgresqlDatabase
+
 import appliance
 from appliance.web.models.base import utcnow
 
@@ -71,7 +73,7 @@ def offline(instance, fault) -> list[Check]:
 def _database(database) -> Check:
     from appliance.web.migrations import current_version, pending
 
-    kind = "PostgreSQL" if type(database).__name__.startswith("Postgres") else "SQLite"
+    kind = "PostgreSQL" if is_postgres_database(database) else "SQLite"
     todo = pending(database)
     version = current_version(database)
     if todo:
@@ -81,8 +83,6 @@ def _database(database) -> Check:
 
 
 def is_postgres_database(database) -> bool:
-    from peewee import PostgresqlDatabase
-
     return isinstance(database, PostgresqlDatabase)
 
 
