@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests import test_browser as browser_support
 from tests.helpers import PASSWORD, served_over_loopback
-from tests.test_browser import CHROMEDRIVER, CHROMIUM, HAVE_SELENIUM, _errors, browser  # noqa: F401
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                       reason="headless Chromium not installed: apt-get install chromium chromium-driver"),
-    pytest.mark.skipif(not HAVE_SELENIUM, reason="selenium not installed: pip install selenium"),
-]
+pytestmark = browser_support.pytestmark  # the same skips: chromium, chromedriver, selenium
+browser = browser_support.browser  # the headless Chromium fixture
+_errors = browser_support._errors
 
 
 @pytest.fixture
@@ -52,7 +49,7 @@ class _Pages:
         return self.wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ready)))
 
 
-def test_agent_searches_labels_and_snoozes(app, browser, live_url, world):  # noqa: F811
+def test_agent_searches_labels_and_snoozes(app, browser, live_url, world):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as EC
