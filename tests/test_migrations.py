@@ -306,10 +306,15 @@ def seed_inbox(db, ids, instance):
         m.ConversationRead.create(user=ids["agent"], conversation=ids["conversation"], read_at=T0)
 
 
+def seed_identity_lookup(db, ids, instance):
+    """An index only: the core seed's rows are what it indexes."""
+
+
 SEEDS = {1: seed_core, 2: seed_keys, 3: seed_licences, 4: seed_sync, 5: seed_system, 6: seed_channels,
          7: seed_email, 8: seed_live, 9: seed_security, 10: seed_hardening, 14: seed_business,
          18: seed_reports, 19: seed_delivery_status, 20: seed_password_change, 21: seed_notice_mail,
-         22: seed_seat_quotas, 23: seed_lifecycle, 24: seed_channel_secrets, 25: seed_routing, 26: seed_inbox}
+         22: seed_seat_quotas, 23: seed_lifecycle, 24: seed_channel_secrets, 25: seed_routing, 26: seed_inbox,
+         28: seed_identity_lookup}
 
 # Columns whose values a migration rewrites (table, column) -> its version: compared through
 # today's models after the upgrade instead of byte for byte.

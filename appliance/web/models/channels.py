@@ -98,3 +98,7 @@ class ChannelIdentity(EncryptedModel, BaseModel):
     external = EncryptedTextField()
     external_bidx = BlindIndexField("external", "text")
     created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        # Every inbound message finds its sender by channel and blind index (migration m0028).
+        indexes = ((("channel", "external_bidx"), False),)
