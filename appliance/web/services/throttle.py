@@ -90,7 +90,7 @@ SYNC_SECONDS = 1.0
 class _Rate:
     """One subject's rate as this process sees it."""
 
-    __slots__ = ("lock", "counted", "synced_at", "pending")
+    __slots__ = ("counted", "lock", "pending", "synced_at")
 
     def __init__(self):
         self.lock = threading.Lock()
