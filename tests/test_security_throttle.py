@@ -113,3 +113,26 @@ def test_behind_a_trusted_proxy_the_forwarded_address_counts(app, world):
     ok = client.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token},
                      headers={"X-Forwarded-For": OWNER}, environ_base={"REMOTE_ADDR": "127.0.0.1"})
     assert ok.status_code == 302
+
+
+def test_a_process_writes_its_webhook_counts_at_least_once_a_second(app, client, world, clock):
+    """Admitted events are counted in the process and written at the next sync, so other
+    hosts see them at most a second late, and only the database's count refuses."""
+    _limits(app)["webhook_requests_per_address"] = 100
+    channel = world.objects["A"]["shared_channel"]
+
+    def post(n):
+        raw = json.dumps({"body": f"hi {n}", "email": "x@example.test"}).encode()
+        headers = {"Content-Type": "application/json", **signed_headers(channel.secret, raw)}
+        return client.post(f"/hooks/{channel.public_key}", data=raw, headers=headers,
+                           environ_base={"REMOTE_ADDR": ATTACKER}).status_code
+
+    def stored():
+        with app.app_context():
+            return ThrottleEvent.select().where(ThrottleEvent.scope == "webhook.address").count()
+
+    assert [post(n) for n in range(3)] == [202, 202, 202]
+    assert stored() == 1  # the first one synced; two wait in the process
+    clock.advance(seconds=1.5)
+    assert post(3) == 202
+    assert stored() == 4
