@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_inbox import MESSAGES_PER_CONVERSATION, seed
+from bench_inbox import seed
 
 from tests.helpers import make_instance
 from tests.pg import TempPostgres
@@ -43,7 +43,7 @@ def rotate_once(url: str, messages: int, batch_size: int) -> tuple[int, float]:
         provider = tenants.create_provider("Bench provider")
         tenant = tenants.create_child(provider, "Bench bank", "enterprise")
         channel = Channel.create(tenant=tenant, kind="webchat", name="chat")
-        seed(tenant, channel, [None], messages // MESSAGES_PER_CONVERSATION, random.Random(1))
+        seed(database, tenant, channel.id, messages, random.Random(1))
         keyring = get_keyring()
         keyring.active_ttl = 0.0  # one process: the settle wait would only add idle time
         rotation = TenantRotation(tenant.id, batch_size=batch_size, keyring=keyring)

@@ -353,3 +353,19 @@ def test_next_conversation_and_shortcut_script(app, client, world, clock):
     assert 'id="resolve-form"' in page and 'aria-keyshortcuts="r"' in page
     script = client.get("/static/inbox.js")
     assert script.status_code == 200 and b"keydown" in script.data
+
+
+@pytest.mark.parametrize("cap", [0, 1000])
+def test_label_filter_finds_the_same_rows_however_many_carry_the_label(app, world, monkeypatch, cap):
+    # cap 0: the label counts as "many", so the filter walks the tab and probes each row.
+    monkeypatch.setattr(conversations, "LABEL_LIST_CAP", cap)
+    a1 = world.tenants["A1"]
+    tag = labels.create_label(a1, name="Many")
+    conv = world.objects["A1"]["conversation"]
+    labels.add(conv, tag.id)
+    rows, _ = conversations.inbox(a1, label_id=tag.id)
+    assert [r.id for r in rows] == [conv.id]
+    other = labels.create_label(a1, name="Unused")
+    assert conversations.inbox(a1, label_id=other.id)[0] == []
+    Conversation.update(status="resolved").where(Conversation.id == conv.id).execute()
+    assert conversations.inbox(a1, status="open", label_id=tag.id)[0] == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from peewee import SQL, fn
+
 from appliance.web.db import write_transaction
 from appliance.web.models.audit import record
 from appliance.web.models.base import utcnow
@@ -24,6 +26,8 @@ from appliance.web.services.routing import pick_agent
 
 MAX_BODY = 20_000
 PAGE_SIZE = 25
+# Up to this many conversations with a label, the label filter reads them all (see inbox()).
+LABEL_LIST_CAP = 2000
 
 
 def _clean_body(body) -> str:
@@ -360,8 +364,15 @@ def inbox(tenant: Tenant, *, status=None, assignee=None, channel_id=None, team_i
     if team_id:
         query = query.where(Conversation.team == team_id)
     if label_id:
-        query = query.where(Conversation.id.in_(
-            ConversationLabel.select(ConversationLabel.conversation).where(ConversationLabel.label == label_id)))
+        tagged = ConversationLabel.select(ConversationLabel.conversation).where(ConversationLabel.label == label_id)
+        if tagged.limit(LABEL_LIST_CAP + 1).count() <= LABEL_LIST_CAP:
+            # Few labelled: read them all and sort (cheaper than walking a tab for rare matches).
+            query = query.where(Conversation.id.in_(tagged))
+        else:
+            # Many: walk the tab's index newest first and probe each row's label; SQLite would
+            # otherwise read and sort every labelled conversation (cost growing with the label).
+            query = query.where(fn.EXISTS(ConversationLabel.select(SQL("1")).where(
+                ConversationLabel.conversation == Conversation.id, ConversationLabel.label == label_id)))
     if priority not in (None, ""):
         if priority not in PRIORITIES:
             raise ServiceError(f"priority must be one of: {', '.join(PRIORITIES)}.", 422)
