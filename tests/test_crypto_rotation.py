@@ -193,3 +193,33 @@ def test_rotation_with_tampered_rows_keeps_the_old_key(inst):
     assert not result.retired and result.remaining == 1 and result.failures >= 1
     assert TenantKey.get(TenantKey.key_id == old).status == "retiring"
     assert any("verify" in n for n in result.notes)
+
+
+def test_a_crash_inside_a_batch_write_loses_nothing_and_the_resume_counts_every_row(inst, monkeypatch):
+    # PostgreSQL writes a batch as several transactions: killed inside the second, the first
+    # stays committed (its rows under the new key, counted), the second rolls back whole.
+    from appliance.web.crypto.rotation import TenantRotation
+
+    seed(1, 400)
+    calls = []
+    real = TenantRotation._record
+
+    def dying(self, t, rows, last):
+        calls.append(rows)
+        real(self, t, rows, last)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(TenantRotation, "_record", dying)
+    with pytest.raises(KeyboardInterrupt):
+        rotate_tenant(1, batch_size=200, models=MODELS)
+    monkeypatch.setattr(TenantRotation, "_record", real)
+    job = KeyRotationJob.get()
+    assert job.state == "running" and job.rows_done == calls[0] > 0
+    p = database_proxy.param
+    bodies = database_proxy.execute_sql(f"SELECT body FROM tcrypto_message WHERE tenant = {p}", [1]).fetchall()
+    assert sum(key_id_of(bytes(b)) == job.new_key_id for (b,) in bodies) == calls[0]
+    result = rotate_tenant(1, batch_size=200, models=MODELS)
+    assert result.resumed and result.rows_rewritten == 400
+    assert key_ids(TMessage, 1, "body") == {job.new_key_id}
+    assert {m.body for m in TMessage.select().where(TMessage.tenant == 1)} == {f"t1 body {i}" for i in range(400)}

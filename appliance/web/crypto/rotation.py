@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from os import urandom as _urandom
 
+from cryptography.exceptions import InvalidTag
+
 from appliance.core import clock
 from appliance.web.crypto import envelope
 from appliance.web.crypto.fields import registered_models
@@ -33,6 +35,9 @@ from appliance.web.crypto.tables import KeyRotationJob, TenantKey
 from appliance.web.db import database_proxy, is_postgres
 
 log = logging.getLogger("appliance.web.crypto")
+
+# Transactions a PostgreSQL batch is written in (see TenantRotation._write).
+_PG_PARTS = 4
 
 
 def _now():
@@ -70,7 +75,10 @@ class _TableSQL:
         p = database_proxy.param
         self.p = p
         cols = ", ".join(_q(c) for c in self.columns)
-        self.select_head = (f"SELECT {_q(self.pk)}, {_q(spec.uid_field.column_name)}, {cols} "
+        uid = _q(spec.uid_field.column_name)
+        if is_postgres():
+            uid = f"uuid_send({uid})"  # its 16 bytes, not a str parsed into a UUID per row
+        self.select_head = (f"SELECT {_q(self.pk)}, {uid}, {cols} "
                             f"FROM {_q(self.table)} WHERE {_q(spec.tenant_field.column_name)} = {p} "
                             f"AND {_q(self.pk)} > {p}")
         same = "IS NOT DISTINCT FROM" if is_postgres() else "IS"
@@ -200,70 +208,19 @@ class TenantRotation:
 
     def _pass(self, t: _TableSQL, start_pk, progress_cb, record: bool) -> int:
         """Re-encrypt every row of one table not under the new key, from ``start_pk`` on."""
-        kr = self.keyring
-        tenant_id = self.tenant_id
-        new = kr.get(self.job.new_key_id)
-        new_id = new.key_id
+        new_id = self.job.new_key_id
         where, fparams = t.key_filter("NOT IN", [new_id])
         sql = f"{t.select_head} AND {where} ORDER BY {_q(t.pk)} LIMIT {int(self.batch_size)}"
-        prefixes = [t.prefix(tenant_id, c) for c in t.columns]
-        ncols = len(t.columns)
-        by_header = kr._by_header
-        new_header, new_aead = new.header, new.aead
+        reseal = self._resealer(t)
         changed_total = 0
         last = start_pk
         while True:
-            rows = database_proxy.execute_sql(sql, [tenant_id, last, *fparams]).fetchall()
+            rows = database_proxy.execute_sql(sql, [self.tenant_id, last, *fparams]).fetchall()
             if not rows:
                 break
-            updates = []
-            for row in rows:
-                raw_uid = row[1]
-                # SQLite keeps a UUIDField as 32 hex digits; PostgreSQL hands back a str with dashes.
-                uid = bytes.fromhex(raw_uid) if type(raw_uid) is str and len(raw_uid) == 32 \
-                    else envelope.uid_bytes(raw_uid)
-                values = [None if v is None else bytes(v) for v in row[2:]]
-                new_values = list(values)
-                changed = False
-                for i in range(ncols):
-                    blob = values[i]
-                    if blob is None:
-                        continue
-                    header = blob[:5]
-                    if header == new_header:
-                        continue
-                    try:
-                        key = by_header.get(header) or kr.get(envelope.key_id_of(blob))
-                        if key.tenant_id != tenant_id or key.purpose != DATA:
-                            raise envelope.DecryptionFailed("value names another tenant's key", key.key_id)
-                        plain = envelope.open_sealed(key.aead, prefixes[i], uid, blob)
-                    except envelope.DecryptionFailed as exc:
-                        self.result.failures += 1
-                        log.warning("rotation: value failed its integrity check: table=%s column=%s "
-                                    "row_pk=%s reason=%s", t.table, t.columns[i], row[0], exc.reason)
-                        continue
-                    nonce = _urandom(12)
-                    new_values[i] = new_header + nonce + new_aead.encrypt(nonce, plain,
-                                                                          new_header + prefixes[i] + uid)
-                    changed = True
-                if changed:
-                    updates.append((*new_values, row[0], *values))
+            updates = reseal(rows)
             last = rows[-1][0]
-            with write_transaction():
-                if updates and is_postgres():
-                    columns = [list(column) for column in zip(*updates, strict=True)]
-                    keys = columns[len(t.columns)]
-                    database_proxy.execute_sql(t.array_sql, [*columns, min(keys), max(keys)])
-                elif updates:
-                    _executemany(t.update_sql, updates)
-                if record:
-                    progress = json.loads(self.job.progress)
-                    progress[t.table] = last
-                    self.job.progress = json.dumps(progress)
-                    self.job.rows_done += len(updates)
-                    self.job.failures = self.result.failures
-                    self.job.save(only=[KeyRotationJob.progress, KeyRotationJob.rows_done,
-                                        KeyRotationJob.failures])
+            self._write(t, updates, last, record)
             changed_total += len(updates)
             self.result.rows_rewritten += len(updates)
             if progress_cb is not None:
@@ -271,6 +228,105 @@ class TenantRotation:
             if len(rows) < self.batch_size:
                 break
         return changed_total
+
+    def _resealer(self, t: _TableSQL):
+        """A function turning a batch's selected rows into (new values..., pk, old values...) tuples."""
+        kr = self.keyring
+        tenant_id = self.tenant_id
+        new = kr.get(self.job.new_key_id)
+        prefixes = [t.prefix(tenant_id, c) for c in t.columns]
+        columns = range(len(t.columns))
+        by_header = kr._by_header
+        new_header, encrypt = new.header, new.aead.encrypt
+        header_len, nonce_end = envelope.HEADER_LEN, envelope.HEADER_LEN + envelope.NONCE_LEN
+        postgres = is_postgres()
+
+        def reseal(rows):
+            # One urandom call per batch, sliced into 96-bit nonces: a fresh random nonce per
+            # value as before, without a system call per value.
+            nonces = _urandom(envelope.NONCE_LEN * len(rows) * len(prefixes))
+            used = 0
+            updates = []
+            for row in rows:
+                raw_uid = row[1]
+                # PostgreSQL hands the uid over as its 16 bytes (uuid_send); SQLite keeps a
+                # UUIDField as 32 hex digits.
+                if postgres:
+                    uid = bytes(raw_uid)
+                else:
+                    uid = bytes.fromhex(raw_uid) if type(raw_uid) is str and len(raw_uid) == 32 \
+                        else envelope.uid_bytes(raw_uid)
+                values = row[2:]
+                new_values = list(values)
+                changed = False
+                for i in columns:
+                    blob = values[i]
+                    if blob is None:
+                        continue
+                    header = bytes(blob[:header_len])
+                    if header == new_header:
+                        continue
+                    aad = prefixes[i] + uid
+                    try:
+                        key = by_header.get(header) or kr.get(envelope.key_id_of(bytes(blob)))
+                        if key.tenant_id != tenant_id or key.purpose != DATA:
+                            raise envelope.DecryptionFailed("value names another tenant's key", key.key_id)
+                        try:
+                            plain = key.aead.decrypt(blob[header_len:nonce_end], blob[nonce_end:], header + aad)
+                        except InvalidTag:
+                            raise envelope.DecryptionFailed("authentication failed", key.key_id) from None
+                    except envelope.DecryptionFailed as exc:
+                        self.result.failures += 1
+                        log.warning("rotation: value failed its integrity check: table=%s column=%s "
+                                    "row_pk=%s reason=%s", t.table, t.columns[i], row[0], exc.reason)
+                        continue
+                    nonce = nonces[used:used + envelope.NONCE_LEN]
+                    used += envelope.NONCE_LEN
+                    new_values[i] = new_header + nonce + encrypt(nonce, plain, new_header + aad)
+                    changed = True
+                if changed:
+                    updates.append((*new_values, row[0], *values))
+            return updates
+
+        return reseal
+
+    def _write(self, t: _TableSQL, updates: list, last, record: bool) -> None:
+        """Store one batch's new values and, with ``record``, the job's progress."""
+        if not is_postgres():
+            with write_transaction():
+                if updates:
+                    _executemany(t.update_sql, updates)
+                if record:
+                    self._record(t, len(updates), last)
+            return
+        # PostgreSQL writes a new version of every updated row. On a full page it goes to
+        # another page, with a new entry in each of the table's indexes (7 on message, 14 on
+        # conversation): most of a rotation's time. So the batch is written as _PG_PARTS
+        # interleaved slices, each its own transaction: the first moves every
+        # _PG_PARTS-th row off its page; once committed, its old versions are dead and
+        # pruned when the next slice reads the page, which then has room for that slice's
+        # rows on the same page, a heap-only update that touches no index (4-5x cheaper).
+        # Each slice is the same guarded UPDATE, so a crash between slices leaves only
+        # rows fully under one key or the other; the batch's end is recorded with the
+        # last slice, and a resumed run skips the rows already moved (the key filter).
+        parts = [updates[i::_PG_PARTS] for i in range(_PG_PARTS)] if len(updates) >= _PG_PARTS else [updates]
+        for n, part in enumerate(parts):
+            with write_transaction():
+                if part:
+                    columns = [list(column) for column in zip(*part, strict=True)]
+                    keys = columns[len(t.columns)]
+                    database_proxy.execute_sql(t.array_sql, [*columns, min(keys), max(keys)])
+                if record:
+                    self._record(t, len(part), last if n == len(parts) - 1 else None)
+
+    def _record(self, t: _TableSQL, rows: int, last) -> None:
+        if last is not None:
+            progress = json.loads(self.job.progress)
+            progress[t.table] = last
+            self.job.progress = json.dumps(progress)
+        self.job.rows_done += rows
+        self.job.failures = self.result.failures
+        self.job.save(only=[KeyRotationJob.progress, KeyRotationJob.rows_done, KeyRotationJob.failures])
 
     def run(self, progress_cb=None, settle: bool = True) -> RotationResult:
         if self.job is None:
